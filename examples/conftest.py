@@ -1,0 +1,29 @@
+"""The example project's conftest: the app fixture the evals target, and a custom grader."""
+
+import pytest
+
+from support_app.router import Router
+
+
+@pytest.fixture(scope="session")
+def router():
+    """The app is set up once per session; the eval calls it through `target: fixture:router`."""
+    return Router()
+
+
+def polite(output, options):
+    """A team-specific check: replies greet the customer and sign off."""
+    import json
+
+    reply = json.loads(output).get("reply", "")
+    sign_off = options.get("sign_off", "Best regards")
+    if not reply.startswith("Hi "):
+        return False, "reply does not greet the customer"
+    if sign_off not in reply:
+        return False, f"reply does not sign off with {sign_off!r}"
+    return True, "greets and signs off"
+
+
+def pytest_promptgate_register_graders(config):
+    """Make `type: polite` available in eval files."""
+    return {"polite": polite}

@@ -1,0 +1,25 @@
+"""Ticket routing: the function the intent-routing eval targets."""
+
+from __future__ import annotations
+
+from . import model
+
+
+class Router:
+    """Routes a ticket to an intent label. Made once per session by the ``router`` fixture."""
+
+    def __init__(self, default_label: str = "other") -> None:
+        self.default_label = default_label
+        self.calls = 0
+
+    def __call__(self, prompt: str) -> dict:
+        """Called by promptgate with the rendered prompt; returns the label and token usage."""
+        self.calls += 1
+        completion = model.complete(prompt)
+        label = completion.output.strip().lower().rstrip(".").split()[-1] or self.default_label
+        return {
+            "output": label,
+            "input_tokens": completion.input_tokens,
+            "output_tokens": completion.output_tokens,
+            "model": completion.model,
+        }

@@ -1,0 +1,1 @@
+"""pytest-promptgate: prompt evaluations as pytest items, gated like releases."""

@@ -1,0 +1,273 @@
+"""Collection: ``EvalFile`` → ``VariantNode`` → ``EvalItem``, pytest's non-python pattern.
+
+Node ids are ``path/x.eval.yaml::VARIANT::CASE_ID``, so ``-k``, ``--lf``,
+``--deselect`` and ``path::VARIANT`` selection behave as they do for tests.
+
+An item does its measuring in ``setup``: it calls the target (``repeat`` times)
+and grades the outputs. Anything that stops a case from being measured —
+an exception in the target, a fixture or a grader — is therefore a setup error,
+which pytest shows and counts as an *error*, apart from failures. ``runtest``
+then only states the verdict: a case whose required graders failed fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _pytest.fixtures import TopRequest  # the route pytest's own doctest items take to fixtures
+
+from . import template
+from .graders import BaseGrader, GradeContext, GraderFailed, grade_run
+from .plugin import State, get_state
+from .results import CaseResult, RunRecord, combine_runs
+from .runner import describe_exception
+from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval
+from .targets import Target, TargetError, TargetRequest, build
+
+#: How much of an output a failure message shows.
+SHOWN_OUTPUT_CHARS = 300
+
+
+class EvalFile(pytest.File):
+    """A ``*.eval.yaml`` file: one eval."""
+
+    def collect(self) -> Iterator[VariantNode]:
+        state = get_state(self.config)
+        loaded = load_eval(self.path, state.registry(self.config).options_model)
+        if not state.selects(loaded.spec.suites):
+            return
+        other = state.evals.get(loaded.name)
+        if other is not None and other["path"] != str(self.path):
+            raise EvalFileError([loaded.problem(("eval",), f"eval name {loaded.name!r} is already used by {other['path']}")])
+        plan = EvalPlan.build(loaded, state, self)
+        state.evals[loaded.name] = plan.info()
+        for variant in loaded.variants:
+            yield VariantNode.from_parent(self, name=variant.name, plan=plan, variant=variant)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """Problems in the file as ``file:line:col: field: message`` lines, without a traceback."""
+        if isinstance(excinfo.value, EvalFileError):
+            return f"invalid eval file ({len(excinfo.value.problems)} problem(s)):\n" + str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class EvalPlan:
+    """What an eval's items share: the loaded file, its targets and its graders."""
+
+    def __init__(self, loaded: LoadedEval, targets: dict[str, Target | str], graders: list[tuple[Grader, BaseGrader]],
+                 case_graders: dict[str, list[tuple[Grader, BaseGrader]]], prices: dict[str, tuple[float, float]]) -> None:
+        self.loaded = loaded
+        self.targets = targets
+        self.graders = graders
+        self.case_graders = case_graders
+        self.prices = prices
+        # Fixture targets wrapped once per fixture value (session fixtures give the same value to every item).
+        self.fixture_targets: dict[int, Any] = {}
+
+    @classmethod
+    def build(cls, loaded: LoadedEval, state: State, node: pytest.Collector) -> EvalPlan:
+        """Import targets and make graders; what fails here is a collection error pointing at the file."""
+        config = node.config
+        problems: list[Problem] = []
+        targets: dict[str, Target | str] = {}
+        for variant in loaded.variants:
+            try:
+                target = build(variant.target, variant.params, tuple(variant.prompts))
+            except TargetError as exc:
+                problems.append(loaded.problem(variant.target_loc, str(exc)))
+                continue
+            if isinstance(target, str) and node.session._fixturemanager.getfixturedefs(target, node) is None:
+                problems.append(loaded.problem(variant.target_loc, f"no fixture named {target!r} (target 'fixture:{target}'); "
+                                                                   "define it in a conftest.py"))
+            targets[variant.name] = target
+            state.runner().own(target)
+        registry = state.registry(config)
+        graders = [(spec, registry.create(spec.type, spec.options)) for spec in loaded.spec.graders]
+        case_graders = {
+            case.id: [(spec, registry.create(spec.type, spec.options)) for spec in case.graders]
+            for case in loaded.cases if case.graders
+        }
+        if problems:
+            raise EvalFileError(problems)
+        prices = {**state.prices(config), **{m: (p.input, p.output) for m, p in loaded.spec.pricing.items()}}
+        return cls(loaded, targets, graders, case_graders, prices)
+
+    def info(self) -> dict[str, Any]:
+        """What the controller needs to know of this eval (plain data: it crosses xdist's channel)."""
+        spec = self.loaded.spec
+        return {
+            "name": spec.eval,
+            "path": str(self.loaded.path),
+            "suites": list(spec.suites),
+            "threshold": spec.threshold,
+            "warn_drop": spec.warn_drop,
+            "repeat": spec.repeat,
+            "repeat_pass": spec.repeat_pass,
+            "cases": len(self.loaded.cases),
+            "variants": [v.name for v in self.loaded.variants],
+            "dataset_hash": self.loaded.dataset_hash,
+        }
+
+
+class VariantNode(pytest.Collector):
+    """One variant of an eval: collects one item per case."""
+
+    def __init__(self, *, plan: EvalPlan, variant: LoadedVariant, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.variant = variant
+
+    def collect(self) -> Iterator[EvalItem]:
+        for case in self.plan.loaded.cases:
+            yield EvalItem.from_parent(self, name=case.id, plan=self.plan, variant=self.variant, case=case)
+
+
+class CaseFailed(Exception):
+    """Raised by ``runtest`` for a case whose required graders failed."""
+
+
+class EvalItem(pytest.Item):
+    """One case under one variant."""
+
+    def __init__(self, *, plan: EvalPlan, variant: LoadedVariant, case: LoadedCase, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.variant = variant
+        self.case = case
+        self.result: CaseResult | None = None
+        self.extra_keyword_matches.update(case.tags)
+        # Fixture support, as pytest's DoctestItem does it: autouse fixtures apply,
+        # and fixture targets are looked up by name at setup.
+        self.obj = None
+        self.funcargs: dict[str, Any] = {}
+        self._fixtureinfo = self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
+        self.fixturenames = self._fixtureinfo.names_closure
+        self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
+
+    # -- the pytest protocol
+
+    def setup(self) -> None:
+        self._request._fillfixtures()
+        try:
+            self.result = self._measure()
+            return
+        except (TargetError, GraderFailed) as exc:
+            error = str(exc)
+        # Failed outside the except block, so the report shows the summary alone, not the exception chain.
+        self.result = self._error_result(error)
+        pytest.fail(error, pytrace=False)
+
+    def runtest(self) -> None:
+        assert self.result is not None
+        if not self.result.passed:
+            raise CaseFailed()
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, CaseFailed) and self.result is not None:
+            return "\n".join(failure_lines(self.result, self.plan.loaded.spec.repeat_pass))
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, (self.case.line - 1 if self.case.line else None), f"{self.plan.loaded.name}::{self.variant.name}::{self.case.id}"
+
+    # -- measuring
+
+    def _measure(self) -> CaseResult:
+        plan, case, variant = self.plan, self.case, self.variant
+        target = self._target()
+        values = case.vars
+        prompts = {name: prompt.render(values) for name, prompt in variant.prompts.items()}
+        request = TargetRequest(
+            prompt=next(iter(prompts.values())) if len(prompts) == 1 else None,
+            prompts=prompts,
+            vars=dict(case.vars),
+            params=dict(variant.params),
+            variant=variant.name,
+        )
+        runner = get_state(self.config).runner()
+        graders = plan.graders + plan.case_graders.get(case.id, [])
+        runs: list[RunRecord] = []
+        for _ in range(plan.loaded.spec.repeat):
+            result = runner.call(target, request, plan.prices)
+            ctx = GradeContext(
+                output=result.output,
+                expected=case.expected,
+                vars=case.vars,
+                result=result,
+                case_id=case.id,
+                variant=variant.name,
+                judge=self._judge,
+            )
+            runs.append(grade_run(graders, ctx))
+        passed, score, flaky = combine_runs(runs, plan.loaded.spec.repeat_pass)
+        return CaseResult(
+            eval=plan.loaded.name, variant=variant.name, case_id=case.id, passed=passed, score=score,
+            runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
+        )
+
+    def _target(self) -> Target:
+        target = self.plan.targets[self.variant.name]
+        if isinstance(target, str):
+            return self._fixture_target(target)
+        return target
+
+    def _fixture_target(self, name: str) -> Target:
+        from .targets import CallableTarget
+
+        value = self._request.getfixturevalue(name)
+        cache = self.plan.fixture_targets
+        wrapped = cache.get(id(value))
+        if wrapped is None or wrapped.fn is not value:
+            if not callable(value):
+                raise TargetError(f"fixture {name!r} (target 'fixture:{name}') gave a {type(value).__name__}; it must give a callable")
+            wrapped = cache[id(value)] = CallableTarget(value, f"fixture:{name}", tuple(self.variant.prompts))
+        return wrapped
+
+    def _judge(self, spec: Any, prompt: Any) -> Any:
+        def make(spec: Any) -> Target:
+            target = build(spec, {}, ("judge",))
+            return self._fixture_target(target) if isinstance(target, str) else target
+
+        return get_state(self.config).runner().judge(spec, make, prompt, self.plan.prices)
+
+    def _error_result(self, error: str) -> CaseResult:
+        return CaseResult(
+            eval=self.plan.loaded.name, variant=self.variant.name, case_id=self.case.id, passed=False, score=None,
+            error=error, vars=dict(self.case.vars), expected=self.case.expected, tags=self.case.tags,
+        )
+
+    def result_for_report(self, when: str, excinfo: pytest.ExceptionInfo[BaseException] | None) -> CaseResult | None:
+        """The result to attach to this phase's report: one per item, on setup (errors) or call."""
+        if when == "setup" and excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception):
+            if self.result is None or self.result.error is None:  # a fixture broke before the target ran
+                self.result = self._error_result(describe_exception("setup", excinfo.value))
+            return self.result
+        if when == "call":
+            return self.result
+        return None
+
+
+def failure_lines(result: CaseResult, repeat_pass: float) -> list[str]:
+    """A few lines that say why a case failed: vars, expected, output, failed graders."""
+    failing = next((run for run in result.runs if not run.passed), result.runs[0])
+    lines = [f"case {result.case_id} (variant {result.variant}) failed"]
+    if len(result.runs) > 1:
+        lines[0] += f": {result.runs_passed}/{len(result.runs)} runs passed, needs {repeat_pass:.0%}" + (
+            " (flaky)" if result.flaky else ""
+        )
+    lines.append(f"  vars:     {_trim(template.as_text(result.vars), 200)}")
+    if result.expected is not None:
+        lines.append(f"  expected: {_trim(template.as_text(result.expected), 200)}")
+    lines.append(f"  output:   {_trim(failing.output, SHOWN_OUTPUT_CHARS)!r}")
+    for grader in failing.graders:
+        if not grader.passed:
+            mode = f" [{grader.failure_mode}]" if grader.failure_mode else ""
+            optional = " (not required)" if not grader.required else ""
+            lines.append(f"  FAILED {grader.name}{mode}{optional}: {grader.reason}")
+    return lines
+
+
+def _trim(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

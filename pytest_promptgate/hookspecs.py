@@ -1,0 +1,28 @@
+"""The plugin's own hooks (pluggy specifications), added through ``pytest_addhooks``.
+
+Implement them in a ``conftest.py`` or a plugin, like any pytest hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+
+@pytest.hookspec
+def pytest_promptgate_register_graders(config: pytest.Config) -> Mapping[str, Any] | None:
+    """Add grader types: return ``{type name: grader}``.
+
+    A grader is a :class:`pytest_promptgate.BaseGrader` subclass (its ``Options``
+    model checks the keys an eval file gives it at collection) or a plain
+    function called with the keyword arguments it declares among ``output``,
+    ``expected``, ``vars``, ``result``, ``case_id``, ``variant``, ``options`` and
+    ``context``, returning a bool, a score in [0, 1], ``(passed, reason)``, a
+    mapping with ``pass``/``score``/``reason``, or a ``GradeResult``.
+
+    Called once per session, when the first eval file is collected. Packages can
+    publish grader types without a hook through the ``pytest_promptgate.graders``
+    entry-point group (name = type name, value = the grader).
+    """

@@ -1,0 +1,191 @@
+"""The pytest plugin: options, ini keys, collection and wiring.
+
+This module is loaded in every pytest run of an environment that has the plugin
+installed, evals or not, so it imports nothing heavy: pydantic, YAML, graders
+and targets are imported inside the hooks that need them, and only once an eval
+file is actually collected.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .graders import GraderRegistry
+    from .runner import Runner
+
+#: Suite names that select every eval.
+EVERY_SUITE = frozenset({"all", "full"})
+#: Attribute of a TestReport carrying the item's CaseResult as plain data.
+REPORT_ATTR = "promptgate"
+#: Key of ``config.workeroutput`` carrying a worker's eval infos to the controller.
+WORKEROUTPUT_KEY = "promptgate_evals"
+
+_STATE = pytest.StashKey["State"]()
+
+
+@dataclass
+class State:
+    """Per-process plugin state: what is selected, and what collection found."""
+
+    suites: frozenset[str]
+    patterns: tuple[str, ...]
+    strict: bool
+    #: eval files seen by collection, selected or not.
+    found: int = 0
+    #: eval name → info of every selected eval collected in this process.
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _registry: GraderRegistry | None = None
+    _runner: Runner | None = None
+    _prices: dict[str, tuple[float, float]] | None = None
+
+    def selects(self, suites: list[str]) -> bool:
+        """Whether an eval listing ``suites`` runs in this session."""
+        return bool(self.suites & EVERY_SUITE) or bool(self.suites.intersection(suites))
+
+    def is_eval_file(self, name: str) -> bool:
+        """Whether a file name matches ``promptgate_files``."""
+        return any(fnmatch.fnmatch(name, pattern) for pattern in self.patterns)
+
+    def registry(self, config: pytest.Config) -> GraderRegistry:
+        """Grader types: built-ins, the register hook, entry points; built once."""
+        if self._registry is None:
+            from .graders import GraderRegistry, load_entry_points, load_from_hook
+
+            registered = load_from_hook(config.hook.pytest_promptgate_register_graders(config=config))
+            try:
+                self._registry = GraderRegistry.build(registered + load_entry_points())
+            except ValueError as exc:
+                raise pytest.UsageError(f"promptgate: {exc}") from None
+        return self._registry
+
+    def runner(self) -> Runner:
+        """The process's runner, made on first use."""
+        if self._runner is None:
+            from .runner import Runner
+
+            self._runner = Runner()
+        return self._runner
+
+    def prices(self, config: pytest.Config) -> dict[str, tuple[float, float]]:
+        """Built-in token prices overridden by the ``promptgate_pricing`` ini lines."""
+        if self._prices is None:
+            from .targets.pricing import DEFAULT_PRICES, parse_ini
+
+            try:
+                self._prices = {**DEFAULT_PRICES, **parse_ini(config.getini("promptgate_pricing"))}
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return self._prices
+
+
+def get_state(config: pytest.Config) -> State:
+    """The plugin's state for this config."""
+    return config.stash[_STATE]
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add ``pytest_promptgate_register_graders`` (see :mod:`pytest_promptgate.hookspecs`)."""
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options and ini keys; see docs/options.md."""
+    group = parser.getgroup("promptgate", "prompt evals (pytest-promptgate)")
+    group.addoption(
+        "--prompt-suite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run the evals of suite NAME (repeat the option or separate names with commas); "
+        "'all' or 'full' runs every eval. Default: ini promptgate_suite, else evals are not collected.",
+    )
+    group.addoption(
+        "--prompt-strict",
+        action="store_true",
+        default=False,
+        help="fail the session on any failed or errored case, not only when an eval falls below its threshold. "
+        "Default: off.",
+    )
+    parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
+    parser.addini(
+        "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
+        default=["*.eval.yaml", "*.eval.yml"],
+    )
+    parser.addini(
+        "promptgate_pricing",
+        "token prices overriding the built-in table: one 'MODEL INPUT_USD OUTPUT_USD' per line, USD per million tokens",
+        type="linelist",
+        default=[],
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Set up state; on the controlling process, register the session that aggregates results."""
+    suites = config.getoption("prompt_suite") or config.getini("promptgate_suite")
+    names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
+    state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
+    config.stash[_STATE] = state
+    if names:
+        state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        from .session import EvalSession, XdistHooks
+
+        session = EvalSession(config, state)
+        config.pluginmanager.register(session, "promptgate-session")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(session), "promptgate-xdist")
+
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
+    """Eval files become :class:`~pytest_promptgate.collect.EvalFile` nodes when evals are selected."""
+    state = get_state(parent.config)
+    if not state.is_eval_file(file_path.name):
+        return None
+    state.found += 1
+    if not state.suites:
+        return None
+    from .collect import EvalFile
+
+    return EvalFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the item's result to its report, so it reaches the controller (also under xdist)."""
+    report = yield
+    result_for_report = getattr(item, "result_for_report", None)
+    if result_for_report is not None:
+        result = result_for_report(call.when, call.excinfo)
+        if result is not None:
+            setattr(report, REPORT_ATTR, result.to_dict())
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """Flaky cases keep their outcome but say they are flaky."""
+    data = getattr(report, REPORT_ATTR, None)
+    if data and data.get("flaky") and report.when == "call":
+        word = "PASSED (flaky)" if report.passed else "FAILED (flaky)"
+        return report.outcome, "." if report.passed else "F", (word, {"yellow": True})
+    return None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the evals it collected to the controller."""
+    config = session.config
+    if hasattr(config, "workeroutput"):
+        config.workeroutput[WORKEROUTPUT_KEY] = get_state(config).evals
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the runner (event loop, clients)."""
+    state = config.stash.get(_STATE, None)
+    if state is not None and state._runner is not None:
+        state._runner.close()

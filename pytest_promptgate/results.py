@@ -1,0 +1,209 @@
+"""Per-case results, and their aggregation into per-(eval, variant) summaries.
+
+Pure: plain data in, plain data out; no pytest, no MLflow. A :class:`CaseResult`
+travels from the process that ran the item to the controller on the pytest
+report (``report.promptgate``), as the plain dict of :meth:`CaseResult.to_dict`,
+which survives xdist's serialisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Outputs longer than this are cut in the result record (the item's own report shows a shorter cut).
+MAX_OUTPUT_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class GraderRecord:
+    """One grader's answer for one run."""
+
+    name: str
+    type: str
+    passed: bool
+    score: float
+    reason: str
+    required: bool = True
+    weight: float = 1.0
+    failure_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One call of the target for a case, and how it graded."""
+
+    output: str
+    latency_ms: float
+    passed: bool
+    score: float
+    graders: tuple[GraderRecord, ...] = ()
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The result of one item: one case under one variant, over ``repeat`` runs."""
+
+    eval: str
+    variant: str
+    case_id: str
+    passed: bool
+    score: float | None
+    runs: tuple[RunRecord, ...] = ()
+    error: str | None = None
+    flaky: bool = False
+    vars: dict[str, Any] = field(default_factory=dict)
+    expected: Any = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def outcome(self) -> str:
+        """``passed``, ``failed`` or ``error``."""
+        return "error" if self.error is not None else ("passed" if self.passed else "failed")
+
+    @property
+    def runs_passed(self) -> int:
+        """How many runs passed."""
+        return sum(run.passed for run in self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the report (xdist serialises reports with execnet: builtins only)."""
+        data = asdict(self)
+        for run in data["runs"]:
+            if len(run["output"]) > MAX_OUTPUT_CHARS:
+                run["output"] = run["output"][:MAX_OUTPUT_CHARS] + f"… [{len(run['output']) - MAX_OUTPUT_CHARS} chars cut]"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
+        """The inverse of :meth:`to_dict`."""
+        runs = tuple(
+            RunRecord(**{**run, "graders": tuple(GraderRecord(**g) for g in run["graders"])}) for run in data["runs"]
+        )
+        return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ()))})
+
+
+def combine_runs(runs: Sequence[RunRecord], repeat_pass: float) -> tuple[bool, float, bool]:
+    """A case's (passed, score, flaky) from its runs (DESIGN §3).
+
+    The case passes when at least ``repeat_pass`` of its runs pass; it is flaky
+    when its runs disagree; its score is the mean of the runs' scores.
+    """
+    passed_runs = sum(run.passed for run in runs)
+    passed = passed_runs >= repeat_pass * len(runs) - 1e-9
+    flaky = 0 < passed_runs < len(runs)
+    return passed, sum(run.score for run in runs) / len(runs), flaky
+
+
+def combine_grades(graders: Sequence[GraderRecord]) -> tuple[bool, float]:
+    """A run's (passed, score): it passes when every required grader passes; the score is the weighted mean."""
+    passed = all(g.passed for g in graders if g.required)
+    total_weight = sum(g.weight for g in graders)
+    if not graders or total_weight == 0:
+        return passed, 1.0 if passed else 0.0
+    return passed, sum(g.score * g.weight for g in graders) / total_weight
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What one (eval, variant) measured in this session."""
+
+    eval: str
+    variant: str
+    cases: int
+    passed: int
+    failed: int
+    errors: int
+    flaky: int
+    #: passed / cases: error cases count against it, since they produced no passing answer.
+    pass_rate: float
+    #: mean case score over the graded (non-error) cases; None when every case errored.
+    average_score: float | None
+    error_rate: float
+    latency_ms_avg: float | None
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    latency_ms_p99: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd_total: float | None
+    cost_usd_per_case: float | None
+    grader_pass_rates: dict[str, float]
+    failure_modes: dict[str, int]
+
+
+def summarize(results: Iterable[CaseResult]) -> list[EvalSummary]:
+    """One summary per (eval, variant), in the order they first appear."""
+    groups: dict[tuple[str, str], list[CaseResult]] = {}
+    for result in results:
+        groups.setdefault((result.eval, result.variant), []).append(result)
+    return [_summary(eval_name, variant, cases) for (eval_name, variant), cases in groups.items()]
+
+
+def _summary(eval_name: str, variant: str, cases: list[CaseResult]) -> EvalSummary:
+    n = len(cases)
+    passed = sum(c.outcome == "passed" for c in cases)
+    errors = sum(c.outcome == "error" for c in cases)
+    graded = [c for c in cases if c.error is None]
+    runs = [run for c in graded for run in c.runs]
+    latencies = [run.latency_ms for run in runs]
+    grader_runs: dict[str, list[bool]] = {}
+    for run in runs:
+        for g in run.graders:
+            grader_runs.setdefault(g.name, []).append(g.passed)
+    failure_modes: dict[str, int] = {}
+    for case in graded:
+        modes = {g.failure_mode for run in case.runs for g in run.graders if not g.passed and g.failure_mode}
+        for mode in modes:
+            failure_modes[mode] = failure_modes.get(mode, 0) + 1
+    cost = _sum_known(run.cost_usd for c in cases for run in c.runs)
+    return EvalSummary(
+        eval=eval_name,
+        variant=variant,
+        cases=n,
+        passed=passed,
+        failed=n - passed - errors,
+        errors=errors,
+        flaky=sum(c.flaky for c in cases),
+        pass_rate=passed / n,
+        average_score=sum(c.score or 0.0 for c in graded) / len(graded) if graded else None,
+        error_rate=errors / n,
+        latency_ms_avg=sum(latencies) / len(latencies) if latencies else None,
+        latency_ms_p50=percentile(latencies, 50),
+        latency_ms_p95=percentile(latencies, 95),
+        latency_ms_p99=percentile(latencies, 99),
+        input_tokens=_sum_known(run.input_tokens for c in cases for run in c.runs),
+        output_tokens=_sum_known(run.output_tokens for c in cases for run in c.runs),
+        cost_usd_total=cost,
+        cost_usd_per_case=cost / n if cost is not None else None,
+        grader_pass_rates={name: sum(v) / len(v) for name, v in grader_runs.items()},
+        failure_modes=dict(sorted(failure_modes.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile with linear interpolation between closest ranks.
+
+    The same definition as ``numpy.percentile``'s default and
+    ``statistics.quantiles(method="inclusive")``; ``None`` for no values.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _sum_known(values: Iterable[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None

@@ -1,0 +1,879 @@
+"""The eval file: pydantic models, and loading a ``*.eval.yaml`` into a checked :class:`LoadedEval`.
+
+This is the only module that reads YAML (the eval file, and included case files).
+Every problem found is reported with the file, line and column of the offending
+node, the field path (``cases[3].vars``) and what was expected; all problems of
+a file are collected and raised together as one :class:`EvalFileError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from . import template
+
+try:  # DESIGN §2: parse with the C-accelerated loader when libyaml is there.
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+EVAL_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+IDENT = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_PATTERN_MEANING = {
+    EVAL_NAME: "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
+    IDENT: "letters, digits, '.', '_' and '-', starting with a letter, digit or '_'",
+}
+GATE_METRICS = (
+    "pass_rate",
+    "average_score",
+    "error_rate",
+    "cost_usd_total",
+    "cost_usd_per_case",
+    "latency_ms_avg",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "input_tokens",
+    "output_tokens",
+)
+# Names a grader template may use besides the case's vars.
+GRADER_NAMES = ("expected", "output")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an eval file (or a file it includes)."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class EvalFileError(Exception):
+    """An eval file that cannot be used; carries every :class:`Problem` found in it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(_Model):
+    """One message of a chat prompt."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class Prompt(_Model):
+    """A prompt, from exactly one source: an inline template, a file, chat messages or the registry."""
+
+    template: str | None = None
+    file: str | None = None
+    messages: list[Message] | None = None
+    registry: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Prompt:
+        given = [k for k in ("template", "file", "messages", "registry") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a prompt needs exactly one of template, file, messages or registry"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class Provider(_Model):
+    """An OpenAI-compatible chat-completions endpoint."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
+    params: dict[str, Any] = {}
+    timeout: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=20)
+    prompt: str | None = Field(default=None, description="which prompt to send, when the eval has several")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/")
+
+
+class ProviderTarget(_Model):
+    """``target: {provider: {...}}``."""
+
+    provider: Provider
+
+
+def _check_target_name(value: str) -> str:
+    if value == "echo" or value.startswith("fixture:"):
+        if value.startswith("fixture:") and not value[len("fixture:") :].isidentifier():
+            raise ValueError(f"fixture target must be 'fixture:NAME' with a fixture name (got {value!r})")
+        return value
+    module, sep, attr = value.partition(":")
+    if not sep or not all(p.isidentifier() for p in module.split(".")) or not all(
+        p.isidentifier() for p in attr.split(".")
+    ):
+        raise ValueError(
+            f"expected 'module:callable', 'fixture:NAME', 'echo' or a provider mapping (got {value!r})"
+        )
+    return value
+
+
+TargetName = Annotated[str, Field(min_length=1), AfterValidator(_check_target_name)]
+# A string names a target, a mapping is a provider; the discriminator keeps pydantic
+# from reporting both readings of one mistake. Tags start with "<" and are dropped
+# from field paths in messages.
+TargetSpec = Annotated[
+    Union[Annotated[TargetName, Tag("<name>")], Annotated[ProviderTarget, Tag("<provider>")]],
+    Discriminator(lambda value: "<provider>" if isinstance(value, (dict, ProviderTarget)) else "<name>"),
+]
+
+
+class Grader(_Model):
+    """A grader as written in an eval file; its own options are checked by its grader type."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    name: str | None = None
+    weight: float = Field(default=1.0, ge=0)
+    required: bool = True
+    failure_mode: str | None = Field(default=None, pattern=IDENT)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The grader-specific keys (everything but type, name, weight, required, failure_mode)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def label(self) -> str:
+        """How results and metrics name this grader."""
+        return self.name or self.type
+
+
+class GateRule(_Model):
+    """One gate rule: a metric with a minimum and/or maximum."""
+
+    metric: Literal[GATE_METRICS]  # type: ignore[valid-type]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> GateRule:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate rule needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class Gates(_Model):
+    """The eval's gates; enforced after the session (issue 3)."""
+
+    on_fail: Literal["warn", "fail", "block_promote"] = "fail"
+    rules: list[GateRule] = Field(min_length=1)
+
+
+class Price(_Model):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class Variant(_Model):
+    """A named variation of the eval: other prompts, params or target."""
+
+    name: str = Field(pattern=IDENT)
+    description: str = ""
+    prompts: dict[str, Prompt] = {}
+    params: dict[str, Any] = {}
+    target: TargetSpec | None = None
+
+
+def _id_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(
+            "YAML reads unquoted yes/no/true/false/on/off as a boolean; quote the id (id: \"yes\")"
+        )
+    return str(value) if isinstance(value, int) else value
+
+
+class Case(_Model):
+    """One case: inputs (vars), the expected answer, extra graders and tags."""
+
+    id: Annotated[str | None, BeforeValidator(_id_text)] = Field(default=None, pattern=IDENT)
+    description: str = ""
+    vars: dict[str, Any] = {}
+    expected: Any = None
+    graders: list[Grader] = []
+    tags: list[str] = []
+
+
+class Include(_Model):
+    """``- include: cases/x.jsonl`` in a case list."""
+
+    include: str
+
+
+class Eval(_Model):
+    """An eval file."""
+
+    eval: str = Field(pattern=EVAL_NAME)
+    description: str = ""
+    suites: list[str] = []
+    prompts: dict[str, Prompt] = {}
+    target: TargetSpec
+    variants: list[Variant] = []
+    repeat: int = Field(default=1, ge=1, le=1000)
+    repeat_pass: float = Field(default=1.0, gt=0, le=1)
+    threshold: float = Field(default=1.0, ge=0, le=1)
+    warn_drop: float = Field(default=0.10, ge=0, le=1)
+    pricing: dict[str, Price] = {}
+    graders: list[Grader] = []
+    gates: Gates | None = None
+    # Entries are Case or Include; told apart and checked one by one so errors stay precise.
+    cases: list[Any] = Field(min_length=1)
+
+    @field_validator("suites")
+    @classmethod
+    def _suite_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or "," in name or name != name.strip():
+                raise ValueError(f"suite names are single words without commas (got {name!r})")
+        return value
+
+
+# --------------------------------------------------------------------------- loaded, checked result
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """A prompt's text as the eval uses it: a template string or chat messages."""
+
+    name: str
+    template: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+    source: str = "inline"
+
+    def variables(self) -> set[str]:
+        """Variable names used anywhere in the prompt."""
+        if self.messages is not None:
+            return set().union(*(template.variables(content) for _, content in self.messages))
+        return template.variables(self.template or "")
+
+    def render(self, values: Mapping[str, Any]) -> str | list[dict[str, str]]:
+        """The rendered text, or rendered chat messages (``[{role, content}]``)."""
+        if self.messages is not None:
+            return [{"role": role, "content": template.render(content, values)} for role, content in self.messages]
+        return template.render(self.template or "", values)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<12 hex>`` of the template, as logged in ``prompt.{name}``."""
+        body = json.dumps(self.messages) if self.messages is not None else (self.template or "")
+        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    """A case with its id settled and where it came from."""
+
+    id: str
+    vars: dict[str, Any]
+    expected: Any
+    graders: tuple[Grader, ...]
+    tags: tuple[str, ...]
+    description: str
+    file: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class LoadedVariant:
+    """A variant with the eval's prompts, params and target merged in."""
+
+    name: str
+    prompts: dict[str, PromptText]
+    params: dict[str, Any]
+    target: str | ProviderTarget
+    target_loc: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class LoadedEval:
+    """A checked eval file: the model, its cases, and its variants fully resolved."""
+
+    path: Path
+    spec: Eval
+    cases: tuple[LoadedCase, ...]
+    variants: tuple[LoadedVariant, ...]
+    dataset_hash: str
+    _source: _Source = field(repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The eval's name."""
+        return self.spec.eval
+
+    def problem(self, loc: tuple[Any, ...], message: str) -> Problem:
+        """A :class:`Problem` pointing at ``loc`` in this file (for checks made after loading)."""
+        return self._source.problem(loc, message)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_eval(path: Path, grader_options: Callable[[str], type[BaseModel] | None | Exception]) -> LoadedEval:
+    """Read, validate and resolve one eval file, or raise :class:`EvalFileError`.
+
+    ``grader_options(type)`` returns the pydantic model of a grader type's options
+    (``None`` when the type takes any options), or an exception whose text says
+    why the type is unknown.
+    """
+    source = _Source.from_yaml(path)
+    problems: list[Problem] = list(source.problems)
+    if problems:
+        raise EvalFileError(problems)
+    if not isinstance(source.data, dict):
+        raise EvalFileError([source.problem((), "expected a mapping with keys eval, target and cases")])
+    try:
+        spec = Eval.model_validate(source.data)
+    except ValidationError as exc:
+        problems += source.convert(exc, Eval)
+        # Still check the cases, so that one pass over the file reports everything.
+        if isinstance(source.data.get("cases"), list):
+            _load_cases(source.data["cases"], path, source, problems, grader_options)
+        raise EvalFileError(problems) from None
+
+    for i, grader in enumerate(spec.graders):
+        problems += _check_grader(grader, ("graders", i), source, grader_options)
+    cases = _load_cases(spec.cases, path, source, problems, grader_options)
+    variants = _resolve_variants(spec, path, source, problems)
+    if not problems:
+        problems += _check_templates(spec, cases, variants, source)
+    if problems:
+        raise EvalFileError(problems)
+    return LoadedEval(
+        path=path,
+        spec=spec,
+        cases=tuple(cases),
+        variants=tuple(variants),
+        dataset_hash=_dataset_hash(cases),
+        _source=source,
+    )
+
+
+def _check_grader(grader: Grader, loc: tuple[Any, ...], source: _Source, grader_options: Callable) -> list[Problem]:
+    options_model = grader_options(grader.type)
+    if isinstance(options_model, Exception):
+        return [source.problem((*loc, "type"), str(options_model))]
+    if options_model is None:
+        return []
+    try:
+        options_model.model_validate(grader.options)
+    except ValidationError as exc:
+        return source.convert(exc, options_model, prefix=loc, context=f"grader '{grader.type}'")
+    return []
+
+
+def _load_cases(
+    entries: list[Any], path: Path, source: _Source, problems: list[Problem], grader_options: Callable
+) -> list[LoadedCase]:
+    cases: list[LoadedCase] = []
+    seen: dict[str, LoadedCase] = {}
+    for i, entry in enumerate(entries):
+        loc = ("cases", i)
+        if isinstance(entry, dict) and "include" in entry:
+            try:
+                include = Include.model_validate(entry)
+            except ValidationError as exc:
+                problems += source.convert(exc, Include, prefix=loc)
+                continue
+            rows = _read_include(path.parent / include.include, source.problem((*loc, "include"), ""), problems)
+        else:
+            rows = [(entry, source, loc)]
+        for row, row_source, row_loc in rows:
+            if not isinstance(row, dict):
+                problems.append(row_source.problem(row_loc, f"expected a case mapping with vars and expected, got {_kind(row)}"))
+                continue
+            try:
+                case = Case.model_validate(row)
+            except ValidationError as exc:
+                problems += row_source.convert(exc, Case, prefix=row_loc)
+                continue
+            for g, grader in enumerate(case.graders):
+                problems += _check_grader(grader, (*row_loc, "graders", g), row_source, grader_options)
+            where = row_source.problem(row_loc, "")
+            loaded = LoadedCase(
+                id=case.id or _derived_id(row_source.path, case),
+                vars=case.vars,
+                expected=case.expected,
+                graders=tuple(case.graders),
+                tags=tuple(case.tags),
+                description=case.description,
+                file=where.file,
+                line=where.line,
+            )
+            first = seen.get(loaded.id)
+            if first is not None:
+                problems.append(
+                    row_source.problem(
+                        (*row_loc, "id") if case.id else row_loc,
+                        f"duplicate case id {loaded.id!r} (first defined at {first.file}:{first.line});"
+                        " case ids must be unique within an eval",
+                    )
+                )
+                continue
+            seen[loaded.id] = loaded
+            cases.append(loaded)
+    return cases
+
+
+def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tuple[Any, _Source, tuple[Any, ...]]]:
+    """Rows of an included case file, each with the source and location it came from."""
+
+    def fail(message: str) -> list:
+        problems.append(Problem(at.file, at.line, at.column, at.field, message))
+        return []
+
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv", ".yaml", ".yml"):
+        return fail(f"cannot include {path.name!r}: expected a .jsonl, .csv, .yaml or .yml file")
+    if not path.is_file():
+        return fail(f"included file not found: {_shown(path)}")
+    if suffix in (".yaml", ".yml"):
+        inc = _Source.from_yaml(path)
+        if inc.problems:
+            problems.extend(inc.problems)
+            return []
+        if not isinstance(inc.data, list):
+            problems.append(inc.problem((), f"expected a list of cases, got {_kind(inc.data)}"))
+            return []
+        return [(row, inc, (i,)) for i, row in enumerate(inc.data)]
+    text = path.read_text(encoding="utf-8")
+    rows: list[tuple[Any, _Source, tuple[Any, ...]]] = []
+    if suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(_shown(path), number, exc.colno, "", f"invalid JSON: {exc.msg}"))
+                continue
+            rows.append((row, _Source.row(path, number), ()))
+        return rows
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    if not reader.fieldnames or any(not (name or "").strip() for name in reader.fieldnames):
+        return fail(f"{_shown(path)}: the first row must name every column (id, expected, tags, and one column per var)")
+    start = 2
+    for record in reader:
+        if None in record:  # more cells than header names
+            problems.append(Problem(_shown(path), start, None, "", f"row has {len(reader.fieldnames) + len(record[None])} cells, the header names {len(reader.fieldnames)}"))
+        else:
+            rows.append((_csv_case(record), _Source.row(path, start), ()))
+        start = reader.line_num + 1
+    return rows
+
+
+_CSV_RESERVED = ("id", "expected", "tags", "description")
+
+
+def _csv_case(record: dict[str, str | None]) -> dict[str, Any]:
+    """A CSV row as a case: reserved columns by name, every other column is a var."""
+    case: dict[str, Any] = {"vars": {k: v or "" for k, v in record.items() if k not in _CSV_RESERVED}}
+    if record.get("id"):
+        case["id"] = record["id"]
+    if record.get("expected") not in (None, ""):
+        case["expected"] = record["expected"]
+    if record.get("description"):
+        case["description"] = record["description"]
+    if record.get("tags"):
+        case["tags"] = [t.strip() for t in (record["tags"] or "").split(";") if t.strip()]
+    return case
+
+
+def _resolve_variants(spec: Eval, path: Path, source: _Source, problems: list[Problem]) -> list[LoadedVariant]:
+    base: dict[str, PromptText] = {}
+    for name, prompt in spec.prompts.items():
+        text = _prompt_text(name, prompt, path, source, ("prompts", name), problems)
+        if text is not None:
+            base[name] = text
+    declared = spec.variants or [Variant(name="default")]
+    names: set[str] = set()
+    variants = []
+    for i, variant in enumerate(declared):
+        loc = ("variants", i)
+        if variant.name in names:
+            problems.append(source.problem((*loc, "name"), f"duplicate variant name {variant.name!r}"))
+            continue
+        names.add(variant.name)
+        prompts = dict(base)
+        for name, prompt in variant.prompts.items():
+            if name not in spec.prompts:
+                known = ", ".join(sorted(spec.prompts)) or "none"
+                problems.append(
+                    source.problem(
+                        (*loc, "prompts", name),
+                        f"variant prompt {name!r} is not one of the eval's prompts (declared: {known})"
+                        + _did_you_mean(name, spec.prompts),
+                    )
+                )
+                continue
+            text = _prompt_text(name, prompt, path, source, (*loc, "prompts", name), problems)
+            if text is not None:
+                prompts[name] = text
+        own_target = variant.target is not None
+        variants.append(
+            LoadedVariant(
+                name=variant.name,
+                prompts=prompts,
+                params=dict(variant.params),
+                target=variant.target if own_target else spec.target,
+                target_loc=(*loc, "target") if own_target else ("target",),
+            )
+        )
+    return variants
+
+
+def _prompt_text(
+    name: str, prompt: Prompt, path: Path, source: _Source, loc: tuple[Any, ...], problems: list[Problem]
+) -> PromptText | None:
+    if prompt.template is not None:
+        return PromptText(name, template=prompt.template)
+    if prompt.messages is not None:
+        return PromptText(name, messages=tuple((m.role, m.content) for m in prompt.messages))
+    if prompt.file is not None:
+        file = path.parent / prompt.file
+        try:
+            return PromptText(name, template=file.read_text(encoding="utf-8"), source=str(file))
+        except OSError as exc:
+            problems.append(source.problem((*loc, "file"), f"cannot read prompt file {_shown(file)}: {exc.strerror}"))
+            return None
+    problems.append(
+        source.problem(
+            (*loc, "registry"),
+            "registry prompts are not supported yet (they come with MLflow prompt-registry support); "
+            "use template, file or messages",
+        )
+    )
+    return None
+
+
+def _check_templates(
+    spec: Eval, cases: list[LoadedCase], variants: list[LoadedVariant], source: _Source
+) -> list[Problem]:
+    """Every variable a prompt or grader uses must be defined by every case (DESIGN §2)."""
+    problems: list[Problem] = []
+    for variant_index, variant in enumerate(variants):
+        for name, prompt in variant.prompts.items():
+            used = prompt.variables()
+            loc = (
+                ("variants", variant_index, "prompts", name)
+                if spec.variants and name in spec.variants[variant_index].prompts
+                else ("prompts", name)
+            )
+            problems += _missing_vars(used, cases, lambda c: c.vars, f"prompt {name!r} (variant {variant.name})", loc, source)
+    for i, grader in enumerate(spec.graders):
+        used = _grader_variables(grader)
+        problems += _missing_vars(used, cases, _grader_values, f"grader {grader.label!r}", ("graders", i), source)
+    for case in cases:
+        for grader in case.graders:
+            missing = template.missing(_grader_variables(grader), _grader_values(case))
+            if missing:
+                problems.append(
+                    Problem(case.file, case.line, None, f"case {case.id}", f"grader {grader.label!r} uses {_braces(missing)}, which the case does not define")
+                )
+    return problems
+
+
+def _missing_vars(
+    used: set[str], cases: list[LoadedCase], values: Callable[[LoadedCase], Mapping[str, Any]], what: str,
+    loc: tuple[Any, ...], source: _Source,
+) -> list[Problem]:
+    if not used:
+        return []
+    short: dict[tuple[str, ...], list[LoadedCase]] = {}
+    for case in cases:
+        missing = tuple(template.missing(used, values(case)))
+        if missing:
+            short.setdefault(missing, []).append(case)
+    problems = []
+    for missing, which in short.items():
+        ids = ", ".join(c.id for c in which[:3]) + (f" (+{len(which) - 3} more)" if len(which) > 3 else "")
+        first = which[0]
+        problems.append(
+            source.problem(
+                loc,
+                f"{what} uses {_braces(missing)}, which case(s) {ids} do not define "
+                f"(first at {first.file}:{first.line}); define it in the case's vars",
+            )
+        )
+    return problems
+
+
+def _grader_variables(grader: Grader) -> set[str]:
+    """Top-level string options, and strings in list options, are templates."""
+    used: set[str] = set()
+    for value in grader.options.values():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                used |= template.variables(text)
+    return used
+
+
+def _grader_values(case: LoadedCase) -> Mapping[str, Any]:
+    values: dict[str, Any] = {**case.vars, "output": ""}
+    if case.expected is not None:
+        values["expected"] = case.expected
+    return values
+
+
+def _derived_id(path: Path, case: Case) -> str:
+    body = json.dumps({"vars": case.vars, "expected": case.expected}, sort_keys=True, default=str)
+    return f"{path.stem.split('.')[0]}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+
+
+def _dataset_hash(cases: list[LoadedCase]) -> str:
+    body = json.dumps(
+        [[c.id, c.vars, c.expected, [g.model_dump() for g in c.graders], c.tags] for c in cases],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- locating problems
+
+
+class _Source:
+    """A parsed file, able to point a field path at its line and column."""
+
+    def __init__(self, path: Path, data: Any, node: yaml.Node | None, line: int | None = None) -> None:
+        self.path = path
+        self.data = data
+        self.node = node
+        self.line = line  # rows of .jsonl/.csv files: the whole row is one line
+        self.problems: list[Problem] = []
+
+    @classmethod
+    def row(cls, path: Path, line: int) -> _Source:
+        return cls(path, None, None, line)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> _Source:
+        shown = _shown(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            source = cls(path, None, None)
+            source.problems.append(Problem(shown, None, None, "", f"cannot read file: {exc}"))
+            return source
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            source = cls(path, None, None)
+            message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+            source.problems.append(
+                Problem(shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None, "", f"invalid YAML: {message}")
+            )
+            return source
+        except yaml.YAMLError as exc:
+            source = cls(path, None, None)
+            source.problems.append(Problem(shown, None, None, "", f"invalid YAML: {exc}"))
+            return source
+        finally:
+            loader.dispose()
+        source = cls(path, data, node)
+        if node is None:
+            source.problems.append(Problem(shown, 1, None, "", "the file is empty; expected a mapping with keys eval, target and cases"))
+        else:
+            source._check_duplicate_keys(node, ())
+        return source
+
+    def _check_duplicate_keys(self, node: yaml.Node, loc: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key, value in node.value:
+                if key.value in seen:
+                    self.problems.append(self._at(key, _path((*loc, key.value)), f"duplicate key {key.value!r} (YAML keeps only the last)"))
+                seen.add(key.value)
+                self._check_duplicate_keys(value, (*loc, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_duplicate_keys(item, (*loc, i))
+
+    def problem(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> Problem:
+        """A problem at ``loc`` (the key itself when ``key``, else the value)."""
+        if self.node is None:
+            return Problem(_shown(self.path), self.line, None, _path(loc), message)
+        node = self.node
+        for part in loc:
+            found = _child(node, part, key=key and part == loc[-1])
+            if found is None:
+                break
+            node = found
+        return self._at(node, _path(loc), message)
+
+    def _at(self, node: yaml.Node, field: str, message: str) -> Problem:
+        return Problem(_shown(self.path), node.start_mark.line + 1, node.start_mark.column + 1, field, message)
+
+    def convert(
+        self, exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = (), context: str = ""
+    ) -> list[Problem]:
+        """pydantic errors as problems, each with a plain statement of what was expected."""
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("<")))
+            kind = error["type"]
+            if kind == "extra_forbidden":
+                allowed = _fields_at(model, loc[:-1])
+                key = loc[-1]
+                message = f"unknown key {key!r}" + _did_you_mean(str(key), allowed)
+                if allowed:
+                    message += f"; expected one of: {', '.join(allowed)}"
+                if context:
+                    message += f" ({context})"
+                problems.append(self.problem(prefix + loc, message, key=True))
+            elif kind == "missing":
+                message = f"missing required field {loc[-1]!r}" + (f" ({context})" if context else "")
+                # Point at the mapping that lacks the field, but name the field itself.
+                problems.append(replace(self.problem(prefix + loc[:-1], message), field=_path(prefix + loc)))
+            else:
+                problems.append(self.problem(prefix + loc, _expectation(error)))
+        return problems
+
+
+def _child(node: yaml.Node, part: Any, key: bool = False) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == str(part):
+                return k if key else v
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]
+    return None
+
+
+def _expectation(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        message = f"expected {_PATTERN_MEANING.get(pattern, 'text matching ' + pattern)}"
+    elif kind == "value_error":
+        return message
+    got = error.get("input")
+    if kind not in ("model_type", "dict_type", "list_type") or got is not None:
+        message += f" (got {_kind(got)} {_short(got)})" if not isinstance(got, (dict, list)) else f" (got {_kind(got)})"
+    return message[0].lower() + message[1:] if message[:1].isupper() and not message[:2].isupper() else message
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by following ``loc`` through annotations."""
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(str(part))
+            if info is None:
+                return []
+            tp = info.annotation
+        elif typing.get_origin(tp) in (list, tuple) and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [name for name in tp.model_fields]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in typing.get_args(tp)]
+            models = [a for a in members if isinstance(a, type) and issubclass(a, BaseModel)]
+            tp = models[0] if len(models) == 1 else tp
+            if not models or len(models) > 1:
+                return tp
+        else:
+            return tp
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", int: "a number", float: "a number",
+            type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _braces(names: Iterable[str]) -> str:
+    return ", ".join("{{" + n + "}}" for n in names)
+
+
+def _shown(path: Path) -> str:
+    """Paths relative to the working directory when below it, as pytest shows them."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,103 @@
+"""The controlling process's view of an eval session (the process that is not an xdist worker).
+
+Receives each item's result from its report, learns each eval's settings from
+collection (or from the workers, under xdist), and at the end decides the exit
+status by tolerance (DESIGN §3) and renders the summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .plugin import REPORT_ATTR, WORKEROUTPUT_KEY, State
+from .results import CaseResult, summarize
+from .verdicts import SessionOutcome, ThresholdCheck, check_thresholds
+
+
+class EvalSession:
+    """Collects results on the controller and turns them into an exit status and a summary."""
+
+    def __init__(self, config: pytest.Config, state: State) -> None:
+        self.config = config
+        self.state = state
+        self.results: list[CaseResult] = []
+        self.ordinary_failures = 0
+        self.bad_eval_files = 0
+        self.checks: list[ThresholdCheck] = []
+        self.outcome: SessionOutcome | None = None
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and self.state.is_eval_file(report.nodeid.rsplit("/", 1)[-1].split("::")[0]):
+            self.bad_eval_files += 1
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """An invalid eval file is a collection error for that file only: the other files still run.
+
+        pytest's own loop stops the session on any collection error
+        (``_pytest.main.pytest_runtestloop``); invalid eval files are kept out of
+        that count while it looks, and put back after, so the exit status still
+        reports them.
+        """
+        hidden = self.bad_eval_files if session.testsfailed == self.bad_eval_files else 0
+        session.testsfailed -= hidden
+        try:
+            return (yield)
+        finally:
+            session.testsfailed += hidden
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTR, None)
+        if data is not None:
+            self.results.append(CaseResult.from_dict(data))
+        elif report.failed:
+            self.ordinary_failures += 1
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.results and not self.bad_eval_files:
+            return
+        self.checks = check_thresholds(summarize(self.results), self.state.evals)
+        self.outcome = SessionOutcome(
+            below_threshold=sum(not c.passed for c in self.checks),
+            ordinary_failures=self.ordinary_failures,
+            bad_eval_files=self.bad_eval_files,
+            failed_cases=sum(r.outcome == "failed" for r in self.results),
+            error_cases=sum(r.outcome == "error" for r in self.results),
+            strict=self.state.strict,
+        )
+        stopped_early = session.shouldfail or session.shouldstop
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not stopped_early:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.outcome is None:
+            return
+        from .report import terminal_lines
+
+        terminalreporter.write_sep("=", "promptgate")
+        for line in terminal_lines(self.checks, self.outcome):
+            terminalreporter.write_line(line)
+
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        state = self.state
+        if not state.found:
+            return []
+        if not state.suites:
+            return [f"promptgate: {state.found} eval file(s) found, not run (evals call models and cost money); "
+                    "run them with --prompt-suite NAME, or --prompt-suite all"]
+        return [f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected "
+                f"of {state.found} eval file(s)"]
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is present: its hooks do not exist otherwise."""
+
+    def __init__(self, session: EvalSession) -> None:
+        self.session = session
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Learn the settings of the evals a worker collected (``workeroutput``, as syrupy does)."""
+        evals = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, {})
+        self.session.state.evals.update(evals)

@@ -1,0 +1,51 @@
+"""Shared fixtures for the plugin's own tests."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+# pytester's in-process runs restore sys.modules afterwards, which would re-import
+# PyYAML's Python side against its C extension (which cannot be re-imported) and
+# break the next run. Importing these here keeps them loaded across runs.
+import pytest_promptgate.collect  # noqa: F401
+from openai_server import openai_server  # noqa: F401  (a real HTTP server on 127.0.0.1)
+
+pytest_plugins = ["pytester"]
+
+APP = '''
+import asyncio
+
+CALLS = []
+
+def upper(prompt):
+    CALLS.append(prompt)
+    return prompt.upper()
+
+def label(vars):
+    return {"refund": "refund", "money": "refund"}.get(vars["message"].split()[0], "other")
+
+async def async_label(vars, variant):
+    await asyncio.sleep(0)
+    return {"output": label(vars), "input_tokens": 100, "output_tokens": 10, "model": "gpt-4o-mini"}
+
+def crash(vars):
+    if vars["message"] == "boom":
+        return {}["missing"]
+    return "ok"
+'''
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester):
+    """A pytester directory with an importable ``app`` module; returns a function writing files."""
+    pytester.makepyfile(app=APP)
+    pytester.syspathinsert()
+
+    def write(name: str, text: str) -> None:
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+    return write

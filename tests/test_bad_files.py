@@ -1,0 +1,313 @@
+"""A malformed eval file is a collection error for that file only, naming file, line, field and expectation."""
+
+from __future__ import annotations
+
+import pytest
+
+GOOD = """
+eval: good
+suites: [core]
+target: echo
+prompts: {p: {template: "say {{word}}"}}
+graders: [{type: contains, value: "say"}]
+cases:
+  - {id: a, vars: {word: hi}}
+"""
+
+
+def run_with_bad(project, pytester, text, *extra_files):
+    """Write a good eval and a bad one; run; the good one must still run."""
+    project("evals/good.eval.yaml", GOOD)
+    project("evals/bad.eval.yaml", text)
+    for name, content in extra_files:
+        project(name, content)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR collecting evals/bad.eval.yaml*"])
+    assert result.ret == 1
+    return Lines(result)
+
+
+class Lines:
+    """``fnmatch_lines`` with ``[`` taken literally (field paths are full of ``[0]``)."""
+
+    def __init__(self, result):
+        self.result = result
+        self.stdout = self
+
+    def fnmatch_lines(self, patterns):
+        self.result.stdout.fnmatch_lines([p.replace("[", "[[]") for p in patterns])
+
+
+def test_unknown_key_with_did_you_mean(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        treshold: 0.8
+        cases:
+          - {id: a, vars: {}}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:1: treshold: unknown key 'treshold' (did you mean 'threshold'?)*"])
+
+
+def test_unknown_key_in_case(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - id: a
+            var: {x: 1}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:6:5: cases[0].var: unknown key 'var' (did you mean 'vars'?)*"])
+
+
+def test_wrong_type(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        repeat: many
+        cases:
+          - {id: a}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:9: repeat: *valid integer* (got text 'many')"])
+
+
+def test_out_of_range(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        threshold: 1.5
+        cases:
+          - {id: a}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:12: threshold: *less than or equal to 1* (got a number 1.5)"])
+
+
+def test_missing_field(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        cases:
+          - {id: a}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:1:1: target: missing required field 'target'"])
+
+
+def test_bad_eval_name(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: Bad Name
+        suites: [core]
+        target: echo
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:1:7: eval: expected lower-case letters*"])
+
+
+def test_duplicate_case_id(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - {id: a}
+          - {id: b}
+          - {id: a}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:7:10: cases[2].id: duplicate case id 'a' (first defined at evals/bad.eval.yaml:5)*"])
+
+
+def test_duplicate_id_across_include(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - {id: a}
+          - include: more.jsonl
+    """, ("evals/more.jsonl", '{"id": "b"}\n{"id": "a"}\n'))
+    result.stdout.fnmatch_lines(["evals/more.jsonl:2: id: duplicate case id 'a' (first defined at evals/bad.eval.yaml:5)*"])
+
+
+def test_unknown_grader_type(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        graders:
+          - {type: contians, value: x}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:5:12: graders[0].type: unknown grader type 'contians' (did you mean 'contains'?)*"])
+
+
+def test_unknown_grader_option(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - id: a
+            graders:
+              - {type: equals, valeu: x}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:7:24: cases[0].graders[0].valeu: unknown key 'valeu' (did you mean 'value'?)*grader 'equals'*"])
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nowhere.module:fn", "cannot import module 'nowhere.module' for 'nowhere.module:fn': no module named 'nowhere'*"),
+        ("app:missing", "module 'app' has no attribute 'missing'*"),
+        ("fixture:no_such_fixture", "no fixture named 'no_such_fixture'*"),
+        ("not a target", "expected 'module:callable', 'fixture:NAME', 'echo' or a provider mapping*"),
+    ],
+)
+def test_unknown_target(project, pytester, target, message):
+    result = run_with_bad(project, pytester, f"""
+        eval: bad
+        suites: [core]
+        target: "{target}"
+        cases: [{{id: a}}]
+    """)
+    result.stdout.fnmatch_lines([f"evals/bad.eval.yaml:3:9: target: {message}"])
+
+
+def test_include_missing(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - include: cases/nope.jsonl
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:5:14: cases[0].include: included file not found: evals/cases/nope.jsonl"])
+
+
+def test_include_malformed_jsonl(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - include: rows.jsonl
+    """, ("evals/rows.jsonl", '{"id": "a"}\n{"id": "b", \n{"id": "c", "expectd": 1}\n'))
+    result.stdout.fnmatch_lines([
+        "evals/rows.jsonl:2:*: invalid JSON: *",
+        "evals/rows.jsonl:3: expectd: unknown key 'expectd' (did you mean 'expected'?)*",
+    ])
+
+
+def test_include_malformed_csv(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - include: rows.csv
+    """, ("evals/rows.csv", "id,word\na,x\nb,y,extra\n"))
+    result.stdout.fnmatch_lines(["evals/rows.csv:3: row has 3 cells, the header names 2"])
+
+
+def test_include_yaml_that_is_not_a_list(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - include: rows.yaml
+    """, ("evals/rows.yaml", "id: a\n"))
+    result.stdout.fnmatch_lines(["evals/rows.yaml:1:1: expected a list of cases, got a mapping"])
+
+
+def test_invalid_yaml(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core
+        target: echo
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:3:*: invalid YAML: *"])
+
+
+def test_duplicate_yaml_key(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        target: echo
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:1: target: duplicate key 'target' (YAML keeps only the last)"])
+
+
+def test_empty_file(project, pytester):
+    result = run_with_bad(project, pytester, "# nothing yet\n")
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:1: the file is empty*"])
+
+
+def test_variable_missing_from_case(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        prompts:
+          p: {template: "Hello {{name}}, about {{topic}}"}
+        cases:
+          - {id: a, vars: {name: x, topic: y}}
+          - {id: b, vars: {name: x}}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:5:6: prompts.p: prompt 'p' (variant default) uses {{topic}}, which case(s) b do not define*"])
+
+
+def test_grader_uses_expected_the_case_lacks(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        graders: [{type: equals, value: "{{expected}}"}]
+        cases:
+          - {id: a, expected: x}
+          - {id: b}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:11: graders[0]: grader 'equals' uses {{expected}}, which case(s) b do not define*"])
+
+
+def test_every_problem_of_a_file_is_reported(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        repeat: 0
+        cases:
+          - {id: a, tag: [x]}
+    """)
+    result.stdout.fnmatch_lines(["*invalid eval file (2 problem(s)):*", "*repeat: *", "*cases[0].tag: *"])
+
+
+def test_variant_prompt_not_declared(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        prompts: {router: {template: "x"}}
+        variants:
+          - name: a
+            prompts: {rooter: {template: "y"}}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["*variants[0].prompts.rooter: variant prompt 'rooter' is not one of the eval's prompts (declared: router) (did you mean 'router'?)"])
+
+
+def test_boolean_looking_case_id(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - {id: 7}
+          - {id: no}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:6:10: cases[1].id: YAML reads unquoted yes/no/true/false/on/off as a boolean; quote the id*"])

@@ -1,0 +1,177 @@
+"""Selecting and collecting evals: suites, node ids, pytest's selection options, included case files."""
+
+from __future__ import annotations
+
+import pytest
+
+ROUTING = """
+eval: routing
+suites: [core]
+prompts:
+  p: {template: "{{message}}"}
+target: app:label
+variants:
+  - name: control
+  - name: terse
+    params: {temperature: 0}
+graders:
+  - {type: equals, value: "{{expected}}"}
+cases:
+  - {id: refund-plain, vars: {message: "refund please"}, expected: refund}
+  - {id: money-back, vars: {message: "money back now"}, expected: refund}
+  - {id: other-thing, vars: {message: "hello there"}, expected: refund}
+"""
+
+NIGHTLY = """
+eval: long-form
+suites: [nightly]
+target: echo
+prompts: {p: {template: "hi {{name}}"}}
+graders: [{type: contains, value: "hi"}]
+cases:
+  - {id: one, vars: {name: a}}
+"""
+
+
+def test_plain_pytest_does_not_collect_evals_and_says_how(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/nightly.eval.yml", NIGHTLY)
+    pytester.makepyfile(test_ordinary="def test_ok(): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["promptgate: 2 eval file(s) found, not run*--prompt-suite NAME*--prompt-suite all"])
+    assert result.ret == 0
+
+
+def test_suite_selects_evals_listing_it(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/nightly.eval.yml", NIGHTLY)
+    result = pytester.runpytest("--prompt-suite", "nightly", "--co", "-q")
+    result.stdout.fnmatch_lines(["evals/nightly.eval.yml::default::one", "1 test collected*"])
+    result = pytester.runpytest("--prompt-suite", "core,nightly", "--co", "-q")
+    result.stdout.fnmatch_lines(["*7 tests collected*"])
+
+
+@pytest.mark.parametrize("suite", ["all", "full"])
+def test_all_and_full_select_every_eval(project, pytester, suite):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/nightly.eval.yml", NIGHTLY)
+    result = pytester.runpytest("--prompt-suite", suite, "--co", "-q")
+    result.stdout.fnmatch_lines(["*7 tests collected*"])
+
+
+def test_ini_suite_and_files(project, pytester):
+    project("evals/routing.evals.yaml", ROUTING)
+    pytester.makeini("[pytest]\npromptgate_suite = core\npromptgate_files = *.evals.yaml\n")
+    result = pytester.runpytest("--co", "-q")
+    result.stdout.fnmatch_lines(["evals/routing.evals.yaml::control::refund-plain", "*6 tests collected*"])
+
+
+def test_node_ids_are_path_variant_case(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    result = pytester.runpytest("--prompt-suite", "core", "--co", "-q")
+    result.stdout.fnmatch_lines([
+        "evals/routing.eval.yaml::control::refund-plain",
+        "evals/routing.eval.yaml::control::money-back",
+        "evals/routing.eval.yaml::control::other-thing",
+        "evals/routing.eval.yaml::terse::refund-plain",
+        "evals/routing.eval.yaml::terse::money-back",
+        "evals/routing.eval.yaml::terse::other-thing",
+    ])
+
+
+def test_k_selects_by_variant_and_case(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    result = pytester.runpytest("--prompt-suite", "core", "-k", "terse and refund", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*::terse::refund-plain PASSED*"])
+
+
+def test_deselect_and_variant_node_selection(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    result = pytester.runpytest("--prompt-suite", "core", "--deselect", "evals/routing.eval.yaml::control::other-thing")
+    result.assert_outcomes(passed=4, failed=1, deselected=1)
+    result = pytester.runpytest("--prompt-suite", "core", "evals/routing.eval.yaml::terse")
+    result.assert_outcomes(passed=2, failed=1)
+
+
+def test_last_failed_reruns_failed_cases(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    pytester.runpytest("--prompt-suite", "core").assert_outcomes(passed=4, failed=2)
+    result = pytester.runpytest("--prompt-suite", "core", "--lf", "-v")
+    result.assert_outcomes(failed=2, deselected=4)
+    result.stdout.fnmatch_lines(["*::control::other-thing FAILED*", "*::terse::other-thing FAILED*"])
+
+
+def test_x_stops_at_first_failed_case(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    result = pytester.runpytest("--prompt-suite", "core", "-x")
+    result.assert_outcomes(passed=2, failed=1)
+    assert result.ret == 1
+
+
+def test_tags_are_keywords(project, pytester):
+    project("evals/tags.eval.yaml", """
+        eval: tags
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "{{m}}"}}
+        cases:
+          - {id: a, vars: {m: x}, tags: [tone]}
+          - {id: b, vars: {m: y}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core", "-k", "tone", "-q", "--co")
+    result.stdout.fnmatch_lines(["evals/tags.eval.yaml::default::a", "1/2 tests collected*"])
+
+
+INCLUDING = """
+eval: included
+suites: [core]
+prompts: {p: {template: "{{message}}"}}
+target: app:label
+graders: [{type: equals, value: "{{expected}}"}]
+cases:
+  - {id: inline, vars: {message: "refund now"}, expected: refund}
+  - include: cases/rows.jsonl
+  - include: cases/rows.csv
+  - include: cases/rows.yaml
+"""
+
+
+def test_cases_included_from_jsonl_csv_yaml(project, pytester):
+    project("evals/included.eval.yaml", INCLUDING)
+    project("evals/cases/rows.jsonl", """
+        {"id": "j1", "vars": {"message": "refund it"}, "expected": "refund", "tags": ["json"]}
+
+        {"vars": {"message": "money please"}, "expected": "refund"}
+    """)
+    project("evals/cases/rows.csv", """
+        id,message,expected,tags
+        c1,refund me,refund,a;b
+        ,hello there,other,
+    """)
+    project("evals/cases/rows.yaml", """
+        - {id: y1, vars: {message: money}, expected: refund}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core", "-v")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines([
+        "*::default::inline PASSED*",
+        "*::default::j1 PASSED*",
+        "*::default::rows-* PASSED*",
+        "*::default::c1 PASSED*",
+        "*::default::rows-* PASSED*",
+        "*::default::y1 PASSED*",
+    ])
+
+
+def test_derived_ids_are_stable_and_content_based(project, pytester):
+    project("evals/included.eval.yaml", INCLUDING.replace("  - include: cases/rows.csv\n  - include: cases/rows.yaml\n", ""))
+    project("evals/cases/rows.jsonl", '{"vars": {"message": "money please"}, "expected": "refund"}\n')
+    first = pytester.runpytest("--prompt-suite", "core", "--co", "-q").stdout.lines
+    project("evals/cases/rows.jsonl", '{"vars": {"message": "other row"}, "expected": "x"}\n'
+                                      '{"vars": {"message": "money please"}, "expected": "refund"}\n')
+    second = pytester.runpytest("--prompt-suite", "core", "--co", "-q").stdout.lines
+    derived = [line for line in first if "::rows-" in line]
+    assert len(derived) == 1
+    assert derived[0] in second  # the same row keeps its id when rows are added before it

@@ -1,0 +1,218 @@
+"""Outcomes and exit status: tolerance by threshold, strict mode, repeat and flaky cases, failure text."""
+
+from __future__ import annotations
+
+ROUTING = """
+eval: routing
+suites: [core]
+prompts: {{p: {{template: "{{{{message}}}}"}}}}
+target: app:label
+threshold: {threshold}
+graders:
+  - {{type: equals, value: "{{{{expected}}}}", failure_mode: wrong_label}}
+cases:
+  - {{id: r1, vars: {{message: "refund please"}}, expected: refund}}
+  - {{id: r2, vars: {{message: "money back"}}, expected: refund}}
+  - {{id: r3, vars: {{message: "refund it"}}, expected: refund}}
+  - {{id: bad, vars: {{message: "hello there"}}, expected: refund}}
+"""
+
+
+def test_failed_case_within_threshold_exits_0(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.75))
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*= promptgate =*",
+        "eval*variant*cases*passed*failed*errors*flaky*pass rate*threshold*avg score*p95 ms*cost $",
+        "routing*default*4*3*1*0*0*75.0%*75%*ok*0.750*",
+        "promptgate: session passes: 1 failed or errored case(s) tolerated, every eval at or above its threshold",
+    ])
+
+
+def test_eval_below_threshold_exits_1(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.8))
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "routing*default*75.0%*80%*BELOW*",
+        "routing [default]: pass rate 75.0% is below the threshold 80%",
+        "promptgate: session FAILED: 1 eval variant(s) below threshold",
+    ])
+
+
+def test_strict_fails_on_any_failed_case(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.5))
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-strict")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: session FAILED: --prompt-strict and 1 failed or errored case(s)"])
+
+
+def test_ordinary_test_failure_still_fails_the_session(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.5))
+    pytester.makepyfile(test_plain="def test_broken(): assert False")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=3, failed=2)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: session FAILED: 1 failed test(s) outside evals"])
+
+
+def test_failure_text_shows_vars_expected_output_and_reasons(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.5).replace(
+        "expected: refund}}\n\"\"\"", "expected: refund}}\n"
+    ) + """  - id: long
+    vars: {message: "hello"}
+    expected: refund
+    graders: [{type: contains, value: "refund"}]
+""")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines([
+        "*_ routing::default::bad _*",
+        "case bad (variant default) failed",
+        '  vars:     {"message": "hello there"}',
+        "  expected: refund",
+        "  output:   'other'",
+        "  FAILED equals [[]wrong_label]: *'refund'*'other'*",
+    ])
+    result.stdout.fnmatch_lines(["*_ routing::default::long _*", "case long*", "*FAILED equals*", "*FAILED contains: *"])
+
+
+def test_repeat_and_flaky_cases(project, pytester):
+    pytester.makepyfile(coin="""
+        import itertools
+        COUNTS = {}
+        def flip(vars):
+            n = COUNTS[vars["id"]] = COUNTS.get(vars["id"], 0) + 1
+            return "heads" if vars["pattern"][(n - 1) % len(vars["pattern"])] == "h" else "tails"
+    """)
+    project("coin.eval.yaml", """
+        eval: coin
+        suites: [core]
+        target: coin:flip
+        repeat: 3
+        repeat_pass: 0.6
+        threshold: 0.5
+        graders: [{type: equals, value: heads}]
+        cases:
+          - {id: steady, vars: {id: steady, pattern: hhh}}
+          - {id: mostly, vars: {id: mostly, pattern: hht}}
+          - {id: rarely, vars: {id: rarely, pattern: htt}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core", "-v")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "*::default::steady PASSED*",
+        "*::default::mostly PASSED (flaky)*",
+        "*::default::rarely FAILED (flaky)*",
+    ])
+    result.stdout.fnmatch_lines(["case rarely (variant default) failed: 1/3 runs passed, needs 60% (flaky)"])
+    result.stdout.fnmatch_lines(["coin*default*3*2*1*0*2*66.7%*50%*ok*"])
+    assert result.ret == 0
+
+
+def test_grader_that_raises_makes_an_error_case(project, pytester):
+    pytester.makepyfile(checks="def explode(output):\n    raise RuntimeError('grader bug')\n")
+    project("e.eval.yaml", """
+        eval: e
+        suites: [core]
+        target: echo
+        prompts: {p: {template: hi}}
+        graders: [{type: python, fn: "checks:explode"}]
+        cases: [{id: a}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*grader 'python' raised RuntimeError: grader bug*"])
+    assert result.ret == 1
+
+
+def test_grader_weights_and_optional_graders(project, pytester):
+    project("w.eval.yaml", """
+        eval: w
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "hello world"}}
+        graders:
+          - {type: contains, value: hello, weight: 3}
+          - {type: contains, value: absent, required: false, name: nice-to-have, failure_mode: missing_extra}
+        cases: [{id: a}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["w*default*1*1*0*0*0*100.0%*100%*ok*0.750*"])
+
+
+def test_custom_grader_from_conftest_hook(project, pytester):
+    pytester.makeconftest("""
+        from pytest_promptgate.graders import BaseGrader, GradeResult
+        from pytest_promptgate.graders.base import Options
+
+        class ShoutOptions(Options):
+            min_bangs: int = 1
+
+        class Shout(BaseGrader):
+            type = "shout"
+            Options = ShoutOptions
+            def grade(self, ctx):
+                n = ctx.output.count("!")
+                return GradeResult(n >= self.options.min_bangs, min(1.0, n / self.options.min_bangs), f"{n} bangs")
+
+        def short(output, options):
+            return len(output) <= options.get("max", 5), "length check"
+
+        def pytest_promptgate_register_graders(config):
+            return {"shout": Shout, "short": short}
+    """)
+    project("c.eval.yaml", """
+        eval: c
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "{{text}}"}}
+        threshold: 0
+        graders: [{type: shout, min_bangs: 2}, {type: short, max: 4}]
+        cases:
+          - {id: loud, vars: {text: "no!!"}}
+          - {id: quiet, vars: {text: "quiet!"}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED shout: 1 bangs*", "*FAILED short: length check*"])
+    project("c.eval.yaml", """
+        eval: c
+        suites: [core]
+        target: echo
+        graders: [{type: shout, min_bang: 2}]
+        cases: [{id: a}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines(["*graders[[]0].min_bang: unknown key 'min_bang' (did you mean 'min_bangs'?)*"])
+
+
+def test_custom_grader_from_entry_point(project, pytester):
+    pytester.makepyfile(extra_graders="def yelling(output):\n    return output.isupper()\n")
+    dist = pytester.path / "extra_graders-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-graders\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[pytest_promptgate.graders]\nyelling = extra_graders:yelling\n")
+    project("y.eval.yaml", """
+        eval: y
+        suites: [core]
+        target: app:upper
+        prompts: {p: {template: "{{text}}"}}
+        graders: [{type: yelling}]
+        cases: [{id: a, vars: {text: "hey"}}]
+    """)
+    pytester.runpytest("--prompt-suite", "core").assert_outcomes(passed=1)
+
+
+def test_grader_name_clash_is_a_usage_error(project, pytester):
+    pytester.makeconftest("""
+        def pytest_promptgate_register_graders(config):
+            return {"equals": lambda output: True}
+    """)
+    project("c.eval.yaml", "eval: c\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines(["*grader type 'equals' from pytest_promptgate_register_graders is already registered by pytest-promptgate*"])
+    assert result.ret == 1
