@@ -20,7 +20,7 @@ def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) ->
             f"{check.threshold:.0%}" if check.threshold is not None else "?",
             "ok" if check.passed else "BELOW",
             f"{s.average_score:.3f}" if s.average_score is not None else "-",
-            f"{s.latency_ms_p95:.0f}" if s.latency_ms_p95 is not None else "-",
+            _milliseconds(s.latency_ms_p95),
             f"{s.cost_usd_total:.4f}" if s.cost_usd_total is not None else "-",
         ])
     headers = ["eval", "variant", "cases", "passed", "failed", "errors", "flaky", "pass rate", "threshold", "",
@@ -37,6 +37,12 @@ def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) ->
             )
     lines.append(_conclusion(outcome))
     return lines
+
+
+def _milliseconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _conclusion(outcome: SessionOutcome) -> str:

@@ -58,7 +58,10 @@ class EvalSession:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.results and not self.bad_eval_files:
             return
-        self.checks = check_thresholds(summarize(self.results), self.state.evals)
+        evals = self.state.evals
+        # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
+        summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
+        self.checks = check_thresholds(summaries, evals)
         self.outcome = SessionOutcome(
             below_threshold=sum(not c.passed for c in self.checks),
             ordinary_failures=self.ordinary_failures,
@@ -89,6 +92,11 @@ class EvalSession:
                     "run them with --prompt-suite NAME, or --prompt-suite all"]
         return [f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected "
                 f"of {state.found} eval file(s)"]
+
+
+def _position(info: dict[str, Any] | None, variant: str) -> int:
+    variants = (info or {}).get("variants", [])
+    return variants.index(variant) if variant in variants else len(variants)
 
 
 class XdistHooks:

@@ -163,7 +163,7 @@ def lookup(data: Any, steps: tuple[str | int, ...]) -> Any:
 def json_equal(a: Any, b: Any) -> bool:
     """Equality of JSON values: numbers compare numerically (1 == 1.0), but true is not 1."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return a == b
+        return type(a) is type(b) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     if isinstance(a, dict) and isinstance(b, dict):
