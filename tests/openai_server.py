@@ -33,6 +33,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: Seconds to stall after the headers and half the body (a server dying mid-response).
+    stall: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,12 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if reply.stall:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.server.owner._wait(reply.stall)
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name

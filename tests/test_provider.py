@@ -276,3 +276,12 @@ def test_importing_the_module_does_not_import_openai() -> None:
     code = "import sys, pytest_promptgate.targets.provider; print('openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stall_while_reading_the_body_is_a_timeout(openai_server, monkeypatch):
+    """Headers arrive, then the body stops: the SDK's retry loop is over, its HTTP library raises raw."""
+    openai_server.reply_with(lambda request: Reply(body=completion("half"), stall=2.0))
+    target = ProviderTarget(Provider(base_url=openai_server.base_url, model="m", timeout=0.5, retries=0))
+    with pytest.raises(TargetError, match=r"timed out after 0.5 s"):
+        target(TargetRequest(prompt="hi", prompts={"p": "hi"}, vars={}, params={}, variant="v"))
+    target.close()

@@ -61,6 +61,17 @@ class GradeContext:
         """``text`` with ``{{vars}}``, ``{{expected}}`` and ``{{output}}`` substituted."""
         return template.render(text, self.values())
 
+    def rendered(self, value: Any) -> Any:
+        """An option's value for this case: strings, and strings in a list, rendered as templates.
+
+        The same rule as the collection-time check of the variables grader options use.
+        """
+        if isinstance(value, str):
+            return self.render(value)
+        if isinstance(value, list):
+            return [self.render(item) if isinstance(item, str) else item for item in value]
+        return value
+
 
 class Options(BaseModel):
     """Base for grader option models: unknown keys are errors."""
@@ -137,7 +148,8 @@ class FunctionGrader(BaseGrader):
         self.type = type_name  # type: ignore[misc]
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        value = call_with_declared(self.fn, function_arguments(ctx, self.options))
+        options = {name: ctx.rendered(value) for name, value in self.options.items()}
+        value = call_with_declared(self.fn, function_arguments(ctx, options))
         threshold = self.options.get("pass_threshold", 0.5) if isinstance(self.options, dict) else 0.5
         return as_grade(value, threshold)
 

@@ -10,8 +10,6 @@ from pydantic import ConfigDict, Field, field_validator
 from ..targets import TargetError, import_callable
 from . import base
 from .base import BaseGrader, GradeContext, GradeResult, as_grade, call_with_declared, function_arguments
-from .strings import rendered
-
 
 def resolve_callable(spec: str) -> Callable[..., Any]:
     """The callable named by ``module:attr`` (``attr`` may be dotted); ValueError saying what is wrong."""
@@ -56,7 +54,7 @@ class Python(BaseGrader):
         self.fn = resolve_callable(self.options.fn)
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        extra = {name: rendered(ctx, value) for name, value in (self.options.model_extra or {}).items()}
+        extra = {name: ctx.rendered(value) for name, value in (self.options.model_extra or {}).items()}
         return as_grade(call_with_declared(self.fn, function_arguments(ctx, extra)), self.options.pass_threshold)
 
 

@@ -11,12 +11,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from .. import template
-from ..schema import ProviderTarget, TargetName
+from ..schema import TargetSpec
 from . import base
 from .base import BaseGrader, GradeContext, GradeResult
 from .strings import cut, shown
@@ -26,7 +26,7 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 class _JudgeOptions(base.Options):
-    judge: Union[TargetName, ProviderTarget]
+    judge: TargetSpec
     prompt: str | None = None
     criteria: str | None = None
 

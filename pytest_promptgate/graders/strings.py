@@ -29,18 +29,6 @@ def shown(text: str, limit: int = SHOWN_CHARS) -> str:
     return repr(cut(text, limit))
 
 
-def rendered(ctx: GradeContext, value: Any) -> Any:
-    """An option's value for this case: strings, and strings in a list, rendered as templates.
-
-    The same rule as the collection-time check of the variables grader options use.
-    """
-    if isinstance(value, str):
-        return ctx.render(value)
-    if isinstance(value, list):
-        return [ctx.render(item) if isinstance(item, str) else item for item in value]
-    return value
-
-
 def listed(texts: list[str], most: int = 5) -> str:
     """Several texts quoted for a reason, the list cut after ``most``."""
     words = ", ".join(shown(t, 40) for t in texts[:most])

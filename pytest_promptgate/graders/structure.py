@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from .. import template
 from . import base
 from .base import BaseGrader, GradeContext, GradeResult
-from .strings import cut, rendered, shown
+from .strings import cut, shown
 
 # ```json ... ``` or ``` ... ``` around the whole output (the info string may be anything).
 _FENCE = re.compile(r"\A```[^\n`]*\n(.*?)\n?```\Z", re.DOTALL)
@@ -207,7 +207,7 @@ class JsonField(_JsonGrader):
             found = lookup(data, steps)
         except _Missing:
             return GradeResult(False, 0.0, f"field {path} missing")
-        want = rendered(ctx, self.options.value)
+        want = ctx.rendered(self.options.value)
         if isinstance(want, str) and not isinstance(found, str):
             try:
                 want = json.loads(want)
