@@ -24,6 +24,7 @@ def polite(output, options):
     return True, "greets and signs off"
 
 
+@pytest.hookimpl(optionalhook=True)  # so `pytest -p no:promptgate` still works
 def pytest_promptgate_register_graders(config):
     """Make `type: polite` available in eval files."""
     return {"polite": polite}

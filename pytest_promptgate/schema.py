@@ -12,6 +12,7 @@ import csv
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -802,6 +803,11 @@ def _expectation(error: Mapping[str, Any]) -> str:
         message = f"expected {_PATTERN_MEANING.get(pattern, 'text matching ' + pattern)}"
     elif kind == "value_error":
         return message
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        return f"expected one of: {', '.join(choices)} (got {_short(error.get('input'))})" + _did_you_mean(
+            str(error.get("input")), choices
+        )
     got = error.get("input")
     if kind not in ("model_type", "dict_type", "list_type") or got is not None:
         message += f" (got {_kind(got)} {_short(got)})" if not isinstance(got, (dict, list)) else f" (got {_kind(got)})"

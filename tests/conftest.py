@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -49,3 +50,23 @@ def project(pytester: pytest.Pytester):
         path.write_text(textwrap.dedent(text).lstrip())
 
     return write
+
+
+RECORDER = """
+import json
+RESULTS = []
+def pytest_runtest_logreport(report):
+    if getattr(report, "promptgate", None):
+        RESULTS.append(report.promptgate)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the controller writes what it received
+        with open("results.json", "w") as f:
+            json.dump(RESULTS, f)
+"""
+
+
+@pytest.fixture
+def recorded(pytester: pytest.Pytester):
+    """Record every case result the controller receives on reports; returns a reader of the last run's."""
+    pytester.makeconftest(RECORDER)
+    return lambda: json.loads((pytester.path / "results.json").read_text())

@@ -311,3 +311,47 @@ def test_boolean_looking_case_id(project, pytester):
           - {id: no}
     """)
     result.stdout.fnmatch_lines(["evals/bad.eval.yaml:6:10: cases[1].id: YAML reads unquoted yes/no/true/false/on/off as a boolean; quote the id*"])
+
+
+def test_gates_are_validated_at_collection(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        gates:
+          on_fail: block
+          rules:
+            - {metric: latency_p95_ms, max: 1500}
+            - {metric: pass_rate, min: 0.9, max: 0.5}
+            - {metric: cost_usd_total}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines([
+        "evals/bad.eval.yaml:5:12: gates.on_fail: expected one of: warn, fail, block_promote (got 'block')*",
+        "evals/bad.eval.yaml:7:16: gates.rules[0].metric: expected one of: pass_rate, *(got 'latency_p95_ms') (did you mean 'latency_ms_p95'?)",
+        "evals/bad.eval.yaml:8:7: gates.rules[1]: min (0.9) is above max (0.5)",
+        "evals/bad.eval.yaml:9:7: gates.rules[2]: a gate rule needs min, max or both",
+    ])
+
+
+def test_provider_mapping_errors(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target:
+          provder: {base_url: "http://127.0.0.1:9/v1", model: m}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:3: target.provder: unknown key 'provder' (did you mean 'provider'?)*"])
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target:
+          provider: {base_url: "127.0.0.1:9/v1", timeout: 0}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines([
+        "evals/bad.eval.yaml:4:13: target.provider.model: missing required field 'model'",
+        "evals/bad.eval.yaml:4:24: target.provider.base_url: base_url must start with http:// or https:// (got '127.0.0.1:9/v1')",
+        "evals/bad.eval.yaml:4:51: target.provider.timeout: *greater than 0*",
+    ])

@@ -6,7 +6,6 @@ in the right outcome, and the API key must appear nowhere in what pytest prints.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from openai_server import Reply, completion, error
@@ -61,23 +60,14 @@ def misbehaving(seen: Counter):
     return reply
 
 
-def test_provider_outcomes_and_no_key_in_output(project, pytester, openai_server, monkeypatch):
+def test_provider_outcomes_and_no_key_in_output(project, pytester, recorded, openai_server, monkeypatch):
     monkeypatch.setenv("PROMPTGATE_TEST_KEY", SECRET)
     seen: Counter = Counter()
     openai_server.reply_with(misbehaving(seen))
     project("chat.eval.yaml", EVAL.replace("BASE_URL", openai_server.base_url))
-    pytester.makeconftest("""
-        import json
-        R = []
-        def pytest_runtest_logreport(report):
-            if getattr(report, "promptgate", None):
-                R.append(report.promptgate)
-        def pytest_sessionfinish(session):
-            json.dump(R, open("results.json", "w"))
-    """)
     result = pytester.runpytest("--prompt-suite", "core", "-rA")
     result.assert_outcomes(passed=3, failed=1, errors=4)
-    results = {r["case_id"]: r for r in json.loads((pytester.path / "results.json").read_text())}
+    results = {r["case_id"]: r for r in recorded()}
 
     # retried successes
     assert seen["rate-limited"] == 2 and results["rate-limited"]["error"] is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 EVAL = """
 eval: t
 suites: [core]
@@ -16,32 +18,25 @@ cases:
 """
 
 
-def report_of(pytester, *args):
-    """Run with a JSON dump of every case result the controller received."""
-    pytester.makeconftest("""
-        import json
-        RESULTS = []
-        def pytest_runtest_logreport(report):
-            if getattr(report, "promptgate", None):
-                RESULTS.append(report.promptgate)
-        def pytest_sessionfinish(session):
-            with open("results.json", "w") as f:
-                json.dump(RESULTS, f)
-    """)
-    result = pytester.runpytest("--prompt-suite", "core", *args)
-    return result, {r["case_id"]: r for r in json.loads((pytester.path / "results.json").read_text())}
+@pytest.fixture
+def report_of(pytester, recorded):
+    """Run the evals; the outcome, and the case results by case id."""
+    def run(*args):
+        result = pytester.runpytest("--prompt-suite", "core", *args)
+        return result, {r["case_id"]: r for r in recorded()}
+    return run
 
 
-def test_sync_callable_gets_declared_arguments(project, pytester):
+def test_sync_callable_gets_declared_arguments(project, report_of):
     project("t.eval.yaml", EVAL.replace("TARGET", "app:label"))
-    result, cases = report_of(pytester)
+    result, cases = report_of()
     result.assert_outcomes(passed=2)
     assert cases["refund"]["runs"][0]["output"] == "refund"
 
 
-def test_async_callable_is_awaited_with_tokens_and_priced_cost(project, pytester):
+def test_async_callable_is_awaited_with_tokens_and_priced_cost(project, report_of):
     project("t.eval.yaml", EVAL.replace("TARGET", "app:async_label"))
-    result, cases = report_of(pytester)
+    result, cases = report_of()
     result.assert_outcomes(passed=2)
     run = cases["refund"]["runs"][0]
     assert (run["input_tokens"], run["output_tokens"], run["model"]) == (100, 10, "gpt-4o-mini")
@@ -49,13 +44,13 @@ def test_async_callable_is_awaited_with_tokens_and_priced_cost(project, pytester
     assert abs(run["cost_usd"] - (100 * 0.15 + 10 * 0.60) / 1e6) < 1e-15
 
 
-def test_pricing_overridden_by_ini_then_eval_file(project, pytester):
+def test_pricing_overridden_by_ini_then_eval_file(project, pytester, report_of):
     project("t.eval.yaml", EVAL.replace("TARGET", "app:async_label"))
     pytester.makeini("[pytest]\npromptgate_pricing =\n    gpt-4o-mini 1.0 2.0\n")
-    _, cases = report_of(pytester)
+    _, cases = report_of()
     assert abs(cases["refund"]["runs"][0]["cost_usd"] - (100 * 1.0 + 10 * 2.0) / 1e6) < 1e-15
     project("t.eval.yaml", EVAL.replace("TARGET", "app:async_label") + "pricing: {gpt-4o-mini: {input: 10, output: 20}}\n")
-    _, cases = report_of(pytester)
+    _, cases = report_of()
     assert abs(cases["refund"]["runs"][0]["cost_usd"] - (100 * 10 + 10 * 20) / 1e6) < 1e-15
 
 
@@ -174,7 +169,7 @@ def test_prompt_argument_with_several_prompts_is_a_collection_error(project, pyt
     result.stdout.fnmatch_lines(["*takes 'prompt' but the eval has several prompts (a, b); take 'prompts'*"])
 
 
-def test_variant_params_prompts_and_chat_messages_reach_the_target(project, pytester):
+def test_variant_params_prompts_and_chat_messages_reach_the_target(project, pytester, recorded):
     pytester.makepyfile(seen="""
         import json
         def target(prompts, params, variant, vars):
@@ -197,8 +192,8 @@ def test_variant_params_prompts_and_chat_messages_reach_the_target(project, pyte
             prompts: {sys: {template: "Be warm and {{tone}}."}}
         cases: [{id: a, vars: {tone: brief, who: shoppers, question: "Where is it?"}}]
     """)
-    _, _ = report_of(pytester)
-    results = json.loads((pytester.path / "results.json").read_text())
+    pytester.runpytest("--prompt-suite", "core").assert_outcomes(passed=2)
+    results = recorded()
     outputs = {r["variant"]: json.loads(r["runs"][0]["output"]) for r in results}
     assert outputs["base"]["prompts"]["sys"] == "Be brief."
     assert outputs["warm"]["prompts"]["sys"] == "Be warm and brief."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -23,19 +22,6 @@ graders:
 cases:
 """
 
-CONFTEST = """
-import json
-RESULTS = []
-def pytest_runtest_logreport(report):
-    if getattr(report, "promptgate", None):
-        RESULTS.append(report.promptgate)
-def pytest_sessionfinish(session):
-    if not hasattr(session.config, "workerinput"):
-        with open("results.json", "w") as f:
-            json.dump(RESULTS, f)
-"""
-
-
 def comparable(results):
     """Results by node, without timings (they differ from run to run)."""
     out = {}
@@ -54,19 +40,18 @@ def summary_table(lines):
 
 
 @pytest.mark.parametrize("args", [(), ("-p", "no:xdist")])
-def test_n2_gives_the_same_results_and_summary(project, pytester, args):
+def test_n2_gives_the_same_results_and_summary(project, pytester, recorded, args):
     cases = "".join(
         f'  - {{id: c{i}, vars: {{message: "{"refund" if i % 3 else "hello"} {i}"}}, expected: refund}}\n' for i in range(30)
     )
     project("routing.eval.yaml", EVAL + cases)
-    pytester.makeconftest(CONFTEST)
     single = pytester.runpytest_subprocess("--prompt-suite", "core", *args)
-    single_results = comparable(json.loads((pytester.path / "results.json").read_text()))
+    single_results = comparable(recorded())
     if args:
         assert single.ret == 0
         return
     double = pytester.runpytest_subprocess("--prompt-suite", "core", "-n", "2")
-    double_results = comparable(json.loads((pytester.path / "results.json").read_text()))
+    double_results = comparable(recorded())
     assert single.ret == double.ret == 0
     single.assert_outcomes(passed=40, failed=20)
     double.assert_outcomes(passed=40, failed=20)
