@@ -79,6 +79,8 @@ class EvalFileError(Exception):
     """An eval file that cannot be used; carries every :class:`Problem` found in it."""
 
     def __init__(self, problems: list[Problem]) -> None:
+        # In the order a person reads the files: by file, then line, then column.
+        problems = sorted(problems, key=lambda p: (p.file, p.line or 0, p.column or 0))
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
 

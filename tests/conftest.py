@@ -7,10 +7,15 @@ import textwrap
 
 import pytest
 
-# pytester's in-process runs restore sys.modules afterwards, which would re-import
-# PyYAML's Python side against its C extension (which cannot be re-imported) and
-# break the next run. Importing these here keeps them loaded across runs.
+# pytester's in-process runs restore sys.modules afterwards. A module first imported
+# inside such a run is imported again by the next one: PyYAML's Python side then
+# no longer matches its C extension, and openai's exception classes no longer match
+# the ones a client made earlier raises. Importing them here keeps them loaded.
+import openai
 import pytest_promptgate.collect  # noqa: F401
+import pytest_promptgate.targets.provider  # noqa: F401
+
+openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loads the SDK's lazy HTTP transport too
 from openai_server import openai_server  # noqa: F401  (a real HTTP server on 127.0.0.1)
 
 pytest_plugins = ["pytester"]

@@ -198,12 +198,6 @@ class ProviderTarget:
         import openai
 
         if not isinstance(exc, openai.APIError):
-            # Reading the body happens after the SDK's retry loop, and its HTTP library's
-            # errors then arrive unwrapped (seen: httpcore2.ReadTimeout under load).
-            if _from_http_library(exc):
-                if any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in _chain(exc)):
-                    return f"request to {self.base_url} timed out after {self.timeout} s while reading the response"
-                return f"connection to {self.base_url} failed while reading the response: {type(exc).__name__}: {exc}"
             raise exc
         retries = _retries_taken(exc)
         after = f" after {_plural(retries, 'retry', 'retries')}" if retries else ""
@@ -220,22 +214,6 @@ class ProviderTarget:
         """A server may echo what it was sent; never let the key through."""
         key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         return text.replace(key, "***") if key else text
-
-
-_HTTP_LIBRARIES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio"})
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and its causes and contexts."""
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
-def _from_http_library(exc: BaseException) -> bool:
-    return any(type(e).__module__.split(".")[0] in _HTTP_LIBRARIES for e in _chain(exc))
 
 
 def _several_prompts(names: tuple[str, ...]) -> str:
