@@ -35,7 +35,10 @@ class EvalFile(pytest.File):
 
     def collect(self) -> Iterator[VariantNode]:
         state = get_state(self.config)
-        loaded = load_eval(self.path, state.registry(self.config).options_model)
+        registry = state.registry(self.config)
+        if registry is None:  # reported once, as a usage error, after collection
+            return
+        loaded = load_eval(self.path, registry.options_model)
         if not state.selects(loaded.spec.suites):
             return
         other = state.evals.get(loaded.name)
@@ -84,6 +87,7 @@ class EvalPlan:
             targets[variant.name] = target
             state.runner().own(target)
         registry = state.registry(config)
+        assert registry is not None  # EvalFile.collect stops earlier without one
         graders = [(spec, registry.create(spec.type, spec.options)) for spec in loaded.spec.graders]
         case_graders = {
             case.id: [(spec, registry.create(spec.type, spec.options)) for spec in case.graders]

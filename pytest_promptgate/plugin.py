@@ -40,6 +40,8 @@ class State:
     #: eval name → info of every selected eval collected in this process.
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)
     _registry: GraderRegistry | None = None
+    #: why the grader registry could not be built (a configuration mistake, reported once).
+    registry_error: str | None = None
     _runner: Runner | None = None
     _prices: dict[str, tuple[float, float]] | None = None
 
@@ -51,16 +53,18 @@ class State:
         """Whether a file name matches ``promptgate_files``."""
         return any(fnmatch.fnmatch(name, pattern) for pattern in self.patterns)
 
-    def registry(self, config: pytest.Config) -> GraderRegistry:
-        """Grader types: built-ins, the register hook, entry points; built once."""
-        if self._registry is None:
+    def registry(self, config: pytest.Config) -> GraderRegistry | None:
+        """Grader types: built-ins, the register hook, entry points; built once. ``None`` if that failed."""
+        if self._registry is None and self.registry_error is None:
             from .graders import GraderRegistry, load_entry_points, load_from_hook
 
             registered = load_from_hook(config.hook.pytest_promptgate_register_graders(config=config))
             try:
                 self._registry = GraderRegistry.build(registered + load_entry_points())
             except ValueError as exc:
-                raise pytest.UsageError(f"promptgate: {exc}") from None
+                # One configuration mistake, not a problem of each eval file: reported once,
+                # as a usage error, when collection finishes (pytest_collection_finish).
+                self.registry_error = f"promptgate: {exc}"
         return self._registry
 
     def runner(self) -> Runner:
@@ -154,6 +158,13 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Coll
     from .collect import EvalFile
 
     return EvalFile.from_parent(parent, path=file_path)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A grader registration that failed stops the session as a usage error (exit 4)."""
+    error = get_state(session.config).registry_error
+    if error is not None:
+        raise pytest.UsageError(error)
 
 
 @pytest.hookimpl(wrapper=True)

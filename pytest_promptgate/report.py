@@ -28,6 +28,11 @@ def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) ->
     lines = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines()
     lines.append("")
     for check in checks:
+        modes = check.summary.failure_modes
+        if modes:
+            counted = ", ".join(f"{mode} {count}" for mode, count in modes.items())
+            lines.append(f"failure modes of {check.summary.eval} [{check.summary.variant}]: {counted}")
+    for check in checks:
         if check.threshold is None:
             lines.append(f"{check.summary.eval} [{check.summary.variant}]: settings unknown (a worker crashed?); counted as failing")
         elif not check.passed:

@@ -32,8 +32,11 @@ class Runner:
 
     def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]]) -> TargetResult:
         """One call of ``target``; any failure becomes a :class:`TargetError` with a readable summary."""
-        start = time.perf_counter()
         try:
+            prepare = getattr(target, "prepare", None)
+            if prepare is not None:  # one-time set-up (imports, clients) is not the target's latency
+                prepare()
+            start = time.perf_counter()
             value = target(request)
             if inspect.isawaitable(value):
                 value = self._await(value)

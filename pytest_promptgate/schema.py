@@ -129,6 +129,15 @@ class Provider(_Model):
     retries: int = Field(default=3, ge=0, le=20)
     prompt: str | None = Field(default=None, description="which prompt to send, when the eval has several")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_files(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError(
+                "API keys never go in eval files: put the key in an environment variable and name it with api_key_env"
+            )
+        return data
+
     @field_validator("base_url")
     @classmethod
     def _http(cls, value: str) -> str:
@@ -387,7 +396,8 @@ def load_eval(path: Path, grader_options: Callable[[str], type[BaseModel] | None
 
     for i, grader in enumerate(spec.graders):
         problems += _check_grader(grader, ("graders", i), source, grader_options)
-    cases = _load_cases(spec.cases, path, source, problems, grader_options)
+    spec = spec.model_copy(update={"graders": _distinct_labels(spec.graders, (), source, ("graders",), problems)})
+    cases = _load_cases(spec.cases, path, source, problems, grader_options, tuple(g.label for g in spec.graders))
     variants = _resolve_variants(spec, path, source, problems)
     if not problems:
         problems += _check_templates(spec, cases, variants, source)
@@ -417,7 +427,8 @@ def _check_grader(grader: Grader, loc: tuple[Any, ...], source: _Source, grader_
 
 
 def _load_cases(
-    entries: list[Any], path: Path, source: _Source, problems: list[Problem], grader_options: Callable
+    entries: list[Any], path: Path, source: _Source, problems: list[Problem], grader_options: Callable,
+    eval_labels: tuple[str, ...] = (),
 ) -> list[LoadedCase]:
     cases: list[LoadedCase] = []
     seen: dict[str, LoadedCase] = {}
@@ -448,7 +459,7 @@ def _load_cases(
                 id=case.id or _derived_id(row_source.path, case),
                 vars=case.vars,
                 expected=case.expected,
-                graders=tuple(case.graders),
+                graders=tuple(_distinct_labels(case.graders, eval_labels, row_source, (*row_loc, "graders"), problems)),
                 tags=tuple(case.tags),
                 description=case.description,
                 file=where.file,
@@ -646,7 +657,8 @@ def _missing_vars(
             source.problem(
                 loc,
                 f"{what} uses {_braces(missing)}, which case(s) {ids} do not define "
-                f"(first at {first.file}:{first.line}); define it in the case's vars",
+                f"(first at {first.file}:{first.line}); "
+                + ("give those cases an expected value" if missing == ("expected",) else "define it in the case's vars"),
             )
         )
     return problems
@@ -667,6 +679,30 @@ def _grader_values(case: LoadedCase) -> Mapping[str, Any]:
     if case.expected is not None:
         values["expected"] = case.expected
     return values
+
+
+def _distinct_labels(
+    graders: list[Grader], taken: tuple[str, ...], source: _Source, loc: tuple[Any, ...], problems: list[Problem]
+) -> list[Grader]:
+    """Graders with labels unique within the eval: a second unnamed ``contains`` becomes ``contains_2``.
+
+    Results, failure text and per-grader pass rates are keyed by label; two graders
+    sharing one would merge. Two graders *named* alike is a mistake and reported.
+    """
+    used = set(taken)
+    out = []
+    for i, grader in enumerate(graders):
+        label = grader.label
+        if label in used:
+            if grader.name is not None:
+                problems.append(source.problem((*loc, i, "name"), f"another grader of this eval is already named {label!r}"))
+            n = 2
+            while f"{label}_{n}" in used:
+                n += 1
+            grader = grader.model_copy(update={"name": f"{label}_{n}"})
+        used.add(grader.label)
+        out.append(grader)
+    return out
 
 
 def _derived_id(path: Path, case: Case) -> str:

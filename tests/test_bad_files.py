@@ -355,3 +355,28 @@ def test_provider_mapping_errors(project, pytester):
         "evals/bad.eval.yaml:4:24: target.provider.base_url: base_url must start with http:// or https:// (got '127.0.0.1:9/v1')",
         "evals/bad.eval.yaml:4:51: target.provider.timeout: *greater than 0*",
     ])
+
+
+def test_api_key_in_the_file_is_refused_and_not_echoed(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target:
+          provider: {base_url: "http://127.0.0.1:9/v1", model: m, api_key: sk-live-DO-NOT-PRINT}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:13: target.provider: API keys never go in eval files*api_key_env"])
+    assert "sk-live-DO-NOT-PRINT" not in result.result.stdout.str()
+
+
+def test_two_graders_named_alike(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        graders:
+          - {type: contains, value: a, name: has-letter}
+          - {type: contains, value: b, name: has-letter}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:6:38: graders[1].name: another grader of this eval is already named 'has-letter'"])

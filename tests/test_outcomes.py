@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 ROUTING = """
 eval: routing
 suites: [core]
@@ -214,5 +216,27 @@ def test_grader_name_clash_is_a_usage_error(project, pytester):
     """)
     project("c.eval.yaml", "eval: c\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n")
     result = pytester.runpytest("--prompt-suite", "core")
-    result.stdout.fnmatch_lines(["*grader type 'equals' from pytest_promptgate_register_graders is already registered by pytest-promptgate*"])
-    assert result.ret == 1
+    result.stderr.fnmatch_lines(["ERROR: promptgate: grader type 'equals' from pytest_promptgate_register_graders is already registered by pytest-promptgate*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_unnamed_graders_of_one_type_get_distinct_labels_and_modes_are_counted(project, pytester):
+    project("d.eval.yaml", """
+        eval: d
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "{{text}}"}}
+        threshold: 0
+        graders:
+          - {type: contains, value: alpha, failure_mode: no_alpha}
+          - {type: contains, value: beta, failure_mode: no_beta}
+        cases:
+          - {id: one, vars: {text: "alpha"}, graders: [{type: contains, value: gamma}]}
+          - {id: two, vars: {text: "gamma"}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines([
+        "case one*", "*FAILED contains_2 [[]no_beta]: *'beta'*", "*FAILED contains_3: *'gamma'*",
+        "case two*", "*FAILED contains [[]no_alpha]: *'alpha'*", "*FAILED contains_2 [[]no_beta]: *'beta'*",
+    ])
+    result.stdout.fnmatch_lines(["failure modes of d [[]default]: no_beta 2, no_alpha 1"])

@@ -70,9 +70,8 @@ class GraderRegistry:
         if isinstance(grader, type) and issubclass(grader, BaseGrader):
             missing = [m for m in getattr(grader, "requires", ()) if importlib.util.find_spec(m) is None]
             if missing:
-                return UnknownGrader(
-                    f"grader {name!r} needs {', '.join(missing)}: pip install 'pytest-promptgate[graders]'"
-                )
+                hint = "pip install 'pytest-promptgate[graders]'" if grader.__module__.startswith(__name__) else "install it"
+                return UnknownGrader(f"grader {name!r} needs {', '.join(missing)}, which is not installed: {hint}")
             return grader.Options
         return None
 

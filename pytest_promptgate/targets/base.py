@@ -55,6 +55,9 @@ class Target(Protocol):
 
     def __call__(self, request: TargetRequest) -> TargetResult | Awaitable[TargetResult]: ...
 
+    # Optional: ``prepare()`` does one-time set-up (imports, clients) before the first
+    # timed call, so that set-up is not counted as the target's latency.
+
 
 _RESULT_FIELDS = ("input_tokens", "output_tokens", "cost_usd", "model", "metadata")
 

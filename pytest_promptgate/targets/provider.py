@@ -142,6 +142,11 @@ class ProviderTarget:
             raise TargetError(f"environment variable {self.api_key_env} is not set (named by api_key_env)")
         return key
 
+    def prepare(self) -> None:
+        """Import the SDK and make the client, so the first call's latency is the call's alone."""
+        self._api_key()
+        self._ensure_client()
+
     def _ensure_client(self) -> openai.OpenAI:
         with self._lock:
             if self._client is None:
@@ -149,10 +154,11 @@ class ProviderTarget:
                     import openai
                 except ImportError:
                     raise TargetError(INSTALL_HINT) from None
-                # The key is a callable: the SDK asks for it on every attempt, so a key
-                # set or rotated in the environment mid-session is picked up.
+                # The key is read when the client is made (a string works with every SDK
+                # version; a callable key needs a recent one); each call still checks that
+                # the variable is set.
                 self._client = openai.OpenAI(
-                    base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=self.retries
+                    base_url=self.base_url, api_key=self._api_key(), timeout=self.timeout, max_retries=self.retries
                 )
                 self._keywords = frozenset(inspect.signature(self._client.chat.completions.create).parameters) - {
                     "extra_body",
@@ -201,11 +207,12 @@ class ProviderTarget:
             raise exc
         retries = _retries_taken(exc)
         after = f" after {_plural(retries, 'retry', 'retries')}" if retries else ""
+        tries = f" ({_plural(retries, 'retry', 'retries')})" if retries is not None else ""
         if isinstance(exc, openai.APIStatusError):
             said = _server_message(exc.body) or exc.response.reason_phrase
             return f"HTTP {exc.status_code} from {self.base_url}{after}: {said}"
         if isinstance(exc, openai.APITimeoutError):
-            return f"request to {self.base_url} timed out after {self.timeout} s ({_plural(retries, 'retry', 'retries')})"
+            return f"request to {self.base_url} timed out after {self.timeout} s{tries}"
         if isinstance(exc, openai.APIConnectionError):
             return f"connection to {self.base_url} failed{after}: {exc.__cause__ or exc.message}"
         return f"request to {self.base_url} failed{after}: {exc.message}"
@@ -224,13 +231,15 @@ def _unknown_prompt(name: str, names: tuple[str, ...]) -> str:
     return f"provider.prompt names {name!r}, which this eval does not have (prompts: {', '.join(names) or 'none'})"
 
 
-def _retries_taken(exc: Exception) -> int:
-    # The SDK stamps each attempt with its retry number; the error carries the last attempt.
+def _retries_taken(exc: Exception) -> int | None:
+    """How many retries the SDK made, or ``None`` when it does not say (SDKs before the header)."""
+    # Recent SDKs stamp each attempt with its retry number; the error carries the last attempt.
     request = getattr(exc, "request", None)
+    count = request.headers.get("x-stainless-retry-count") if request is not None else None
     try:
-        return int(request.headers.get("x-stainless-retry-count", 0)) if request is not None else 0
+        return int(count) if count is not None else None
     except ValueError:
-        return 0
+        return None
 
 
 def _server_message(body: Any) -> str:
