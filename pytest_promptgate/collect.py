@@ -38,9 +38,11 @@ class EvalFile(pytest.File):
         registry = state.registry(self.config)
         if registry is None:  # reported once, as a usage error, after collection
             return
-        loaded = load_eval(self.path, registry.options_model)
-        if not state.selects(loaded.spec.suites):
+        loaded = load_eval(self.path, registry.options_model, state.selects)
+        if isinstance(loaded, list):  # an eval of suites not selected
+            state.suites_seen.update(loaded)
             return
+        state.suites_seen.update(loaded.spec.suites)
         other = state.evals.get(loaded.name)
         if other is not None and other["path"] != str(self.path):
             raise EvalFileError([loaded.problem(("eval",), f"eval name {loaded.name!r} is already used by {other['path']}")])

@@ -37,6 +37,8 @@ class State:
     strict: bool
     #: eval files seen by collection, selected or not.
     found: int = 0
+    #: suite names listed by the eval files collected, selected or not.
+    suites_seen: set[str] = field(default_factory=set)
     #: eval name → info of every selected eval collected in this process.
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)
     _registry: GraderRegistry | None = None

@@ -9,23 +9,24 @@ from .verdicts import SessionOutcome, ThresholdCheck
 
 def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) -> list[str]:
     """The summary table (one row per eval and variant), then what decided the exit status."""
-    from tabulate import tabulate
-
     rows = []
     for check in checks:
         s = check.summary
         rows.append([
-            s.eval, s.variant, s.cases, s.passed, s.failed, s.errors, s.flaky,
+            s.eval, s.variant, f"{s.cases}/{check.dataset_size}" if check.partial else s.cases,
+            s.passed, s.failed, s.errors, s.flaky,
             f"{s.pass_rate:.1%}",
-            f"{check.threshold:.0%}" if check.threshold is not None else "?",
+            _percent(check.threshold) if check.threshold is not None else "?",
             "ok" if check.passed else "BELOW",
             f"{s.average_score:.3f}" if s.average_score is not None else "-",
             _milliseconds(s.latency_ms_p95),
-            f"{s.cost_usd_total:.4f}" if s.cost_usd_total is not None else "-",
+            f"{s.cost_usd_total:.6f}" if s.cost_usd_total is not None else "-",
         ])
     headers = ["eval", "variant", "cases", "passed", "failed", "errors", "flaky", "pass rate", "threshold", "",
                "avg score", "p95 ms", "cost $"]
-    lines = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines()
+    lines = _table(headers, rows, numeric_from=2) if rows else []
+    if any(check.partial for check in checks):
+        lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran")
     lines.append("")
     for check in checks:
         modes = check.summary.failure_modes
@@ -38,10 +39,25 @@ def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) ->
         elif not check.passed:
             lines.append(
                 f"{check.summary.eval} [{check.summary.variant}]: pass rate {check.summary.pass_rate:.1%} "
-                f"is below the threshold {check.threshold:.0%}"
+                f"is below the threshold {_percent(check.threshold)}"
             )
     lines.append(_conclusion(outcome))
     return lines
+
+
+def _table(headers: list[str], rows: list[list[object]], numeric_from: int) -> list[str]:
+    """A compact text table: headers, a rule, rows; columns from ``numeric_from`` on right-aligned."""
+    from tabulate import tabulate
+
+    # Headers go in as a row: tabulate pads given headers by MIN_PADDING, which doubles the width.
+    cells = [headers, *([str(c) for c in row] for row in rows)]
+    rule = ["-" * max(len(row[i]) for row in cells) for i in range(len(headers))]
+    align = ["left"] * numeric_from + ["right"] * (len(headers) - numeric_from)
+    return tabulate([cells[0], rule, *cells[1:]], tablefmt="plain", disable_numparse=True, colalign=align).splitlines()
+
+
+def _percent(value: float) -> str:
+    return f"{value:.0%}" if round(value * 100, 6).is_integer() else f"{value:.1%}"
 
 
 def _milliseconds(value: float | None) -> str:
@@ -59,7 +75,7 @@ def _conclusion(outcome: SessionOutcome) -> str:
         if outcome.bad_eval_files:
             reasons.append(f"{outcome.bad_eval_files} invalid eval file(s)")
         if outcome.ordinary_failures:
-            reasons.append(f"{outcome.ordinary_failures} failed test(s) outside evals")
+            reasons.append(f"{outcome.ordinary_failures} failure(s) outside eval cases (tests, fixtures, teardowns)")
         if outcome.strict and tolerated:
             reasons.append(f"--prompt-strict and {tolerated} failed or errored case(s)")
         return "promptgate: session FAILED: " + "; ".join(reasons)

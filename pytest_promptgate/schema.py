@@ -372,12 +372,21 @@ class LoadedEval:
 # --------------------------------------------------------------------------- loading
 
 
-def load_eval(path: Path, grader_options: Callable[[str], type[BaseModel] | None | Exception]) -> LoadedEval:
+def load_eval(
+    path: Path,
+    grader_options: Callable[[str], type[BaseModel] | None | Exception],
+    selects: Callable[[list[str]], bool] = lambda suites: True,
+) -> LoadedEval | list[str]:
     """Read, validate and resolve one eval file, or raise :class:`EvalFileError`.
 
     ``grader_options(type)`` returns the pydantic model of a grader type's options
     (``None`` when the type takes any options), or an exception whose text says
     why the type is unknown.
+
+    An eval whose ``suites`` can be read and are not selected (``selects(suites)``
+    is false) is not checked further: its suites are returned instead. A broken
+    target or case in a nightly eval does not fail a run of the core suite; a file
+    too broken to tell its suites is reported whatever was selected.
     """
     source = _Source.from_yaml(path)
     problems: list[Problem] = list(source.problems)
@@ -385,6 +394,9 @@ def load_eval(path: Path, grader_options: Callable[[str], type[BaseModel] | None
         raise EvalFileError(problems)
     if not isinstance(source.data, dict):
         raise EvalFileError([source.problem((), "expected a mapping with keys eval, target and cases")])
+    suites = source.data.get("suites", [])
+    if isinstance(suites, list) and all(isinstance(s, str) for s in suites) and not selects(suites):
+        return suites
     try:
         spec = Eval.model_validate(source.data)
     except ValidationError as exc:

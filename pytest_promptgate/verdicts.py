@@ -22,6 +22,12 @@ class ThresholdCheck:
 
     summary: EvalSummary
     threshold: float | None  # None: the eval's settings never reached the controller
+    dataset_size: int | None = None  # cases in the eval's dataset; more than ran when a run is partial
+
+    @property
+    def partial(self) -> bool:
+        """Whether only some of the dataset's cases ran (-k, --lf, deselection, -x)."""
+        return self.dataset_size is not None and self.summary.cases < self.dataset_size
 
     @property
     def passed(self) -> bool:
@@ -30,7 +36,10 @@ class ThresholdCheck:
 
 def check_thresholds(summaries: Iterable[EvalSummary], evals: Mapping[str, Mapping[str, Any]]) -> list[ThresholdCheck]:
     """One check per summary, against the threshold of its eval in ``evals`` (name → info)."""
-    return [ThresholdCheck(s, evals[s.eval]["threshold"] if s.eval in evals else None) for s in summaries]
+    return [
+        ThresholdCheck(s, evals[s.eval]["threshold"], evals[s.eval]["cases"]) if s.eval in evals else ThresholdCheck(s, None)
+        for s in summaries
+    ]
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,38 @@ def test_derived_ids_are_stable_and_content_based(project, pytester):
     derived = [line for line in first if "::rows-" in line]
     assert len(derived) == 1
     assert derived[0] in second  # the same row keeps its id when rows are added before it
+
+
+def test_a_partial_run_is_marked_in_the_summary(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    result = pytester.runpytest("--prompt-suite", "core", "-k", "refund")
+    result.stdout.fnmatch_lines([
+        "routing*control*1/3*1*0*0*0*100.0%*",
+        "routing*terse*1/3*1*0*0*0*100.0%*",
+        "cases ran/total: a partial run*",
+    ])
+
+
+def test_evals_of_other_suites_are_not_checked_deeply(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/nightly.eval.yaml", NIGHTLY.replace("target: echo", "target: heavy.module:not_installed_here"))
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=4, failed=2)
+    result = pytester.runpytest("--prompt-suite", "nightly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot import module 'heavy.module'*"])
+
+
+def test_a_file_too_broken_to_tell_its_suites_is_reported_anyway(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/broken.eval.yaml", "eval: broken\nsuites: nightly\ntarget: echo\n")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=4, failed=2, errors=1)
+
+
+def test_a_suite_nothing_lists_names_the_known_ones(project, pytester):
+    project("evals/routing.eval.yaml", ROUTING)
+    project("evals/nightly.eval.yml", NIGHTLY)
+    result = pytester.runpytest("--prompt-suite", "nigthly")
+    result.stdout.fnmatch_lines(["promptgate: suite nigthly: 0 eval(s) selected of 2 eval file(s); the eval files list the suites: core, nightly"])
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED

@@ -58,7 +58,7 @@ def test_ordinary_test_failure_still_fails_the_session(project, pytester):
     result = pytester.runpytest("--prompt-suite", "core")
     result.assert_outcomes(passed=3, failed=2)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["promptgate: session FAILED: 1 failed test(s) outside evals"])
+    result.stdout.fnmatch_lines(["promptgate: session FAILED: 1 failure(s) outside eval cases (tests, fixtures, teardowns)"])
 
 
 def test_failure_text_shows_vars_expected_output_and_reasons(project, pytester):
@@ -126,7 +126,7 @@ def test_grader_that_raises_makes_an_error_case(project, pytester):
     """)
     result = pytester.runpytest("--prompt-suite", "core")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*grader 'python' raised RuntimeError: grader bug*"])
+    result.stdout.fnmatch_lines(["*grader 'python' raised RuntimeError: grader bug", "  at checks.py:2 in explode"])
     assert result.ret == 1
 
 

@@ -151,5 +151,7 @@ class GraderFailed(Exception):
     """A grader raised instead of grading; the case becomes an error case."""
 
     def __init__(self, label: str, exc: BaseException) -> None:
-        super().__init__(f"grader {label!r} raised {type(exc).__name__}: {exc}")
+        from ..runner import describe_exception
+
+        super().__init__(describe_exception(f"grader {label!r}", exc))
         self.label = label
