@@ -60,7 +60,7 @@ class Latency(_Limit):
         return result.latency_ms
 
     def show(self, amount: float) -> str:
-        return f"{amount:.0f} ms"
+        return f"{amount:.0f} ms" if amount >= 10 else f"{amount:.3g} ms"
 
 
 class Cost(_Limit):
