@@ -514,6 +514,7 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             return []
         return [(row, inc, (i,)) for i, row in enumerate(inc.data)]
     text = path.read_text(encoding="utf-8")
+    shown = _shown(path)
     rows: list[tuple[Any, _Source, tuple[Any, ...]]] = []
     if suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
@@ -522,19 +523,19 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                problems.append(Problem(_shown(path), number, exc.colno, "", f"invalid JSON: {exc.msg}"))
+                problems.append(Problem(shown, number, exc.colno, "", f"invalid JSON: {exc.msg}"))
                 continue
-            rows.append((row, _Source.row(path, number), ()))
+            rows.append((row, _Source.row(path, number, shown), ()))
         return rows
     reader = csv.DictReader(text.splitlines(keepends=True))
     if not reader.fieldnames or any(not (name or "").strip() for name in reader.fieldnames):
-        return fail(f"{_shown(path)}: the first row must name every column (id, expected, tags, and one column per var)")
+        return fail(f"{shown}: the first row must name every column (id, expected, tags, and one column per var)")
     start = 2
     for record in reader:
         if None in record:  # more cells than header names
-            problems.append(Problem(_shown(path), start, None, "", f"row has {len(reader.fieldnames) + len(record[None])} cells, the header names {len(reader.fieldnames)}"))
+            problems.append(Problem(shown, start, None, "", f"row has {len(reader.fieldnames) + len(record[None])} cells, the header names {len(reader.fieldnames)}"))
         else:
-            rows.append((_csv_case(record), _Source.row(path, start), ()))
+            rows.append((_csv_case(record), _Source.row(path, start, shown), ()))
         start = reader.line_num + 1
     return rows
 
@@ -737,16 +738,19 @@ def _dataset_hash(cases: list[LoadedCase]) -> str:
 class _Source:
     """A parsed file, able to point a field path at its line and column."""
 
-    def __init__(self, path: Path, data: Any, node: yaml.Node | None, line: int | None = None) -> None:
+    def __init__(self, path: Path, data: Any, node: yaml.Node | None, line: int | None = None,
+                 shown: str | None = None) -> None:
         self.path = path
+        self.shown = shown or _shown(path)
         self.data = data
         self.node = node
         self.line = line  # rows of .jsonl/.csv files: the whole row is one line
         self.problems: list[Problem] = []
 
     @classmethod
-    def row(cls, path: Path, line: int) -> _Source:
-        return cls(path, None, None, line)
+    def row(cls, path: Path, line: int, shown: str) -> _Source:
+        """One row of a .jsonl or .csv file: every field of it is reported at the row's line."""
+        return cls(path, None, None, line, shown)
 
     @classmethod
     def from_yaml(cls, path: Path) -> _Source:
@@ -797,7 +801,7 @@ class _Source:
     def problem(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> Problem:
         """A problem at ``loc`` (the key itself when ``key``, else the value)."""
         if self.node is None:
-            return Problem(_shown(self.path), self.line, None, _path(loc), message)
+            return Problem(self.shown, self.line, None, _path(loc), message)
         node = self.node
         for part in loc:
             found = _child(node, part, key=key and part == loc[-1])
@@ -807,7 +811,7 @@ class _Source:
         return self._at(node, _path(loc), message)
 
     def _at(self, node: yaml.Node, field: str, message: str) -> Problem:
-        return Problem(_shown(self.path), node.start_mark.line + 1, node.start_mark.column + 1, field, message)
+        return Problem(self.shown, node.start_mark.line + 1, node.start_mark.column + 1, field, message)
 
     def convert(
         self, exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = (), context: str = ""
