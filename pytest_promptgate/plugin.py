@@ -133,13 +133,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Set up state; on the controlling process, register the session that aggregates results."""
+    """Set up state; when evals are selected, register the hooks that run and aggregate them.
+
+    A run without evals gets none of the per-item hooks: it pays for this function
+    and a file-name check per collected file, nothing per test.
+    """
     suites = config.getoption("prompt_suite") or config.getini("promptgate_suite")
     names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
     state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
     config.stash[_STATE] = state
-    if names:
-        state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    if not names:
+        return
+    state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    config.pluginmanager.register(EvalHooks(), "promptgate-items")
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
         from .session import EvalSession, XdistHooks
 
@@ -162,39 +168,48 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Coll
     return EvalFile.from_parent(parent, path=file_path)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """A grader registration that failed stops the session as a usage error (exit 4)."""
-    error = get_state(session.config).registry_error
-    if error is not None:
-        raise pytest.UsageError(error)
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """Say that eval files were found and how to run them, when none were selected."""
+    state = get_state(config)
+    if state.found and not state.suites:
+        return [f"promptgate: {state.found} eval file(s) found, not run (evals call models and cost money); "
+                "run them with --prompt-suite NAME, or --prompt-suite all"]
+    return []
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach the item's result to its report, so it reaches the controller (also under xdist)."""
-    report = yield
-    result_for_report = getattr(item, "result_for_report", None)
-    if result_for_report is not None:
-        result = result_for_report(call.when, call.excinfo)
-        if result is not None:
-            setattr(report, REPORT_ATTR, result.to_dict())
-    return report
+class EvalHooks:
+    """Hooks of every process that runs eval items; registered only when evals are selected."""
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A grader registration that failed stops the session as a usage error (exit 4)."""
+        error = get_state(session.config).registry_error
+        if error is not None:
+            raise pytest.UsageError(error)
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
-    """Flaky cases keep their outcome but say they are flaky."""
-    data = getattr(report, REPORT_ATTR, None)
-    if data and data.get("flaky") and report.when == "call":
-        word = "PASSED (flaky)" if report.passed else "FAILED (flaky)"
-        return report.outcome, "." if report.passed else "F", (word, {"yellow": True})
-    return None
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """Attach the item's result to its report, so it reaches the controller (also under xdist)."""
+        report = yield
+        result_for_report = getattr(item, "result_for_report", None)
+        if result_for_report is not None:
+            result = result_for_report(call.when, call.excinfo)
+            if result is not None:
+                setattr(report, REPORT_ATTR, result.to_dict())
+        return report
 
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
+        """Flaky cases keep their outcome but say they are flaky."""
+        data = getattr(report, REPORT_ATTR, None)
+        if data and data.get("flaky") and report.when == "call":
+            word = "PASSED (flaky)" if report.passed else "FAILED (flaky)"
+            return report.outcome, "." if report.passed else "F", (word, {"yellow": True})
+        return None
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """On an xdist worker, hand the evals it collected to the controller."""
-    config = session.config
-    if hasattr(config, "workeroutput"):
-        config.workeroutput[WORKEROUTPUT_KEY] = get_state(config).evals
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """On an xdist worker, hand the evals it collected to the controller."""
+        config = session.config
+        if hasattr(config, "workeroutput"):
+            config.workeroutput[WORKEROUTPUT_KEY] = get_state(config).evals
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

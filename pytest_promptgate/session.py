@@ -87,9 +87,6 @@ class EvalSession:
         state = self.state
         if not state.found:
             return []
-        if not state.suites:
-            return [f"promptgate: {state.found} eval file(s) found, not run (evals call models and cost money); "
-                    "run them with --prompt-suite NAME, or --prompt-suite all"]
         line = f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected of {state.found} eval file(s)"
         if not state.evals and state.suites_seen:
             line += f"; the eval files list the suites: {', '.join(sorted(state.suites_seen))}"
