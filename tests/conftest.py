@@ -15,10 +15,9 @@ import openai
 import pytest_promptgate.collect  # noqa: F401
 import pytest_promptgate.targets.provider  # noqa: F401
 
-openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loads the SDK's lazy HTTP transport too
 from openai_server import openai_server  # noqa: F401  (a real HTTP server on 127.0.0.1)
 
-pytest_plugins = ["pytester"]
+openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loads the SDK's lazy HTTP transport too
 
 APP = '''
 import asyncio
