@@ -36,8 +36,12 @@ class EvalFile(pytest.File):
     def collect(self) -> Iterator[VariantNode]:
         state = get_state(self.config)
         registry = state.registry(self.config)
-        if registry is None:  # reported once, as a usage error, after collection
-            return
+        if registry is None:
+            if hasattr(self.config, "workerinput"):
+                # A usage error would kill an xdist worker; as a collection error the
+                # controller shows it once (it drops repeats of the same text).
+                raise EvalFileError([Problem("", None, None, "", state.registry_error or "")])
+            return  # reported once, as a usage error, after collection
         loaded = load_eval(self.path, registry.options_model, state.selects)
         if isinstance(loaded, list):  # an eval of suites not selected
             state.suites_seen.update(loaded)

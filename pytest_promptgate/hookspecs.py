@@ -25,7 +25,8 @@ def pytest_promptgate_register_graders(config: pytest.Config) -> Mapping[str, An
     Mark the implementation ``@pytest.hookimpl(optionalhook=True)`` so that the
     conftest still loads when the plugin is disabled (``-p no:promptgate``).
 
-    Called once per session, when the first eval file is collected. Packages can
+    Called once per process (under xdist, once per worker), when the first eval
+    file is collected. Packages can
     publish grader types without a hook through the ``pytest_promptgate.graders``
     entry-point group (name = type name, value = the grader).
     """

@@ -60,10 +60,10 @@ class State:
         if self._registry is None and self.registry_error is None:
             from .graders import GraderRegistry, load_entry_points, load_from_hook
 
-            registered = load_from_hook(config.hook.pytest_promptgate_register_graders(config=config))
             try:
+                registered = load_from_hook(config.hook.pytest_promptgate_register_graders(config=config))
                 self._registry = GraderRegistry.build(registered + load_entry_points())
-            except ValueError as exc:
+            except Exception as exc:  # a plugin's mistake: a clash, a wrong return, an entry point that fails to load
                 # One configuration mistake, not a problem of each eval file: reported once,
                 # as a usage error, when collection finishes (pytest_collection_finish).
                 self.registry_error = f"promptgate: {exc}"
@@ -183,7 +183,7 @@ class EvalHooks:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """A grader registration that failed stops the session as a usage error (exit 4)."""
         error = get_state(session.config).registry_error
-        if error is not None:
+        if error is not None and not hasattr(session.config, "workerinput"):  # workers report it per file
             raise pytest.UsageError(error)
 
     @pytest.hookimpl(wrapper=True)

@@ -68,6 +68,9 @@ def _milliseconds(value: float | None) -> str:
 
 def _conclusion(outcome: SessionOutcome) -> str:
     tolerated = outcome.failed_cases + outcome.error_cases
+    if outcome.stopped_early and not outcome.failed:
+        return ("promptgate: session stopped early (-x / --maxfail), so pytest's exit status stands; "
+                "the cases that ran are within their evals' thresholds")
     if outcome.failed:
         reasons = []
         if outcome.below_threshold:

@@ -702,13 +702,22 @@ def _distinct_labels(
     Results, failure text and per-grader pass rates are keyed by label; two graders
     sharing one would merge. Two graders *named* alike is a mistake and reported.
     """
-    used = set(taken)
-    out = []
+    named: set[str] = set(taken)
     for i, grader in enumerate(graders):
+        if grader.name is not None:
+            if grader.name in named:
+                problems.append(
+                    source.problem((*loc, i, "name"), f"another grader of this eval is already named {grader.name!r}")
+                )
+            named.add(grader.name)
+    used = named  # numbering skips every name a user gave
+    out = []
+    for grader in graders:
+        if grader.name is not None:
+            out.append(grader)
+            continue
         label = grader.label
         if label in used:
-            if grader.name is not None:
-                problems.append(source.problem((*loc, i, "name"), f"another grader of this eval is already named {label!r}"))
             n = 2
             while f"{label}_{n}" in used:
                 n += 1

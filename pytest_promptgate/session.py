@@ -69,9 +69,9 @@ class EvalSession:
             failed_cases=sum(r.outcome == "failed" for r in self.results),
             error_cases=sum(r.outcome == "error" for r in self.results),
             strict=self.state.strict,
+            stopped_early=bool(session.shouldfail or session.shouldstop),
         )
-        stopped_early = session.shouldfail or session.shouldstop
-        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not stopped_early:
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -89,7 +89,7 @@ class EvalSession:
             return []
         line = f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected of {state.found} eval file(s)"
         if not state.evals and state.suites_seen:
-            line += f"; the eval files list the suites: {', '.join(sorted(state.suites_seen))}"
+            line += f"; the eval files that could be read list the suites: {', '.join(sorted(state.suites_seen))}"
         return [line]
 
 

@@ -52,9 +52,416 @@ class SessionOutcome:
     failed_cases: int
     error_cases: int
     strict: bool
+    #: -x or --maxfail stopped the session: pytest's exit status stands.
+    stopped_early: bool = False
 
     @property
     def failed(self) -> bool:
         """DESIGN §3: evals tolerate failed cases down to their threshold, ordinary tests do not."""
         strict_failure = self.strict and (self.failed_cases or self.error_cases)
         return bool(self.below_threshold or self.ordinary_failures or self.bad_eval_files or strict_failure)
+
+
+# --------------------------------------------------------------------------- statistics
+#
+# DESIGN §5: each delta is shown with its uncertainty. Exact tests are computed in
+# integers (binomial coefficients) and divided once at the end: Python's int / int
+# is correctly rounded however large the operands, so nothing overflows or turns
+# into NaN even for ten thousand cases.
+
+# Imported here rather than at the top so this section can be appended without touching the one above.
+import enum  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+from typing import Literal  # noqa: E402
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion of ``successes`` out of ``n``.
+
+    Unlike the normal (Wald) interval it stays inside [0, 1] and is not empty at
+    0 % or 100 %, which is where evals live. ``n == 0`` says nothing: (0.0, 1.0).
+    The normal quantile comes from :meth:`statistics.NormalDist.inv_cdf`.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}")
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes!r}, n={n!r}")
+    if n == 0:
+        return 0.0, 1.0
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    z2n = z * z / n
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * math.sqrt(p * (1 - p) / n + z2n / (4 * n))
+    # At 0 and n the bound is exactly 0 or 1 in theory; float rounding must not leave it at 1e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pair counts.
+
+    ``b``: cases that passed in the baseline and fail now; ``c``: cases that
+    failed in the baseline and pass now. Under no change each discordant case is
+    a fair coin, so p = min(1, 2 · P[Binomial(b + c, ½) <= min(b, c)]); the same
+    number as ``scipy.stats.binomtest(min(b, c), b + c, 0.5).pvalue``. With no
+    discordant cases there is no evidence of change: 1.0.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts cannot be negative, got b={b!r}, c={c!r}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    if 2 * k >= n:  # b == c: the observed split is the most likely one
+        return 1.0
+    tail, term = 0, 1  # term = comb(n, i), stepped exactly
+    for i in range(k + 1):
+        tail += term
+        term = term * (n - i) // (i + 1)
+    # 2 * tail / 2**n, kept exact until this one division.
+    return min(1.0, tail / (1 << (n - 1)))
+
+
+# Two tables count as equally likely within this relative tolerance (R's fisher.test
+# and SciPy before 1.14 use 1 + 1e-7): it keeps tables tied in theory tied in floats.
+_FISHER_TOLERANCE = (10**7 + 1, 10**7)
+
+
+def fisher_exact_two_sided(pass_a: int, n_a: int, pass_b: int, n_b: int) -> float:
+    """Fisher's exact two-sided p-value for two pass rates, ``pass_a/n_a`` against ``pass_b/n_b``.
+
+    The unpaired test, for two runs that share no case ids. Two-sided as SciPy
+    (``scipy.stats.fisher_exact``) and R define it: the probability, given both
+    margins, of every table no more likely than the observed one (within a
+    relative tolerance of 1e-7). With an empty run there is nothing to test: 1.0.
+    """
+    for passed, total in ((pass_a, n_a), (pass_b, n_b)):
+        if total < 0 or not 0 <= passed <= total:
+            raise ValueError(f"need 0 <= passed <= total, got passed={passed!r}, total={total!r}")
+    if n_a == 0 or n_b == 0:
+        return 1.0
+    k = pass_a + pass_b  # passes in both runs together: the column margin
+    low, high = max(0, k - n_b), min(n_a, k)
+    if low == high:  # only one table has these margins (all passed, or none did)
+        return 1.0
+    # weight(x) = comb(n_a, x) * comb(n_b, k - x): the hypergeometric pmf times comb(n_a + n_b, k).
+    observed = math.comb(n_a, pass_a) * math.comb(n_b, pass_b)
+    limit_num, limit_den = _FISHER_TOLERANCE
+    total = extreme = 0
+    ca, cb = math.comb(n_a, low), math.comb(n_b, k - low)
+    for x in range(low, high + 1):
+        weight = ca * cb
+        total += weight
+        if weight * limit_den <= observed * limit_num:
+            extreme += weight
+        ca = ca * (n_a - x) // (x + 1)
+        cb = cb * (k - x) // (n_b - k + x + 1) if k - x > 0 else 0
+    return min(1.0, extreme / total)
+
+
+# --------------------------------------------------------------------------- comparison with the baseline
+
+
+@dataclass(frozen=True)
+class RateInput:
+    """A pass rate as counts: ``passed`` cases out of ``total``."""
+
+    passed: int
+    total: int
+
+    def __post_init__(self) -> None:
+        if self.total < 0 or not 0 <= self.passed <= self.total:
+            raise ValueError(f"need 0 <= passed <= total, got passed={self.passed!r}, total={self.total!r}")
+
+    @property
+    def rate(self) -> float:
+        """``passed / total``; 0.0 for an empty run (its Wilson interval, (0, 1), says how little that means)."""
+        return self.passed / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The current run against its baseline, with the uncertainty of each number (DESIGN §5).
+
+    Without a baseline every ``baseline_*`` field, ``delta``, ``p_value`` and
+    ``test`` are None. ``fixed``/``broke`` count the shared cases that changed
+    outcome (failed then passed / passed then failed) when the test is McNemar.
+    """
+
+    current: RateInput
+    current_rate: float
+    current_ci: tuple[float, float]
+    baseline: RateInput | None = None
+    baseline_rate: float | None = None
+    baseline_ci: tuple[float, float] | None = None
+    #: current_rate - baseline_rate: negative is a drop.
+    delta: float | None = None
+    p_value: float | None = None
+    test: Literal["mcnemar", "fisher"] | None = None
+    shared_cases: int = 0
+    fixed: int | None = None
+    broke: int | None = None
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether there was a baseline to compare with."""
+        return self.baseline_rate is not None
+
+
+def compare(
+    current: RateInput,
+    baseline: RateInput | None,
+    paired: list[tuple[bool, bool]] | None = None,
+) -> Comparison:
+    """Compare the current run's pass rate with its baseline's.
+
+    ``paired`` holds, for every case id both runs share, ``(passed in baseline,
+    passed now)``. When it is non-empty the p-value is McNemar's exact test over
+    those cases; otherwise Fisher's exact test on the two runs' counts. The rates
+    and intervals are always those of the whole runs. A baseline with no cases is
+    no baseline.
+    """
+    current_ci = wilson_interval(current.passed, current.total)
+    if baseline is None or baseline.total == 0:
+        if paired:
+            raise ValueError("paired case outcomes were given without a baseline")
+        return Comparison(current=current, current_rate=current.rate, current_ci=current_ci)
+    if paired:
+        broke = sum(1 for before, now in paired if before and not now)
+        fixed = sum(1 for before, now in paired if now and not before)
+        p_value, test, counts = mcnemar_exact(broke, fixed), "mcnemar", (fixed, broke)
+    else:
+        p_value = fisher_exact_two_sided(current.passed, current.total, baseline.passed, baseline.total)
+        test, counts = "fisher", (None, None)
+    return Comparison(
+        current=current,
+        current_rate=current.rate,
+        current_ci=current_ci,
+        baseline=baseline,
+        baseline_rate=baseline.rate,
+        baseline_ci=wilson_interval(baseline.passed, baseline.total),
+        delta=current.rate - baseline.rate,
+        p_value=p_value,
+        test=test,
+        shared_cases=len(paired) if paired else 0,
+        fixed=counts[0],
+        broke=counts[1],
+    )
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+class VerdictKind(enum.Enum):
+    """What an (eval, variant) came to this session (DESIGN §5)."""
+
+    REGRESSION = "REGRESSION"
+    WARNING = "WARNING"
+    IMPROVED = "IMPROVED"
+    PASS = "PASS"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict, whether it was given without a baseline, and why, in one sentence."""
+
+    kind: VerdictKind
+    #: No baseline run exists yet: judged by the threshold alone.
+    first_run: bool
+    reason: str
+
+
+def verdict(
+    pass_rate: float,
+    threshold: float,
+    warn_drop: float,
+    comparison: Comparison | None,
+    significance: float | None = None,
+    *,
+    baseline_unavailable: bool = False,
+) -> Verdict:
+    """The verdict of DESIGN §5.
+
+    REGRESSION when ``pass_rate`` is below ``threshold``, whatever the baseline.
+    Otherwise, against a baseline: WARNING when the pass rate fell by at least
+    ``warn_drop``, IMPROVED when it rose; with ``significance`` (``--prompt-significance``)
+    either needs the comparison's p-value below it. PASS otherwise. Without a
+    baseline (``comparison`` None or baseline-less) it is PASS or REGRESSION by
+    the threshold and ``first_run`` is set, unless ``baseline_unavailable`` says
+    the tracking store could not be asked, which the reason then says instead.
+    """
+    if significance is not None and not 0 < significance < 1:
+        raise ValueError(f"significance must be between 0 and 1 (exclusive), got {significance!r}")
+    has_baseline = comparison is not None and comparison.has_baseline
+    first_run = not has_baseline and not baseline_unavailable
+    no_baseline = "first run: no baseline yet" if first_run else "baseline unavailable: judged by the threshold alone"
+
+    if pass_rate < threshold - _EPSILON:
+        reason = f"pass rate {_percent(pass_rate)} below threshold {_percent_short(threshold)}"
+        return Verdict(VerdictKind.REGRESSION, first_run, reason if has_baseline else f"{reason}; {no_baseline}")
+    if not has_baseline:
+        return Verdict(VerdictKind.PASS, first_run, no_baseline)
+
+    assert comparison is not None and comparison.baseline_rate is not None and comparison.p_value is not None
+    baseline_rate, p = comparison.baseline_rate, comparison.p_value
+    significant = significance is None or p < significance
+    drop = baseline_rate - pass_rate
+    shown_p = _p(p) if significance is None else f"{_p(p)}, alpha {significance:g}"
+    if drop >= warn_drop - _EPSILON and drop > _EPSILON:
+        change = f"dropped {_pp(drop)} from {_percent(baseline_rate)}"
+        if significant:
+            return Verdict(VerdictKind.WARNING, False, f"{change} ({shown_p})")
+        return Verdict(VerdictKind.PASS, False, f"{change}, not significant ({shown_p})")
+    if drop < -_EPSILON:
+        change = f"rose {_pp(-drop)} from {_percent(baseline_rate)}"
+        if significant:
+            return Verdict(VerdictKind.IMPROVED, False, f"{change} ({shown_p})")
+        return Verdict(VerdictKind.PASS, False, f"{change}, not significant ({shown_p})")
+    if drop > _EPSILON:
+        return Verdict(
+            VerdictKind.PASS, False,
+            f"dropped {_pp(drop)} from {_percent(baseline_rate)}, less than warn_drop {_pp(warn_drop, 'g')} ({_p(p)})",
+        )
+    return Verdict(VerdictKind.PASS, False, f"unchanged from baseline {_percent(baseline_rate)}")
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def _percent_short(rate: float) -> str:
+    return f"{rate * 100:g}%"
+
+
+def _pp(fraction: float, spec: str = ".1f") -> str:
+    return f"{fraction * 100:{spec}} pp"
+
+
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+#: The names ``--prompt-fail-on`` accepts; ``none`` fails the session on no verdict.
+FAIL_ON_NAMES = ("regression", "warning", "improved", "none")
+DEFAULT_FAIL_ON = frozenset({"regression"})
+
+
+def parse_fail_on(text: str) -> frozenset[str]:
+    """``"regression,warning"`` → ``frozenset({"regression", "warning"})``, for ``--prompt-fail-on``.
+
+    Names are verdicts in any case, separated by commas; ``none`` alone makes no
+    verdict fail the session. Unknown names raise :class:`ValueError` naming the
+    choices (argparse shows the message of an ``ArgumentTypeError`` only, so the
+    option's ``type=`` wraps this).
+    """
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"expected verdict names separated by commas ({', '.join(FAIL_ON_NAMES)}), got {text!r}")
+    unknown = [name for name in names if name not in FAIL_ON_NAMES]
+    if unknown:
+        hint = "; PASS never fails the session" if "pass" in unknown else ""
+        raise ValueError(
+            f"unknown verdict {', '.join(repr(u) for u in unknown)} in {text!r}: "
+            f"expected {', '.join(FAIL_ON_NAMES)}{hint}"
+        )
+    if "none" in names and len(set(names)) > 1:
+        raise ValueError(f"'none' cannot be combined with other verdicts, got {text!r}")
+    return frozenset(names) - {"none"}
+
+
+def fails_session(verdict: Verdict, fail_on: frozenset[str]) -> bool:
+    """Whether ``verdict`` fails the session under ``fail_on`` (names from :func:`parse_fail_on`)."""
+    return verdict.kind.value.lower() in fail_on
+
+
+# --------------------------------------------------------------------------- gates
+
+GateAction = Literal["warn", "fail", "block_promote"]
+_GATE_ACTIONS = ("warn", "fail", "block_promote")
+
+# Why a metric can be missing, in words the user can act on.
+_NOT_REPORTED = {
+    "cost_usd_total": "the target gave no cost or tokens",
+    "cost_usd_per_case": "the target gave no cost or tokens",
+    "input_tokens": "the target gave no token counts",
+    "output_tokens": "the target gave no token counts",
+    "average_score": "no case was graded (every case errored)",
+    "latency_ms_avg": "no case was graded (every case errored)",
+    "latency_ms_p50": "no case was graded (every case errored)",
+    "latency_ms_p95": "no case was graded (every case errored)",
+    "latency_ms_p99": "no case was graded (every case errored)",
+}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate rule checked against one (eval, variant)'s metrics."""
+
+    metric: str
+    value: float | None
+    min: float | None
+    max: float | None
+    passed: bool
+    on_fail: GateAction
+    reason: str
+
+
+def evaluate_gates(rules: Iterable[Any], on_fail: str, metrics: Mapping[str, float | None]) -> list[GateResult]:
+    """Check each rule (anything with ``.metric``, ``.min``, ``.max``, such as ``schema.GateRule``).
+
+    A bound holds when the value is within it, allowing for float rounding. A
+    metric with no value (``None``: cost not reported, every case errored) cannot
+    be shown to pass, so its gate trips, and the reason says why it is missing.
+    """
+    if on_fail not in _GATE_ACTIONS:
+        raise ValueError(f"on_fail must be one of {', '.join(_GATE_ACTIONS)}, got {on_fail!r}")
+    results = []
+    for rule in rules:
+        metric, low, high = rule.metric, rule.min, rule.max
+        if low is None and high is None:
+            raise ValueError(f"gate rule on {metric} has neither min nor max")
+        value = metrics.get(metric)
+        if value is None:
+            why = _NOT_REPORTED.get(metric, "nothing measured it")
+            passed, reason = False, f"{metric} not reported: {why}"
+        elif math.isnan(value):
+            passed, reason = False, f"{metric} is not a number"
+        elif low is not None and not _at_least(value, low):
+            passed, reason = False, f"{metric} {_number(value, low)} below min {_number(low)}"
+        elif high is not None and not _at_least(high, value):
+            passed, reason = False, f"{metric} {_number(value, high)} above max {_number(high)}"
+        else:
+            bounds = " and ".join(
+                part for part in (
+                    f">= min {_number(low)}" if low is not None else "",
+                    f"<= max {_number(high)}" if high is not None else "",
+                ) if part
+            )
+            passed, reason = True, f"{metric} {_number(value)} {bounds}"
+        results.append(GateResult(metric, value, low, high, passed, on_fail, reason))  # type: ignore[arg-type]
+    return results
+
+
+def _at_least(value: float, bound: float) -> bool:
+    # Relative, not absolute: costs per case can be 1e-7 USD.
+    return value >= bound or math.isclose(value, bound, rel_tol=1e-9, abs_tol=0.0)
+
+
+def _number(value: float, beside: float | None = None) -> str:
+    """Six significant digits, or every digit when six would look equal to the bound it failed."""
+    text = f"{value:.6g}"
+    if beside is not None and text == f"{beside:.6g}":
+        return repr(value)
+    return text
+
+
+def metrics_of(summary: EvalSummary) -> dict[str, float | None]:
+    """The gate metrics (``schema.GATE_METRICS``) of one (eval, variant), from its summary's fields of the same names."""
+    # Imported here: schema is the one list of gate metrics, but loads pydantic and YAML,
+    # and this module stays importable without them.
+    from .schema import GATE_METRICS
+
+    return {name: getattr(summary, name) for name in GATE_METRICS}

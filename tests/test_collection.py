@@ -208,5 +208,5 @@ def test_a_suite_nothing_lists_names_the_known_ones(project, pytester):
     project("evals/routing.eval.yaml", ROUTING)
     project("evals/nightly.eval.yml", NIGHTLY)
     result = pytester.runpytest("--prompt-suite", "nigthly")
-    result.stdout.fnmatch_lines(["promptgate: suite nigthly: 0 eval(s) selected of 2 eval file(s); the eval files list the suites: core, nightly"])
+    result.stdout.fnmatch_lines(["promptgate: suite nigthly: 0 eval(s) selected of 2 eval file(s); the eval files that could be read list the suites: core, nightly"])
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED

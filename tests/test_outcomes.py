@@ -240,3 +240,53 @@ def test_unnamed_graders_of_one_type_get_distinct_labels_and_modes_are_counted(p
         "case two*", "*FAILED contains [[]no_alpha]: *'alpha'*", "*FAILED contains_2 [[]no_beta]: *'beta'*",
     ])
     result.stdout.fnmatch_lines(["failure modes of d [[]default]: no_beta 2, no_alpha 1"])
+
+
+def test_x_says_pytest_decides_the_exit(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.5).replace("  - {id: bad,", "  - {id: bad,", 1))
+    result = pytester.runpytest("--prompt-suite", "core", "-x")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: session stopped early (-x / --maxfail), so pytest's exit status stands*"])
+
+
+def test_register_hook_returning_a_list_is_a_usage_error(project, pytester):
+    pytester.makeconftest("""
+        def pytest_promptgate_register_graders(config):
+            return ["not", "a", "mapping"]
+    """)
+    project("c.eval.yaml", "eval: c\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stderr.fnmatch_lines(["ERROR: promptgate: pytest_promptgate_register_graders must return a mapping*got list"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_grader_clash_under_xdist_is_reported_once(project, pytester):
+    pytester.makeconftest("""
+        import pytest
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_promptgate_register_graders(config):
+            return {"equals": lambda output: True}
+    """)
+    project("a.eval.yaml", "eval: a\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n")
+    project("b.eval.yaml", "eval: b\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n")
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.stdout.str().count("grader type 'equals' from pytest_promptgate_register_graders is already registered") == 1
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_automatic_labels_skip_names_users_gave(project, pytester):
+    project("n.eval.yaml", """
+        eval: n
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "x"}}
+        threshold: 0
+        graders:
+          - {type: contains, value: a}
+          - {type: contains, value: b}
+          - {type: contains, value: c, name: contains_2}
+        cases: [{id: a}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines(["*FAILED contains: *'a'*", "*FAILED contains_3: *'b'*", "*FAILED contains_2: *'c'*"])

@@ -285,3 +285,15 @@ def test_stall_while_reading_the_body_is_a_timeout(openai_server, monkeypatch):
     with pytest.raises(TargetError, match=r"timed out after 0.5 s"):
         target(TargetRequest(prompt="hi", prompts={"p": "hi"}, vars={}, params={}, variant="v"))
     target.close()
+
+
+def test_a_rotated_key_is_still_masked_when_a_server_echoes_the_old_one(make_target, openai_server, monkeypatch):
+    def echo_key(request):  # a badly behaved proxy that quotes what it was sent
+        return Reply(400, error(f"bad request from {openai_server.requests[-1].headers['authorization']}"))
+
+    target = make_target()
+    target(ask())  # the client is made with SECRET
+    monkeypatch.setenv(KEY_ENV, "sk-rotated-NEW")
+    openai_server.reply_with(echo_key)
+    text = failure(target)  # asserts SECRET is nowhere in the error
+    assert "Bearer ***" in text

@@ -89,7 +89,11 @@ def load_entry_points() -> list[tuple[str, dict[str, Any]]]:
 
     found = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.append((f"entry point {ep.name} = {ep.value}", {ep.name: ep.load()}))
+        try:
+            grader = ep.load()
+        except Exception as exc:
+            raise ValueError(f"entry point {ep.name} = {ep.value} failed to load: {type(exc).__name__}: {exc}") from None
+        found.append((f"entry point {ep.name} = {ep.value}", {ep.name: grader}))
     return found
 
 

@@ -7,8 +7,9 @@ connection errors, 408, 409, 429 and 5xx with exponential backoff (0.5 s doublin
 to 8 s, less up to 25 % jitter) and waits what ``retry-after-ms`` / ``Retry-After``
 say instead when that is between 0 and 120 s (a longer one is not retried).
 
-The API key is read from the environment variable the eval file names, at call
-time, and never appears in a message, a repr or an identity.
+The API key is read from the environment variable the eval file names when the
+client is made (every call checks the variable is still set), and never appears
+in a message, a repr or an identity.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class ProviderTarget:
         self.prompt_name = provider.prompt
         self.identity = f"provider:{self.base_url}#{self.model}"
         self._client: openai.OpenAI | None = None
+        self._sent_key = ""  # the key the client was made with, masked in every message
         self._keywords: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
@@ -157,8 +159,9 @@ class ProviderTarget:
                 # The key is read when the client is made (a string works with every SDK
                 # version; a callable key needs a recent one); each call still checks that
                 # the variable is set.
+                self._sent_key = self._api_key()
                 self._client = openai.OpenAI(
-                    base_url=self.base_url, api_key=self._api_key(), timeout=self.timeout, max_retries=self.retries
+                    base_url=self.base_url, api_key=self._sent_key, timeout=self.timeout, max_retries=self.retries
                 )
                 self._keywords = frozenset(inspect.signature(self._client.chat.completions.create).parameters) - {
                     "extra_body",
@@ -219,8 +222,10 @@ class ProviderTarget:
 
     def _redact(self, text: str) -> str:
         """A server may echo what it was sent; never let the key through."""
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        return text.replace(key, "***") if key else text
+        current = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        for key in {current, self._sent_key} - {"", NO_KEY}:
+            text = text.replace(key, "***")
+        return text
 
 
 def _several_prompts(names: tuple[str, ...]) -> str:
