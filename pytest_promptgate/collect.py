@@ -19,12 +19,12 @@ import pytest
 from _pytest.fixtures import TopRequest  # the route pytest's own doctest items take to fixtures
 
 from . import template
-from .graders import BaseGrader, GradeContext, GraderFailed, grade_run
+from .graders import BaseGrader, GraderFailed
 from .plugin import State, get_state
-from .results import CaseResult, RunRecord, combine_runs
-from .runner import describe_exception
+from .results import CaseResult
+from .runner import Job, describe_exception
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval
-from .targets import Target, TargetError, TargetRequest, build
+from .targets import CallableTarget, Target, TargetError, build
 
 #: How much of an output a failure message shows.
 SHOWN_OUTPUT_CHARS = 300
@@ -72,8 +72,9 @@ class EvalPlan:
         self.graders = graders
         self.case_graders = case_graders
         self.prices = prices
-        # Fixture targets wrapped once per fixture value (session fixtures give the same value to every item).
-        self.fixture_targets: dict[int, Any] = {}
+        # The last fixture value wrapped as a target; only the last, so function-scoped
+        # fixture values are not kept alive for the whole session.
+        self.last_fixture_target: CallableTarget | None = None
 
     @classmethod
     def build(cls, loaded: LoadedEval, state: State, node: pytest.Collector) -> EvalPlan:
@@ -87,7 +88,7 @@ class EvalPlan:
             except TargetError as exc:
                 problems.append(loaded.problem(variant.target_loc, str(exc)))
                 continue
-            if isinstance(target, str) and node.session._fixturemanager.getfixturedefs(target, node) is None:
+            if isinstance(target, str) and not node.session._fixturemanager.getfixturedefs(target, node):
                 problems.append(loaded.problem(variant.target_loc, f"no fixture named {target!r} (target 'fixture:{target}'); "
                                                                    "define it in a conftest.py"))
             targets[variant.name] = target
@@ -99,10 +100,23 @@ class EvalPlan:
             case.id: [(spec, registry.create(spec.type, spec.options)) for spec in case.graders]
             for case in loaded.cases if case.graders
         }
+        for i, (_, grader) in enumerate(graders):
+            problems += _judge_problems(grader, node, lambda m, i=i: loaded.problem(("graders", i, "judge"), m))
+        for case in loaded.cases:
+            for i, (_, grader) in enumerate(case_graders.get(case.id, [])):
+                problems += _judge_problems(
+                    grader, node, lambda m, i=i, case=case: Problem(case.file, case.line, None, f"case {case.id}: graders[{i}].judge", m)
+                )
         if problems:
             raise EvalFileError(problems)
         prices = {**state.prices(config), **{m: (p.input, p.output) for m, p in loaded.spec.pricing.items()}}
         return cls(loaded, targets, graders, case_graders, prices)
+
+    def job(self, variant: LoadedVariant, case: LoadedCase) -> Job:
+        """What the runner needs to measure one item."""
+        spec = self.loaded.spec
+        graders = self.graders + self.case_graders.get(case.id, [])
+        return Job(spec.eval, variant, case, graders, spec.repeat, spec.repeat_pass, self.prices)
 
     def info(self) -> dict[str, Any]:
         """What the controller needs to know of this eval (plain data: it crosses xdist's channel)."""
@@ -119,6 +133,20 @@ class EvalPlan:
             "variants": [v.name for v in self.loaded.variants],
             "dataset_hash": self.loaded.dataset_hash,
         }
+
+
+def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) -> list[Problem]:
+    """A model-graded grader's judge must be a target that exists, like an eval's own target."""
+    judge = getattr(grader.options, "judge", None)
+    if judge is None:
+        return []
+    try:
+        built = build(judge, {}, ("judge",))
+    except TargetError as exc:
+        return [problem(str(exc))]
+    if isinstance(built, str) and not node.session._fixturemanager.getfixturedefs(built, node):
+        return [problem(f"no fixture named {built!r} (judge 'fixture:{built}'); define it in a conftest.py")]
+    return []
 
 
 class VariantNode(pytest.Collector):
@@ -185,62 +213,25 @@ class EvalItem(pytest.Item):
     # -- measuring
 
     def _measure(self) -> CaseResult:
-        plan, case, variant = self.plan, self.case, self.variant
-        target = self._target()
-        values = case.vars
-        prompts = {name: prompt.render(values) for name, prompt in variant.prompts.items()}
-        request = TargetRequest(
-            prompt=next(iter(prompts.values())) if len(prompts) == 1 else None,
-            prompts=prompts,
-            vars=dict(case.vars),
-            params=dict(variant.params),
-            variant=variant.name,
-        )
-        runner = get_state(self.config).runner()
-        graders = plan.graders + plan.case_graders.get(case.id, [])
-        runs: list[RunRecord] = []
-        for _ in range(plan.loaded.spec.repeat):
-            result = runner.call(target, request, plan.prices)
-            ctx = GradeContext(
-                output=result.output,
-                expected=case.expected,
-                vars=case.vars,
-                result=result,
-                case_id=case.id,
-                variant=variant.name,
-                judge=self._judge,
-            )
-            runs.append(grade_run(graders, ctx))
-        passed, score, flaky = combine_runs(runs, plan.loaded.spec.repeat_pass)
-        return CaseResult(
-            eval=plan.loaded.name, variant=variant.name, case_id=case.id, passed=passed, score=score,
-            runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
-        )
-
-    def _target(self) -> Target:
         target = self.plan.targets[self.variant.name]
         if isinstance(target, str):
-            return self._fixture_target(target)
-        return target
+            target = self._fixture_target(target, tuple(self.variant.prompts))
+        runner = get_state(self.config).runner()
 
-    def _fixture_target(self, name: str) -> Target:
-        from .targets import CallableTarget
+        def judge(spec: Any, prompt: Any) -> Any:
+            return runner.judge(spec, prompt, self.plan.prices, lambda name: self._fixture_target(name, ("judge",)))
 
+        return runner.measure(self.plan.job(self.variant, self.case), target, judge)
+
+    def _fixture_target(self, name: str, prompt_names: tuple[str, ...]) -> Target:
         value = self._request.getfixturevalue(name)
-        cache = self.plan.fixture_targets
-        wrapped = cache.get(id(value))
-        if wrapped is None or wrapped.fn is not value:
-            if not callable(value):
-                raise TargetError(f"fixture {name!r} (target 'fixture:{name}') gave a {type(value).__name__}; it must give a callable")
-            wrapped = cache[id(value)] = CallableTarget(value, f"fixture:{name}", tuple(self.variant.prompts))
-        return wrapped
-
-    def _judge(self, spec: Any, prompt: Any) -> Any:
-        def make(spec: Any) -> Target:
-            target = build(spec, {}, ("judge",))
-            return self._fixture_target(target) if isinstance(target, str) else target
-
-        return get_state(self.config).runner().judge(spec, make, prompt, self.plan.prices)
+        if not callable(value):
+            raise TargetError(f"fixture {name!r} (target 'fixture:{name}') gave a {type(value).__name__}; it must give a callable")
+        last = self.plan.last_fixture_target
+        if last is not None and last.fn is value and last.prompt_names == prompt_names:
+            return last  # a session fixture gives every item the same value: wrap it once
+        self.plan.last_fixture_target = CallableTarget(value, f"fixture:{name}", prompt_names)
+        return self.plan.last_fixture_target
 
     def _error_result(self, error: str) -> CaseResult:
         return CaseResult(

@@ -1,9 +1,10 @@
-"""Getting outputs for items: calling targets, sync or async, timed and priced.
+"""Measuring items: calling targets (sync or async, timed and priced), repeating, grading.
 
-One :class:`Runner` per process and session. Async targets and judges share one
-event loop owned by the runner, so clients they keep (connection pools) stay
-valid from call to call; the loop is never the one a pytest-asyncio test runs on,
-because eval items are not coroutines.
+One :class:`Runner` per process and session. An item hands it a :class:`Job` and
+its resolved target; the runner returns the case's :class:`CaseResult`. Async
+targets and judges share one event loop owned by the runner, so clients they
+keep (connection pools) stay valid from call to call; the loop is never the one
+a pytest-asyncio test runs on, because eval items are not coroutines.
 """
 
 from __future__ import annotations
@@ -16,10 +17,39 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .targets import Target, TargetError, TargetRequest, TargetResult, as_result
+from dataclasses import dataclass
+
+from .graders import BaseGrader, GradeContext, grade_run
+from .results import CaseResult, RunRecord, combine_runs
+from .schema import Grader, LoadedCase, LoadedVariant
+from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
 from .targets.pricing import cost_usd
 
 _OWN_CODE = str(Path(__file__).parent)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What measuring one item takes: the case, its variant, its graders and the eval's settings."""
+
+    eval: str
+    variant: LoadedVariant
+    case: LoadedCase
+    graders: list[tuple[Grader, BaseGrader]]
+    repeat: int
+    repeat_pass: float
+    prices: Mapping[str, tuple[float, float]]
+
+    def request(self) -> TargetRequest:
+        """The target's input: the variant's prompts rendered with the case's vars."""
+        prompts = {name: prompt.render(self.case.vars) for name, prompt in self.variant.prompts.items()}
+        return TargetRequest(
+            prompt=next(iter(prompts.values())) if len(prompts) == 1 else None,
+            prompts=prompts,
+            vars=dict(self.case.vars),
+            params=dict(self.variant.params),
+            variant=self.variant.name,
+        )
 
 
 class Runner:
@@ -29,6 +59,31 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._judges: dict[str, Target] = {}
         self._targets: list[Any] = []
+
+    def measure(self, job: Job, target: Target, judge: Callable[[Any, Any], TargetResult]) -> CaseResult:
+        """Run the target ``job.repeat`` times and grade every run.
+
+        A run whose target fails, or a grader that raises, stops the case: it raises
+        :class:`TargetError` (naming the run when there are several) or
+        :class:`~pytest_promptgate.graders.GraderFailed`.
+        """
+        case, request = job.case, job.request()
+        runs: list[RunRecord] = []
+        for k in range(1, job.repeat + 1):
+            try:
+                result = self.call(target, request, job.prices)
+            except TargetError as exc:
+                if job.repeat == 1:
+                    raise
+                raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
+            ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
+                               case_id=case.id, variant=job.variant.name, judge=judge)
+            runs.append(grade_run(job.graders, ctx))
+        passed, score, flaky = combine_runs(runs, job.repeat_pass)
+        return CaseResult(
+            eval=job.eval, variant=job.variant.name, case_id=case.id, passed=passed, score=score,
+            runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
+        )
 
     def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]]) -> TargetResult:
         """One call of ``target``; any failure becomes a :class:`TargetError` with a readable summary."""
@@ -40,12 +95,12 @@ class Runner:
             value = target(request)
             if inspect.isawaitable(value):
                 value = self._await(value)
+            latency_ms = (time.perf_counter() - start) * 1000
+            result = as_result(value, f"target {target.identity}")
         except TargetError:
             raise
         except Exception as exc:
             raise TargetError(describe_exception(f"target {target.identity}", exc)) from exc
-        latency_ms = (time.perf_counter() - start) * 1000
-        result = as_result(value, f"target {target.identity}")
         result.latency_ms = latency_ms
         if result.cost_usd is None:
             result.cost_usd = cost_usd(result.model, result.input_tokens, result.output_tokens, prices)
@@ -55,13 +110,21 @@ class Runner:
         """Close ``target`` (its client, its connections) when the runner closes."""
         self._targets.append(target)
 
-    def judge(self, spec: Any, build: Callable[[Any], Target], prompt: Any,
-              prices: Mapping[str, tuple[float, float]]) -> TargetResult:
-        """Call a judge (any target spec) with a rendered prompt; judges are built once per spec."""
+    def judge(self, spec: Any, prompt: Any, prices: Mapping[str, tuple[float, float]],
+              fixture: Callable[[str], Target]) -> TargetResult:
+        """Call a judge (any target spec) with a rendered prompt.
+
+        Judges are built once per spec; a ``fixture:`` judge is asked of ``fixture``
+        on every call, since its value belongs to the item's fixture scope.
+        """
         key = repr(spec)
         judge = self._judges.get(key)
         if judge is None:
-            judge = self._judges[key] = build(spec)
+            built = build(spec, {}, ("judge",))
+            if isinstance(built, str):
+                judge = fixture(built)
+            else:
+                judge = self._judges[key] = built
         request = TargetRequest(prompt=prompt, prompts={"judge": prompt}, vars={}, params={}, variant="judge")
         return self.call(judge, request, prices)
 

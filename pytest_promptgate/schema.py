@@ -9,6 +9,7 @@ a file are collected and raised together as one :class:`EvalFileError`.
 from __future__ import annotations
 
 import csv
+import io
 import difflib
 import hashlib
 import json
@@ -26,9 +27,33 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Dis
 from . import template
 
 try:  # DESIGN §2: parse with the C-accelerated loader when libyaml is there.
-    _Loader: type = yaml.CSafeLoader
+    _Base: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """The safe loader, producing JSON-compatible values only.
+
+    Results cross process boundaries (xdist) and end up as JSON, so an unquoted
+    ``2024-01-01`` stays the text it looks like instead of becoming a date, and
+    ``!!set``, ``!!binary`` and ``!!timestamp`` are refused where they stand.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
+
+
+def _refuse(loader: Any, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{node.tag.rsplit(':', 1)[-1]} values are not supported: eval files hold JSON-like data", node.start_mark
+    )
+
+
+for _tag in ("set", "binary", "timestamp"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 EVAL_NAME = r"^[a-z0-9][a-z0-9._-]*$"
 IDENT = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -118,13 +143,26 @@ class Prompt(_Model):
         return self
 
 
+# Names of credentials; "token" only at the end, so max_tokens or stop_token_ids are fine.
+_SECRET_NAME = re.compile(r"api[_-]?key|authorization|secret|password|bearer|(?:^|_)token$", re.IGNORECASE)
+_SECRETS_MESSAGE = "API keys never go in eval files: put the key in an environment variable and name it with api_key_env"
+
+
+def _no_secrets(params: dict[str, Any]) -> dict[str, Any]:
+    """Params are sent to models and recorded: a key-like name among them is refused."""
+    found = [name for name in params if _SECRET_NAME.search(name)]
+    if found:
+        raise ValueError(f"params may not hold {', '.join(map(repr, found))}: {_SECRETS_MESSAGE}")
+    return params
+
+
 class Provider(_Model):
     """An OpenAI-compatible chat-completions endpoint."""
 
     base_url: str
     model: str
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
-    params: dict[str, Any] = {}
+    params: Annotated[dict[str, Any], AfterValidator(_no_secrets)] = {}
     timeout: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0, le=20)
     prompt: str | None = Field(default=None, description="which prompt to send, when the eval has several")
@@ -133,9 +171,7 @@ class Provider(_Model):
     @classmethod
     def _no_key_in_files(cls, data: Any) -> Any:
         if isinstance(data, dict) and "api_key" in data:
-            raise ValueError(
-                "API keys never go in eval files: put the key in an environment variable and name it with api_key_env"
-            )
+            raise ValueError(_SECRETS_MESSAGE)
         return data
 
     @field_validator("base_url")
@@ -235,7 +271,7 @@ class Variant(_Model):
     name: str = Field(pattern=IDENT)
     description: str = ""
     prompts: dict[str, Prompt] = {}
-    params: dict[str, Any] = {}
+    params: Annotated[dict[str, Any], AfterValidator(_no_secrets)] = {}
     target: TargetSpec | None = None
 
 
@@ -410,6 +446,8 @@ def load_eval(
         problems += _check_grader(grader, ("graders", i), source, grader_options)
     spec = spec.model_copy(update={"graders": _distinct_labels(spec.graders, (), source, ("graders",), problems)})
     cases = _load_cases(spec.cases, path, source, problems, grader_options, tuple(g.label for g in spec.graders))
+    if not cases and not problems:
+        problems.append(source.problem(("cases",), "the eval has no cases: its includes gave none"))
     variants = _resolve_variants(spec, path, source, problems)
     if not problems:
         problems += _check_templates(spec, cases, variants, source)
@@ -513,11 +551,16 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             problems.append(inc.problem((), f"expected a list of cases, got {_kind(inc.data)}"))
             return []
         return [(row, inc, (i,)) for i, row in enumerate(inc.data)]
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = _read_text(path)
+    except ValueError as exc:
+        return fail(str(exc))
     shown = _shown(path)
     rows: list[tuple[Any, _Source, tuple[Any, ...]]] = []
     if suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Lines end at \n only: str.splitlines() would also split at U+2028 and friends,
+        # which JSON allows unescaped inside strings.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -527,7 +570,7 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
                 continue
             rows.append((row, _Source.row(path, number, shown), ()))
         return rows
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or any(not (name or "").strip() for name in reader.fieldnames):
         return fail(f"{shown}: the first row must name every column (id, expected, tags, and one column per var)")
     start = 2
@@ -610,9 +653,9 @@ def _prompt_text(
     if prompt.file is not None:
         file = path.parent / prompt.file
         try:
-            return PromptText(name, template=file.read_text(encoding="utf-8"), source=str(file))
-        except OSError as exc:
-            problems.append(source.problem((*loc, "file"), f"cannot read prompt file {_shown(file)}: {exc.strerror}"))
+            return PromptText(name, template=_read_text(file), source=str(file))
+        except ValueError as exc:
+            problems.append(source.problem((*loc, "file"), f"prompt file: {exc}"))
             return None
     problems.append(
         source.problem(
@@ -765,10 +808,10 @@ class _Source:
     def from_yaml(cls, path: Path) -> _Source:
         shown = _shown(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = _read_text(path)
+        except ValueError as exc:
             source = cls(path, None, None)
-            source.problems.append(Problem(shown, None, None, "", f"cannot read file: {exc}"))
+            source.problems.append(Problem(shown, None, None, "", str(exc)))
             return source
         loader = _Loader(text)
         try:
@@ -778,6 +821,9 @@ class _Source:
             mark = exc.problem_mark or exc.context_mark
             source = cls(path, None, None)
             message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+            lines = text.split("\n")
+            if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
+                message += " (YAML does not allow tabs for indentation; use spaces)"
             source.problems.append(
                 Problem(shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None, "", f"invalid YAML: {message}")
             )
@@ -938,6 +984,16 @@ def _short(value: Any) -> str:
 
 def _braces(names: Iterable[str]) -> str:
     return ", ".join("{{" + n + "}}" for n in names)
+
+
+def _read_text(path: Path) -> str:
+    """A file's text as UTF-8, without the byte-order mark Excel and Notepad write; ValueError says why not."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{_shown(path)} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {_shown(path)}: {exc.strerror or exc}") from None
 
 
 def _shown(path: Path) -> str:

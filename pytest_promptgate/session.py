@@ -29,8 +29,12 @@ class EvalSession:
         self.outcome: SessionOutcome | None = None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed and self.state.is_eval_file(report.nodeid.rsplit("/", 1)[-1].split("::")[0]):
+        if not report.failed:
+            return
+        if self.state.is_eval_file(report.nodeid.rsplit("/", 1)[-1].split("::")[0]):
             self.bad_eval_files += 1
+        else:  # a broken test module (seen when --continue-on-collection-errors lets the session run)
+            self.ordinary_failures += 1
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:

@@ -47,7 +47,7 @@ def as_text(value: Any) -> str:
     """How a value appears inside a rendered template."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _has(values: Mapping[str, Any], name: str) -> bool:

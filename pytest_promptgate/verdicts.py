@@ -1,14 +1,19 @@
 """Deciding what a session's eval results mean. Pure functions, no pytest, no MLflow.
 
-For now an eval passes when its pass rate is at or above its threshold (DESIGN
-§3); baseline comparison and gates build on this.
+The session's exit status is decided by thresholds (DESIGN §3: ``ThresholdCheck``,
+``SessionOutcome``). The statistics, verdict rules and gate evaluation below
+(DESIGN §5, issue 3) are complete and tested, and not yet wired into the session:
+that comes with MLflow tracking and baselines.
 """
 
 from __future__ import annotations
 
+import enum
+import math
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .results import EvalSummary
 
@@ -68,12 +73,6 @@ class SessionOutcome:
 # integers (binomial coefficients) and divided once at the end: Python's int / int
 # is correctly rounded however large the operands, so nothing overflows or turns
 # into NaN even for ten thousand cases.
-
-# Imported here rather than at the top so this section can be appended without touching the one above.
-import enum  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-from typing import Literal  # noqa: E402
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

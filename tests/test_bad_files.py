@@ -380,3 +380,85 @@ def test_two_graders_named_alike(project, pytester):
         cases: [{id: a}]
     """)
     result.stdout.fnmatch_lines(["evals/bad.eval.yaml:6:38: graders[1].name: another grader of this eval is already named 'has-letter'"])
+
+
+def test_yaml_dates_stay_text_and_odd_tags_are_refused(project, pytester, recorded):
+    project("evals/good.eval.yaml", GOOD)
+    project("evals/dated.eval.yaml", """
+        eval: dated
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "due {{when}}"}}
+        graders: [{type: equals, value: "due {{expected}}"}]
+        cases:
+          - {id: a, vars: {when: 2024-01-02}, expected: 2024-01-02}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(passed=2)
+    assert [r["expected"] for r in recorded() if r["eval"] == "dated"] == ["2024-01-02"]
+    (pytester.path / "evals/dated.eval.yaml").unlink()
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases:
+          - {id: a, vars: {tags: !!set {x, y}}}
+    """)
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:5:26: invalid YAML: set values are not supported: eval files hold JSON-like data"])
+
+
+def test_tabs_get_a_hint(project, pytester):
+    result = run_with_bad(project, pytester, "eval: bad\nsuites: [core]\ntarget: echo\ncases:\n\t- {id: a}\n")
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:5:1: invalid YAML: *(YAML does not allow tabs for indentation; use spaces)"])
+
+
+def test_includes_with_a_bom_are_read_and_non_utf8_is_named(project, pytester):
+    project("evals/good.eval.yaml", GOOD)
+    project("evals/bom.eval.yaml", """
+        eval: bom
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "{{word}}"}}
+        cases: [{include: rows.csv}, {include: rows.jsonl}]
+    """)
+    (pytester.path / "evals/rows.csv").write_bytes("\ufeffid,word\nexcel-row,hi\n".encode())
+    (pytester.path / "evals/rows.jsonl").write_bytes('\ufeff{"id": "bom-row", "vars": {"word": "a\u2028b"}}\n'.encode())
+    result = pytester.runpytest("--prompt-suite", "core", "--co", "-q")
+    result.stdout.fnmatch_lines(["evals/bom.eval.yaml::default::excel-row", "evals/bom.eval.yaml::default::bom-row"])
+    (pytester.path / "evals/bom.eval.yaml").unlink()
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases: [{include: latin.csv}]
+    """)
+    (pytester.path / "evals/latin.csv").write_bytes("id,word\ncafé,x\n".encode("latin-1"))
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:19: cases[[]0].include: evals/latin.csv is not UTF-8 text (invalid continuation byte at byte 11); save it as UTF-8"])
+
+
+def test_an_eval_whose_includes_give_no_cases(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target: echo
+        cases: [{include: empty.jsonl}]
+    """, ("evals/empty.jsonl", "\n"))
+    result.stdout.fnmatch_lines(["evals/bad.eval.yaml:4:8: cases: the eval has no cases: its includes gave none"])
+
+
+def test_keys_hidden_in_params_are_refused(project, pytester):
+    result = run_with_bad(project, pytester, """
+        eval: bad
+        suites: [core]
+        target:
+          provider: {base_url: "http://127.0.0.1:9/v1", model: m, params: {api_key: sk-live-HIDDEN, max_tokens: 5}}
+        variants:
+          - {name: v, params: {access_token: sk-live-HIDDEN2, stop_token_ids: [1]}}
+        cases: [{id: a}]
+    """)
+    result.stdout.fnmatch_lines([
+        "evals/bad.eval.yaml:4:*: target.provider.params: params may not hold 'api_key': API keys never go in eval files*",
+        "evals/bad.eval.yaml:6:*: variants[0].params: params may not hold 'access_token': *",
+    ])
+    assert "HIDDEN" not in result.result.stdout.str()

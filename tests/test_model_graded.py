@@ -61,8 +61,41 @@ def test_provider_judge(project, pytester, openai_server):
     assert {r.json["model"] for r in openai_server.requests} == {"judge-model"}
 
 
-def test_judge_that_cannot_be_reached_is_an_error_case(project, pytester):
+def test_judge_that_cannot_be_reached_is_a_collection_error(project, pytester):
     project("judged.eval.yaml", EVAL.replace("JUDGE", '"nowhere:judge"'))
     result = pytester.runpytest("--prompt-suite", "core")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*grader 'label_model' raised TargetError: cannot import module 'nowhere'*"])
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "judged.eval.yaml:8:12: graders[[]0].judge: cannot import module 'nowhere' for 'nowhere:judge'*",
+        "judged.eval.yaml:14:12: graders[[]1].judge: cannot import module 'nowhere'*",
+    ])
+
+
+def test_fixture_judge_is_set_up_per_item_and_gets_the_judge_prompt(project, pytester):
+    pytester.makeconftest("""
+        import pytest
+        SETUPS = []
+
+        @pytest.fixture  # function scope: a fresh judge for every item
+        def judge():
+            SETUPS.append(1)
+            alive = True
+            def answer(prompt):
+                assert alive, "a torn-down judge was called"
+                return "polite" if "Thanks" in prompt else "rude"
+            yield answer
+            alive = False
+
+        def pytest_sessionfinish(session):
+            print("judge setups:", len(SETUPS))
+    """)
+    text = EVAL.replace("JUDGE", '"fixture:judge"').replace(
+        'prompts: {p: {template: "{{answer}}"}}', 'prompts: {p: {template: "{{answer}}"}, other: {template: x}}'
+    ).replace("target: echo", "target: app:upper")
+    # keep only the label grader
+    text = text[: text.index("  - type: score_model")] + text[text.index("cases:"):]
+    pytester.makepyfile(app="def upper(prompts):\n    return prompts['p']\n")
+    project("judged.eval.yaml", text)
+    result = pytester.runpytest("--prompt-suite", "core", "-s")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*judge setups: 2*"])

@@ -290,3 +290,11 @@ def test_automatic_labels_skip_names_users_gave(project, pytester):
     """)
     result = pytester.runpytest("--prompt-suite", "core")
     result.stdout.fnmatch_lines(["*FAILED contains: *'a'*", "*FAILED contains_3: *'b'*", "*FAILED contains_2: *'c'*"])
+
+
+def test_a_broken_test_module_still_fails_with_continue_on_collection_errors(project, pytester):
+    project("routing.eval.yaml", ROUTING.format(threshold=0.5))
+    pytester.makepyfile(test_broken="def test_y(:\n    pass\n")
+    result = pytester.runpytest("--prompt-suite", "core", "--continue-on-collection-errors")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: session FAILED: 1 failure(s) outside eval cases*"])

@@ -203,3 +203,26 @@ def test_variant_params_prompts_and_chat_messages_reach_the_target(project, pyte
         {"role": "user", "content": "Where is it?"},
     ]
     assert outputs["warm"]["variant"] == "warm"
+
+
+def test_an_error_in_one_of_several_runs_names_the_run(project, pytester):
+    pytester.makepyfile(sometimes="""
+        N = []
+        def target():
+            N.append(1)
+            if len(N) == 2:
+                raise TimeoutError("upstream slow")
+            return "ok"
+    """)
+    project("r.eval.yaml", "eval: r\nsuites: [core]\ntarget: sometimes:target\nrepeat: 3\ncases: [{id: a}]\n")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["run 2/3: target sometimes:target raised TimeoutError: upstream slow"])
+
+
+def test_a_result_with_a_bad_field_is_an_error_case(project, pytester):
+    pytester.makepyfile(odd="def target():\n    return {'output': 'x', 'cost_usd': 'n/a'}\n")
+    project("o.eval.yaml", "eval: o\nsuites: [core]\ntarget: odd:target\ncases: [{id: a}]\n")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["target odd:target raised ValueError: could not convert string to float: 'n/a'"])

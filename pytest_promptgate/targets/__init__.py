@@ -46,6 +46,7 @@ class CallableTarget:
     def __init__(self, fn: Callable[..., Any], identity: str, prompt_names: tuple[str, ...]) -> None:
         self.fn = fn
         self.identity = identity
+        self.prompt_names = prompt_names
         try:
             params = inspect.signature(fn).parameters
             takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
