@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
+from conftest import RECORDER
 
 pytest.importorskip("xdist")
 
@@ -38,26 +41,20 @@ def summary_table(lines):
             for line in table]
 
 
-@pytest.mark.parametrize("args", [(), ("-p", "no:xdist")])
-def test_n2_gives_the_same_results_and_summary(project, pytester, recorded, args):
+def test_n2_and_no_xdist_give_the_same_results_and_summary(project, pytester, recorded):
     cases = "".join(
         f'  - {{id: c{i}, vars: {{message: "{"refund" if i % 3 else "hello"} {i}"}}, expected: refund}}\n' for i in range(30)
     )
     project("routing.eval.yaml", EVAL + cases)
-    single = pytester.runpytest_subprocess("--prompt-suite", "core", *args)
-    single_results = comparable(recorded())
-    if args:
-        assert single.ret == 0
-        return
-    double = pytester.runpytest_subprocess("--prompt-suite", "core", "-n", "2")
-    double_results = comparable(recorded())
-    assert single.ret == double.ret == 0
-    single.assert_outcomes(passed=40, failed=20)
-    double.assert_outcomes(passed=40, failed=20)
-    assert len(double_results) == 60
-    assert double_results == single_results
-    assert summary_table(double.stdout.lines) == summary_table(single.stdout.lines)
-    assert any(line.startswith("routing a 30 20 10") for line in summary_table(double.stdout.lines))
+    runs = {}
+    for name, args in {"plain": (), "no-xdist": ("-p", "no:xdist"), "n2": ("-n", "2")}.items():
+        result = pytester.runpytest_subprocess("--prompt-suite", "core", *args)
+        assert result.ret == 0, name
+        result.assert_outcomes(passed=40, failed=20)
+        runs[name] = (comparable(recorded()), summary_table(result.stdout.lines))
+    assert len(runs["n2"][0]) == 60
+    assert runs["n2"] == runs["plain"] == runs["no-xdist"]
+    assert any(line.startswith("routing a 30 20 10") for line in runs["n2"][1])
 
 
 def test_bad_eval_file_under_n2_still_runs_the_others(project, pytester):
@@ -67,3 +64,47 @@ def test_bad_eval_file_under_n2_still_runs_the_others(project, pytester):
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["bad.eval.yaml:3:9: target: module 'app' has no attribute 'nope'*"])
     assert result.ret == 1
+
+
+def test_fixture_targets_errors_flaky_and_bad_files_under_n2(project, pytester, recorded):
+    pytester.makeconftest(textwrap.dedent("""
+        import pytest
+        @pytest.fixture(scope="session")
+        def labeller():
+            import app
+            return app.label
+    """) + RECORDER)
+    pytester.makepyfile(coin="""
+        COUNTS = {}
+        def flip(vars):
+            n = COUNTS[vars["id"]] = COUNTS.get(vars["id"], 0) + 1
+            if vars["id"] == "boom":
+                raise RuntimeError("kaput")
+            return "heads" if vars["pattern"][(n - 1) % 3] == "h" else "tails"
+    """)
+    project("fixture.eval.yaml", EVAL.replace("target: app:async_label", "target: fixture:labeller").replace("repeat: 2", "repeat: 1")
+            .replace("  - {type: tokens, max: 200}\n", "")
+            + '  - {id: r1, vars: {message: "refund x"}, expected: refund}\n  - {id: r2, vars: {message: "hello"}, expected: refund}\n')
+    project("coin.eval.yaml", """
+        eval: coin
+        suites: [core]
+        target: coin:flip
+        repeat: 3
+        repeat_pass: 0.6
+        threshold: 0.3
+        graders: [{type: equals, value: heads}]
+        cases:
+          - {id: mostly, vars: {id: mostly, pattern: hht}}
+          - {id: rarely, vars: {id: rarely, pattern: htt}}
+          - {id: boom, vars: {id: boom, pattern: hhh}}
+    """)
+    project("bad.eval.yaml", "eval: bad\nsuites: [core]\ntarget: echo\ncases: [{id: a, vars: {x: 1}, graders: [{type: nope}]}]\n")
+    outcomes = {}
+    for name, args in {"plain": (), "n2": ("-n", "2")}.items():
+        result = pytester.runpytest_subprocess("--prompt-suite", "core", *args)
+        result.assert_outcomes(passed=3, failed=3, errors=2)  # errors: the bad file and the crashing case
+        assert result.ret == 1
+        cases = sorted((r["eval"], r["variant"], r["case_id"], "error" if r["error"] else r["passed"], r["flaky"])
+                       for r in recorded())
+        outcomes[name] = (cases, summary_table(result.stdout.lines))
+    assert outcomes["n2"] == outcomes["plain"]
