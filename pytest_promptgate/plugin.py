@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 EVERY_SUITE = frozenset({"all", "full"})
 #: Attribute of a TestReport carrying the item's CaseResult as plain data.
 REPORT_ATTR = "promptgate"
-#: Key of ``config.workeroutput`` carrying a worker's eval infos to the controller.
+#: Key of ``config.workeroutput`` carrying what a worker collected to the controller.
 WORKEROUTPUT_KEY = "promptgate_evals"
 
 _STATE = pytest.StashKey["State"]()
@@ -39,6 +39,8 @@ class State:
     found: int = 0
     #: suite names listed by the eval files collected, selected or not.
     suites_seen: set[str] = field(default_factory=set)
+    #: whether the counts above came from xdist workers (the controller does not collect).
+    from_workers: bool = False
     #: eval name → info of every selected eval collected in this process.
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)
     _registry: GraderRegistry | None = None
@@ -142,17 +144,16 @@ def pytest_configure(config: pytest.Config) -> None:
     names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
     state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
     config.stash[_STATE] = state
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(WorkerOutput(state), "promptgate-xdist")
     if not names:
         return
     state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
     config.pluginmanager.register(EvalHooks(), "promptgate-items")
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
-        from .session import EvalSession, XdistHooks
+        from .session import EvalSession
 
-        session = EvalSession(config, state)
-        config.pluginmanager.register(session, "promptgate-session")
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(session), "promptgate-xdist")
+        config.pluginmanager.register(EvalSession(config, state), "promptgate-session")
 
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
@@ -169,12 +170,54 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Coll
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    """Say that eval files were found and how to run them, when none were selected."""
-    state = get_state(config)
-    if state.found and not state.suites:
+    """The header: how many eval files were found, and what was selected or how to run them."""
+    return header_lines(get_state(config))
+
+
+def header_lines(state: State) -> list[str]:
+    """What collection found of evals, in one line."""
+    if not state.found:
+        return []
+    if not state.suites:
         return [f"promptgate: {state.found} eval file(s) found, not run (evals call models and cost money); "
                 "run them with --prompt-suite NAME, or --prompt-suite all"]
-    return []
+    line = f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected of {state.found} eval file(s)"
+    if not state.evals and state.suites_seen:
+        line += f"; the eval files that could be read list the suites: {', '.join(sorted(state.suites_seen))}"
+    return [line]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand what collection found to the controller (``workeroutput``, as syrupy does)."""
+    config = session.config
+    if hasattr(config, "workeroutput"):
+        state = get_state(config)
+        config.workeroutput[WORKEROUTPUT_KEY] = {
+            "found": state.found, "suites_seen": sorted(state.suites_seen), "evals": state.evals,
+        }
+
+
+class WorkerOutput:
+    """On an xdist controller: learn from the workers what they collected. Registered only with xdist."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if output is None:  # the worker crashed
+            return
+        state = self.state
+        state.from_workers = True
+        state.found = max(state.found, output["found"])  # every worker collects every file
+        state.suites_seen.update(output["suites_seen"])
+        state.evals.update(output["evals"])
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The header line the controller could not print before collection, printed at the end."""
+        if self.state.from_workers:
+            for line in header_lines(self.state):
+                terminalreporter.write_line(line)
 
 
 class EvalHooks:
@@ -204,12 +247,6 @@ class EvalHooks:
             word = "PASSED (flaky)" if report.passed else "FAILED (flaky)"
             return report.outcome, "." if report.passed else "F", (word, {"yellow": True})
         return None
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """On an xdist worker, hand the evals it collected to the controller."""
-        config = session.config
-        if hasattr(config, "workeroutput"):
-            config.workeroutput[WORKEROUTPUT_KEY] = get_state(config).evals
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .plugin import REPORT_ATTR, WORKEROUTPUT_KEY, State
+from .plugin import REPORT_ATTR, State
 from .results import CaseResult, summarize
 from .verdicts import SessionOutcome, ThresholdCheck, check_thresholds
 
@@ -87,28 +87,7 @@ class EvalSession:
         for line in terminal_lines(self.checks, self.outcome):
             terminalreporter.write_line(line)
 
-    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
-        state = self.state
-        if not state.found:
-            return []
-        line = f"promptgate: suite {', '.join(sorted(state.suites))}: {len(state.evals)} eval(s) selected of {state.found} eval file(s)"
-        if not state.evals and state.suites_seen:
-            line += f"; the eval files that could be read list the suites: {', '.join(sorted(state.suites_seen))}"
-        return [line]
-
 
 def _position(info: dict[str, Any] | None, variant: str) -> int:
     variants = (info or {}).get("variants", [])
     return variants.index(variant) if variant in variants else len(variants)
-
-
-class XdistHooks:
-    """Registered only when pytest-xdist is present: its hooks do not exist otherwise."""
-
-    def __init__(self, session: EvalSession) -> None:
-        self.session = session
-
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Learn the settings of the evals a worker collected (``workeroutput``, as syrupy does)."""
-        evals = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, {})
-        self.session.state.evals.update(evals)

@@ -108,3 +108,13 @@ def test_fixture_targets_errors_flaky_and_bad_files_under_n2(project, pytester, 
                        for r in recorded())
         outcomes[name] = (cases, summary_table(result.stdout.lines))
     assert outcomes["n2"] == outcomes["plain"]
+
+
+def test_header_hints_reach_the_summary_under_n2(project, pytester):
+    project("routing.eval.yaml", EVAL + '  - {id: c, vars: {message: "refund"}, expected: refund}\n')
+    pytester.makepyfile(test_plain="def test_ok(): pass")
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["promptgate: 1 eval file(s) found, not run*--prompt-suite NAME*"])
+    result = pytester.runpytest_subprocess("-n", "2", "--prompt-suite", "nope")
+    result.stdout.fnmatch_lines(["promptgate: suite nope: 0 eval(s) selected of 1 eval file(s); the eval files that could be read list the suites: core"])
