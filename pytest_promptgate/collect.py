@@ -19,7 +19,7 @@ import pytest
 from _pytest.fixtures import TopRequest  # the route pytest's own doctest items take to fixtures
 
 from . import template
-from .graders import BaseGrader, GraderFailed
+from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .plugin import State, get_state
 from .results import CaseResult
 from .runner import Job, describe_exception
@@ -50,7 +50,7 @@ class EvalFile(pytest.File):
         other = state.evals.get(loaded.name)
         if other is not None and other["path"] != str(self.path):
             raise EvalFileError([loaded.problem(("eval",), f"eval name {loaded.name!r} is already used by {other['path']}")])
-        plan = EvalPlan.build(loaded, state, self)
+        plan = EvalPlan.build(loaded, state, registry, self)
         state.evals[loaded.name] = plan.info()
         for variant in loaded.variants:
             yield VariantNode.from_parent(self, name=variant.name, plan=plan, variant=variant)
@@ -77,7 +77,7 @@ class EvalPlan:
         self.last_fixture_target: CallableTarget | None = None
 
     @classmethod
-    def build(cls, loaded: LoadedEval, state: State, node: pytest.Collector) -> EvalPlan:
+    def build(cls, loaded: LoadedEval, state: State, registry: GraderRegistry, node: pytest.Collector) -> EvalPlan:
         """Import targets and make graders; what fails here is a collection error pointing at the file."""
         config = node.config
         problems: list[Problem] = []
@@ -88,13 +88,12 @@ class EvalPlan:
             except TargetError as exc:
                 problems.append(loaded.problem(variant.target_loc, str(exc)))
                 continue
-            if isinstance(target, str) and not node.session._fixturemanager.getfixturedefs(target, node):
-                problems.append(loaded.problem(variant.target_loc, f"no fixture named {target!r} (target 'fixture:{target}'); "
-                                                                   "define it in a conftest.py"))
+            missing = _missing_fixture(target, "target", node)
+            if missing:
+                problems.append(loaded.problem(variant.target_loc, missing))
             targets[variant.name] = target
-            state.runner().own(target)
-        registry = state.registry(config)
-        assert registry is not None  # EvalFile.collect stops earlier without one
+            if not isinstance(target, str):  # fixture targets belong to their fixtures
+                state.runner().own(target)
         graders = [(spec, registry.create(spec.type, spec.options)) for spec in loaded.spec.graders]
         case_graders = {
             case.id: [(spec, registry.create(spec.type, spec.options)) for spec in case.graders]
@@ -144,9 +143,15 @@ def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) ->
         built = build(judge, {}, ("judge",))
     except TargetError as exc:
         return [problem(str(exc))]
-    if isinstance(built, str) and not node.session._fixturemanager.getfixturedefs(built, node):
-        return [problem(f"no fixture named {built!r} (judge 'fixture:{built}'); define it in a conftest.py")]
-    return []
+    missing = _missing_fixture(built, "judge", node)
+    return [problem(missing)] if missing else []
+
+
+def _missing_fixture(target: Target | str, role: str, node: pytest.Collector) -> str | None:
+    """For a ``fixture:NAME`` target (a name here), why it cannot be used from ``node``, if it cannot."""
+    if not isinstance(target, str) or node.session._fixturemanager.getfixturedefs(target, node):
+        return None
+    return f"no fixture named {target!r} ({role} 'fixture:{target}'); define it in a conftest.py"
 
 
 class VariantNode(pytest.Collector):
