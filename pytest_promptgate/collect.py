@@ -131,6 +131,7 @@ class EvalPlan:
             "cases": len(self.loaded.cases),
             "variants": [v.name for v in self.loaded.variants],
             "dataset_hash": self.loaded.dataset_hash,
+            "gates": spec.gates.model_dump() if spec.gates else None,
         }
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .verdicts import SessionOutcome, ThresholdCheck
+from .verdicts import EvalCheck, SessionOutcome
 
 
-def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) -> list[str]:
+def terminal_lines(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> list[str]:
     """The summary table (one row per eval and variant), then what decided the exit status."""
     rows = []
     for check in checks:
@@ -41,7 +41,27 @@ def terminal_lines(checks: Sequence[ThresholdCheck], outcome: SessionOutcome) ->
                 f"{check.summary.eval} [{check.summary.variant}]: pass rate {check.summary.pass_rate:.1%} "
                 f"is below the threshold {_percent(check.threshold)}"
             )
+    lines += _gate_lines(checks)
     lines.append(_conclusion(outcome))
+    return lines
+
+
+#: What a tripped gate does, by its ``on_fail``.
+_GATE_EFFECT = {
+    "fail": "fails the session",
+    "warn": "a warning",
+    "block_promote": "blocks promoting this eval's prompts",
+}
+
+
+def _gate_lines(checks: Sequence[EvalCheck]) -> list[str]:
+    """One line per tripped gate, saying what it does."""
+    lines = []
+    for check in checks:
+        for gate in check.gates:
+            if not gate.passed:
+                lines.append(f"gate of {check.summary.eval} [{check.summary.variant}] tripped "
+                             f"({gate.on_fail}: {_GATE_EFFECT[gate.on_fail]}): {gate.reason}")
     return lines
 
 
@@ -75,6 +95,8 @@ def _conclusion(outcome: SessionOutcome) -> str:
         reasons = []
         if outcome.below_threshold:
             reasons.append(f"{outcome.below_threshold} eval variant(s) below threshold")
+        if outcome.failed_gates:
+            reasons.append(f"{outcome.failed_gates} gate(s) with on_fail: fail tripped")
         if outcome.bad_eval_files:
             reasons.append(f"{outcome.bad_eval_files} invalid eval file(s)")
         if outcome.ordinary_failures:

@@ -13,7 +13,7 @@ import pytest
 
 from .plugin import REPORT_ATTR, State
 from .results import CaseResult, summarize
-from .verdicts import SessionOutcome, ThresholdCheck, check_thresholds
+from .verdicts import EvalCheck, SessionOutcome, check_evals
 
 
 class EvalSession:
@@ -25,7 +25,7 @@ class EvalSession:
         self.results: list[CaseResult] = []
         self.ordinary_failures = 0
         self.bad_eval_files = 0
-        self.checks: list[ThresholdCheck] = []
+        self.checks: list[EvalCheck] = []
         self.outcome: SessionOutcome | None = None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -65,9 +65,10 @@ class EvalSession:
         evals = self.state.evals
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
         summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
-        self.checks = check_thresholds(summaries, evals)
+        self.checks = check_evals(summaries, evals)
         self.outcome = SessionOutcome(
             below_threshold=sum(not c.passed for c in self.checks),
+            failed_gates=sum(len(c.tripped("fail")) for c in self.checks),
             ordinary_failures=self.ordinary_failures,
             bad_eval_files=self.bad_eval_files,
             failed_cases=sum(r.outcome == "failed" for r in self.results),

@@ -1,9 +1,9 @@
 """Deciding what a session's eval results mean. Pure functions, no pytest, no MLflow.
 
-The session's exit status is decided by thresholds (DESIGN §3: ``ThresholdCheck``,
-``SessionOutcome``). The statistics, verdict rules and gate evaluation below
-(DESIGN §5, issue 3) are complete and tested, and not yet wired into the session:
-that comes with MLflow tracking and baselines.
+The session's exit status is decided by thresholds and gates (DESIGN §3:
+``EvalCheck``, ``SessionOutcome``; gates: ``evaluate_gates``). The statistics and
+verdict rules below (DESIGN §5) are complete and tested, and not yet wired into
+the session: they need baselines, which come with MLflow tracking.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ _EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
-class ThresholdCheck:
-    """Whether one (eval, variant) is at or above its eval's threshold."""
+class EvalCheck:
+    """One (eval, variant) against its eval's threshold and gates."""
 
     summary: EvalSummary
     threshold: float | None  # None: the eval's settings never reached the controller
     dataset_size: int | None = None  # cases in the eval's dataset; more than ran when a run is partial
+    gates: tuple[GateResult, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -39,12 +40,34 @@ class ThresholdCheck:
         return self.threshold is not None and self.summary.pass_rate >= self.threshold - _EPSILON
 
 
-def check_thresholds(summaries: Iterable[EvalSummary], evals: Mapping[str, Mapping[str, Any]]) -> list[ThresholdCheck]:
-    """One check per summary, against the threshold of its eval in ``evals`` (name → info)."""
-    return [
-        ThresholdCheck(s, evals[s.eval]["threshold"], evals[s.eval]["cases"]) if s.eval in evals else ThresholdCheck(s, None)
-        for s in summaries
-    ]
+    def tripped(self, action: str) -> list[GateResult]:
+        """The gates with ``on_fail == action`` that did not hold."""
+        return [gate for gate in self.gates if not gate.passed and gate.on_fail == action]
+
+
+def check_evals(summaries: Iterable[EvalSummary], evals: Mapping[str, Mapping[str, Any]]) -> list[EvalCheck]:
+    """One check per summary, against the threshold and gates of its eval in ``evals`` (name → info)."""
+    checks = []
+    for s in summaries:
+        info = evals.get(s.eval)
+        if info is None:
+            checks.append(EvalCheck(s, None))
+            continue
+        gates = info.get("gates")
+        results = evaluate_gates(
+            [_Rule(**rule) for rule in gates["rules"]], gates["on_fail"], metrics_of(s)
+        ) if gates else []
+        checks.append(EvalCheck(s, info["threshold"], info["cases"], tuple(results)))
+    return checks
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A gate rule as plain data carries it from collection (``schema.GateRule``'s fields)."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,7 @@ class SessionOutcome:
 
     below_threshold: int
     ordinary_failures: int
+    failed_gates: int
     bad_eval_files: int
     failed_cases: int
     error_cases: int
@@ -64,7 +88,9 @@ class SessionOutcome:
     def failed(self) -> bool:
         """DESIGN §3: evals tolerate failed cases down to their threshold, ordinary tests do not."""
         strict_failure = self.strict and (self.failed_cases or self.error_cases)
-        return bool(self.below_threshold or self.ordinary_failures or self.bad_eval_files or strict_failure)
+        return bool(
+            self.below_threshold or self.failed_gates or self.ordinary_failures or self.bad_eval_files or strict_failure
+        )
 
 
 # --------------------------------------------------------------------------- statistics
