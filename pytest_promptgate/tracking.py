@@ -1,0 +1,1107 @@
+"""Everything that touches MLflow: runs, baselines, and the spool that keeps runs when MLflow is down.
+
+Not wired into the session yet (issue 3 continues): this module is complete and
+tested on its own, against SQLite stores and a real ``mlflow server``.
+
+Runs on the controlling process only (DESIGN §6): xdist workers never import this
+module. The module itself imports nothing heavy; MLflow is imported inside the
+functions that talk to it, so a session without evals never pays for it (§9).
+
+What the code keeps from the measured facts of DESIGN §6.1:
+
+- :class:`MlflowClient <mlflow.tracking.MlflowClient>` only, never the fluent
+  ``mlflow.start_run`` API, which would disturb the user's own active run.
+- One ``log_batch`` per run for params, metrics and tags (about 21 ms on SQLite
+  against about 220 ms for single calls); more only when MLflow's batch limits
+  (100 params and tags, 1000 entries) force it.
+- No pandas (``mlflow-skinny`` has none): the per-case results table is JSON in
+  the shape ``MlflowClient.log_table`` writes (``{"columns": [...], "data": [...]}``)
+  and is listed in the ``mlflow.loggedArtifacts`` tag, so the UI shows it as a table.
+- Each experiment gets an explicit artifact location next to a SQLite store,
+  since MLflow's default is ``./mlruns`` under whatever the current directory is.
+- Keys are cut to the characters MLflow accepts, values to its length limits,
+  and a cut is recorded in the ``promptgate.truncated`` tag rather than made silently.
+- SQLAlchemy 2.1 deprecates the ``noload`` loader strategy that MLflow's SQL
+  store configures when it is first opened; that one warning is ignored around
+  calls into MLflow, so suites run with ``-W error`` still work.
+- HTTP requests fail fast (no retries, a 10 s timeout) unless the user set
+  MLflow's own variables, and MLflow prints no run links or progress bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import pathname2url
+
+if TYPE_CHECKING:
+    from mlflow.entities import Experiment, Run
+    from mlflow.tracking import MlflowClient
+
+    from .results import EvalSummary
+
+#: The per-case results table artifact of every run.
+RESULTS_FILE = "promptgate_results.json"
+#: Rendered prompt templates are logged as ``prompts/{name}.txt``.
+PROMPTS_DIR = "prompts"
+#: Where a session keeps the runs it could not send, relative to the rootdir.
+SPOOL_DIR = Path(".promptgate") / "spool"
+#: Spooled records MLflow refused (or that cannot be read) are moved here, with the reason beside them.
+REJECTED_DIR = "rejected"
+DEFAULT_EXPERIMENT_PREFIX = "promptgate"
+
+# MLflow's limits (mlflow.utils.validation): longer values are cut silently by
+# MLflow, or refused; we cut them ourselves and say so in TRUNCATED_TAG.
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_KEY = 250
+_MAX_PARAMS_TAGS_PER_BATCH = 100
+_MAX_ENTRIES_PER_BATCH = 1000
+
+TRUNCATED_TAG = "promptgate.truncated"
+# Tags set when the run is created, so that even a run whose batch never arrived
+# can be recognised (and closed) when its spooled record is sent again.
+_IDENTITY_TAGS = ("promptgate.record", "promptgate.session", "promptgate.eval", "promptgate.variant")
+
+# MLflow's own local default (mlflow.tracking._tracking_service.utils, 3.x).
+_DEFAULT_DB = "mlflow.db"
+_LEGACY_FILE_STORE = "mlruns"
+
+# Set around calls into MLflow only when the user has not set them: an unreachable
+# server must fail in seconds, not after MLflow's 7 retries with backoff (minutes);
+# and MLflow must not write run links or progress bars into the terminal.
+_MLFLOW_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+# SQLAlchemy 2.1 warns when MLflow's SQL store module configures its mappers,
+# once per process, on the first open of any SQL store.
+_SQLALCHEMY_NOLOAD_WARNING = r"The ``noload`` loader strategy is deprecated"
+
+# SQLAlchemy errors that mean the database could not be reached (or was locked), not that it refused.
+_SQLALCHEMY_UNREACHABLE = ("OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError")
+
+_SPOOL_FORMAT = 1
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_ .:/-]" if os.name != "nt" else r"[^A-Za-z0-9_ ./-]")
+_UNSAFE_PATH_PART = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class TrackingError(Exception):
+    """MLflow refused or failed an operation (the message says which, and on which store)."""
+
+
+class TrackingUnavailable(TrackingError):
+    """The tracking store cannot be reached: connection refused, timed out, unauthorised, or not MLflow.
+
+    The session still runs and gates by thresholds; its runs are spooled (:func:`spool`)
+    and sent by a later session (:func:`send_spooled`).
+    """
+
+
+class BaselineError(TrackingError):
+    """A pinned baseline run (``--prompt-baseline RUN_ID``) does not exist or is not a run of that eval."""
+
+
+# --------------------------------------------------------------------------- tracking URI
+
+
+def resolve_tracking_uri(
+    option: str | None, ini: str | None, env: Mapping[str, str], *, cwd: Path | None = None
+) -> str:
+    """The tracking URI: ``--prompt-tracking-uri``, else ini ``promptgate_tracking_uri``,
+    else ``MLFLOW_TRACKING_URI``, else MLflow's own local default.
+
+    MLflow 3's default (``mlflow.get_tracking_uri()`` with nothing set) is the SQLite
+    store ``mlflow.db`` in the current directory (``cwd``), as an absolute
+    ``sqlite:///`` URI; this returns the same without importing MLflow. Empty
+    values count as unset. One exception follows MLflow too: when ``./mlruns``
+    already holds file-store experiments MLflow keeps using that directory, but
+    MLflow 3.17 refuses to open a file store unless ``MLFLOW_ALLOW_FILE_STORE``
+    is true, so ``./mlruns`` is chosen only when ``env`` allows it.
+    """
+    for value in (option, ini, env.get("MLFLOW_TRACKING_URI")):
+        if value and value.strip():
+            return value.strip()
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    legacy = base / _LEGACY_FILE_STORE
+    allowed = env.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
+    if allowed and _has_file_store_data(legacy):
+        return legacy.absolute().as_uri()
+    return _sqlite_uri(base / _DEFAULT_DB)
+
+
+def _has_file_store_data(directory: Path) -> bool:
+    # MLflow's test (_has_existing_mlruns_data): an experiment directory with a meta.yaml.
+    try:
+        return any(p.is_dir() and p.name.isdigit() and (p / "meta.yaml").exists() for p in directory.iterdir())
+    except OSError:
+        return False
+
+
+def _sqlite_uri(path: Path) -> str:
+    # As mlflow.utils.file_utils.path_to_local_sqlite_uri writes it.
+    prefix = "sqlite://" if sys.platform == "win32" else "sqlite:///"
+    return prefix + posixpath.abspath(pathname2url(os.path.abspath(path)))
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI; None for in-memory databases and other schemes."""
+    if not uri.startswith("sqlite:"):
+        return None
+    rest = uri[len("sqlite:"):]
+    if not rest.startswith("//"):
+        return None
+    rest = rest[2:].split("?", 1)[0]
+    if rest.startswith("/"):
+        rest = rest[1:]  # sqlite:///relative.db, sqlite:////absolute.db
+    if not rest or rest == ":memory:":
+        return None
+    return Path(unquote(rest))
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Tracker:
+    """One MLflow tracking store, opened once, on the controlling process.
+
+    ``uri`` is any tracking URI MLflow accepts; a relative ``sqlite:///`` path is
+    made absolute against the current directory now, so later ``chdir`` calls
+    (pytester's, a test's) change nothing. Every method raises
+    :class:`TrackingUnavailable` when the store cannot be reached and
+    :class:`TrackingError` when MLflow refuses an operation.
+    """
+
+    def __init__(self, uri: str, *, experiment_prefix: str = DEFAULT_EXPERIMENT_PREFIX) -> None:
+        db = _sqlite_path(uri)
+        if db is not None and not db.is_absolute():
+            query = uri.split("?", 1)[1] if "?" in uri else ""
+            uri = _sqlite_uri(db) + (f"?{query}" if query else "")
+            db = _sqlite_path(uri)
+        self.uri = uri
+        self.experiment_prefix = experiment_prefix
+        #: Where experiments created here keep their artifacts: a directory beside a
+        #: SQLite database. None for servers (they decide) and file stores (artifacts
+        #: already live inside the store's directory).
+        self.artifact_root: Path | None = db.parent / "mlartifacts" if db is not None else None
+        self._client: MlflowClient | None = None
+        self._experiments: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Tracker({display_uri(self.uri)!r})"
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the store is a tracking server reached over HTTP(S)."""
+        return self.uri.split(":", 1)[0].lower() in ("http", "https", "databricks")
+
+    def open(self) -> Tracker:
+        """Create or open the store and check that it answers; returns the tracker.
+
+        Call it on the controller before any worker starts: a fresh SQLite file is
+        created and migrated here, once (several processes migrating one new file
+        at the same time crash in MLflow's migrations, DESIGN §6.1). Calling it
+        again does nothing.
+        """
+        if self._client is not None:
+            return self
+        with self._calling("opening the store"):
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)  # creates a SQL store; reaches a server
+        self._client = client
+        return self
+
+    @property
+    def client(self) -> MlflowClient:
+        """The :class:`MlflowClient` of this store, opened first.
+
+        Calls made on it directly get MLflow's own errors and retries; the
+        functions of this module wrap theirs (quick failure, errors as
+        :class:`TrackingError` / :class:`TrackingUnavailable`).
+        """
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        return self._client
+
+    def experiment_name(self, eval_name: str, prefix: str | None = None) -> str:
+        """``{prefix}/{eval}``: one experiment per eval (DESIGN §6)."""
+        return f"{self.experiment_prefix if prefix is None else prefix}/{eval_name}"
+
+    def experiment_for(self, eval_name: str, prefix: str | None = None) -> str:
+        """The id of the eval's experiment, created if missing; ``prefix`` defaults to the tracker's.
+
+        A new experiment on a SQLite store keeps its artifacts in
+        :attr:`artifact_root`, beside the database, never in ``./mlruns``. An
+        existing experiment keeps the location it was created with. A deleted
+        experiment is an error: MLflow logs nothing into it until it is restored.
+        """
+        name = self.experiment_name(eval_name, prefix)
+        if name in self._experiments:
+            return self._experiments[name]
+        client = self.client
+        with self._calling(f"creating experiment {name!r}"):
+            from mlflow.exceptions import MlflowException
+
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    experiment_id = client.create_experiment(name, artifact_location=self._artifact_location(name))
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    experiment = client.get_experiment_by_name(name)  # another session created it just now
+                    if experiment is None:
+                        raise
+            if experiment is not None:
+                _check_active(experiment, self)
+                experiment_id = experiment.experiment_id
+        self._experiments[name] = experiment_id
+        return experiment_id
+
+    def find_experiment(self, eval_name: str, prefix: str | None = None) -> str | None:
+        """The id of the eval's active experiment, or None when it does not exist (nothing is created)."""
+        name = self.experiment_name(eval_name, prefix)
+        if name in self._experiments:
+            return self._experiments[name]
+        client = self.client
+        with self._calling(f"looking up experiment {name!r}"):
+            experiment = client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            return None
+        self._experiments[name] = experiment.experiment_id
+        return experiment.experiment_id
+
+    def _artifact_location(self, experiment_name: str) -> str | None:
+        if self.artifact_root is None:
+            return None
+        parts = [_UNSAFE_PATH_PART.sub("_", part).strip(".") or "_" for part in experiment_name.split("/") if part]
+        return self.artifact_root.joinpath(*parts).as_uri()
+
+    @contextlib.contextmanager
+    def _calling(self, action: str) -> Iterator[None]:
+        """Around every call into MLflow: quick HTTP failure, the one SQLAlchemy warning, errors in our words."""
+        added = [name for name in _MLFLOW_ENV if name not in os.environ]
+        os.environ.update({name: _MLFLOW_ENV[name] for name in added})
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=_SQLALCHEMY_NOLOAD_WARNING, category=DeprecationWarning, module=r"mlflow\.store\."
+                )
+                yield
+        except TrackingError:
+            raise
+        except Exception as exc:
+            if _unreachable(exc, remote=self.is_remote):
+                raise TrackingUnavailable(
+                    f"MLflow tracking at {display_uri(self.uri)} is unavailable ({action}): {_reason(exc)}"
+                ) from exc
+            if _is_mlflow_error(exc) or isinstance(exc, OSError):
+                raise TrackingError(f"MLflow tracking at {display_uri(self.uri)}: {action} failed: {_reason(exc)}") from exc
+            raise
+        finally:
+            for name in added:
+                os.environ.pop(name, None)
+
+
+def _check_active(experiment: Experiment, tracker: Tracker) -> None:
+    if experiment.lifecycle_stage != "active":
+        raise TrackingError(
+            f"experiment {experiment.name!r} (id {experiment.experiment_id}) is deleted in "
+            f"{display_uri(tracker.uri)}: restore it (mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}) or delete it for good (mlflow gc) to log runs again"
+        )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _unreachable(exc: BaseException, *, remote: bool) -> bool:
+    """Whether ``exc`` means the store could not be reached (as opposed to a refused request)."""
+    for error in _chain(exc):
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return True
+        kind = type(error)
+        module, name = kind.__module__, kind.__name__
+        if module.startswith(("requests", "urllib3")) and any(
+            base.__name__ in ("ConnectionError", "Timeout", "ProtocolError", "MaxRetryError", "NewConnectionError")
+            for base in kind.__mro__
+        ):
+            return True
+        if module.startswith("sqlalchemy") and name in _SQLALCHEMY_UNREACHABLE:
+            return True
+        if remote and _is_mlflow_error(error):
+            code = getattr(error, "error_code", None)
+            try:
+                status = error.get_http_status_code()  # type: ignore[attr-defined]
+            except Exception:
+                status = 500
+            # 5xx: the server (or what is behind it) is down; 401/403: we are not let in;
+            # ENDPOINT_NOT_FOUND: whatever answers at this URI is not an MLflow server.
+            if status >= 500 or status in (401, 403, 429) or code == "ENDPOINT_NOT_FOUND":
+                return True
+    return False
+
+
+def _is_mlflow_error(exc: BaseException) -> bool:
+    return any(base.__name__ == "MlflowException" and base.__module__.startswith("mlflow") for base in type(exc).__mro__)
+
+
+def _reason(exc: BaseException) -> str:
+    for error in _chain(exc):
+        text = str(error)
+        if "Connection refused" in text:
+            return "connection refused"
+        if isinstance(error, TimeoutError) or "timed out" in text.lower():
+            return "timed out"
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+# --------------------------------------------------------------------------- what a run holds
+
+
+@dataclass
+class TrackedRun:
+    """Everything one MLflow run of one (eval, variant) holds, as plain data.
+
+    Built on the controller at the end of a session; logged by :func:`log_eval_run`,
+    or written to disk by :func:`spool` when tracking is down and sent later
+    with everything it had (git state and times included).
+
+    ``params`` are the run's params besides ``eval``, ``variant`` and ``suite``
+    (``dataset_hash``, ``repeat``, ``target``, model params, ``prompt.{name}``);
+    a prompt of ``prompts`` without a ``prompt.{name}`` param gets its digest
+    (:func:`prompt_digest`). ``metrics`` usually come from :func:`summary_metrics`;
+    ``tags`` from :func:`git_tags` and :func:`ci_tags` plus any others. ``cases``
+    are :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>`
+    dicts; ``prompts`` the rendered prompt texts by name. ``complete`` is true
+    only when every case of the dataset ran and none errored: only complete runs
+    become baselines.
+    """
+
+    eval: str
+    variant: str
+    suite: str
+    session: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    prompts: dict[str, str] = field(default_factory=dict)
+    complete: bool = False
+    verdict: str | None = None
+    baseline_run_id: str | None = None
+    #: Milliseconds since the epoch; the run's times in MLflow, also when it is sent later.
+    start_time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    end_time_ms: int | None = None
+    #: Identifies the record across retries, so a spooled run is never logged twice.
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (the spool file's content)."""
+        return {"format": _SPOOL_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackedRun:
+        """The inverse of :meth:`to_dict`; raises :class:`ValueError` on data it cannot read."""
+        if data.get("format") != _SPOOL_FORMAT:
+            raise ValueError(f"unknown spool format {data.get('format')!r} (expected {_SPOOL_FORMAT})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ValueError(f"not a run record: {exc}") from None
+
+
+def prompt_digest(text: str) -> str:
+    """``sha256:<12 hex>``: the version of an inline or file prompt in the ``prompt.{name}`` param."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def metric_key(name: str) -> str:
+    """``name`` as a key MLflow accepts for metrics, params and tags.
+
+    Characters outside ``[A-Za-z0-9_ .:/-]`` become ``_`` (no ``:`` on Windows,
+    where MLflow refuses it), and a name MLflow would read as a path that is not
+    its own normal form (``a//b``, ``/a``, ``a/``, ``..``) loses its slashes;
+    cut to 250 characters.
+    """
+    key = _UNSAFE_KEY.sub("_", name)[:MAX_KEY] or "_"
+    if posixpath.normpath(key) != key or key.startswith(("/", "..")) or key == ".":
+        key = key.replace("/", "_")
+        if key in (".", "..") or key.startswith(".."):
+            key = "_" + key[1:]
+    return key
+
+
+def summary_metrics(summary: EvalSummary) -> dict[str, float]:
+    """The metrics of one (eval, variant) as MLflow run metrics (DESIGN §6); unknown (None) values are left out.
+
+    The gate metric names (``schema.GATE_METRICS``) are the summary's field names;
+    case counts are ``total_cases``, ``passed_cases``, ``failed_cases``,
+    ``error_cases`` and ``flaky_cases``; each grader adds ``grader.{name}.pass_rate``
+    and each failure mode ``failure_mode.{code}.count`` (names through :func:`metric_key`).
+    """
+    values: dict[str, float | int | None] = {
+        "pass_rate": summary.pass_rate,
+        "average_score": summary.average_score,
+        "error_rate": summary.error_rate,
+        "total_cases": summary.cases,
+        "passed_cases": summary.passed,
+        "failed_cases": summary.failed,
+        "error_cases": summary.errors,
+        "flaky_cases": summary.flaky,
+        "latency_ms_avg": summary.latency_ms_avg,
+        "latency_ms_p50": summary.latency_ms_p50,
+        "latency_ms_p95": summary.latency_ms_p95,
+        "latency_ms_p99": summary.latency_ms_p99,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "cost_usd_total": summary.cost_usd_total,
+        "cost_usd_per_case": summary.cost_usd_per_case,
+    }
+    for name, rate in summary.grader_pass_rates.items():
+        values[metric_key(f"grader.{name}.pass_rate")] = rate
+    for code, count in summary.failure_modes.items():
+        values[metric_key(f"failure_mode.{code}.count")] = count
+    return {name: float(value) for name, value in values.items() if value is not None}
+
+
+# --------------------------------------------------------------------------- git and CI
+
+
+def git_tags(cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``git.commit``, ``git.branch`` and ``git.dirty`` of the checkout at ``cwd``; {} without git.
+
+    ``git.dirty`` is ``"true"`` when tracked files differ from the commit
+    (untracked files do not count: the store and the spool are usually untracked).
+    CI checkouts are often a detached HEAD; the branch then comes from the CI's
+    variables in ``env`` (default :data:`os.environ`): ``GITHUB_HEAD_REF`` or
+    ``GITHUB_REF_NAME`` (for branch refs), ``CI_COMMIT_BRANCH`` or
+    ``CI_MERGE_REQUEST_SOURCE_BRANCH_NAME``, ``BUILDKITE_BRANCH``,
+    ``CIRCLE_BRANCH``, ``BRANCH_NAME``.
+    """
+    env = os.environ if env is None else env
+    commit = _git(cwd, "rev-parse", "HEAD")
+    if commit is None and _git(cwd, "rev-parse", "--git-dir") is None:
+        return {}
+    tags: dict[str, str] = {}
+    if commit:
+        tags["git.commit"] = commit
+    branch = _git(cwd, "symbolic-ref", "--short", "-q", "HEAD") or _ci_branch(env)
+    if branch:
+        tags["git.branch"] = branch
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    if status is not None:
+        tags["git.dirty"] = "true" if status else "false"
+    return tags
+
+
+def _git(cwd: str | os.PathLike[str], *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # `git status` must not take the index lock
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _ci_branch(env: Mapping[str, str]) -> str | None:
+    if env.get("GITHUB_HEAD_REF"):
+        return env["GITHUB_HEAD_REF"]
+    pull_request = env.get("GITHUB_REF", "").startswith("refs/pull/")
+    if env.get("GITHUB_REF_NAME") and env.get("GITHUB_REF_TYPE", "branch") == "branch" and not pull_request:
+        return env["GITHUB_REF_NAME"]
+    for name in ("CI_COMMIT_BRANCH", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "BUILDKITE_BRANCH", "CIRCLE_BRANCH",
+                 "BRANCH_NAME"):
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def ci_tags(env: Mapping[str, str]) -> dict[str, str]:
+    """CI identifiers of the current job, as ``ci.*`` tags; {} outside CI.
+
+    ``ci.provider`` is ``github``, ``gitlab`` or ``ci`` (any CI that sets ``CI``);
+    then, when the provider gives them: ``ci.run_id``, ``ci.commit``, ``ci.ref``,
+    ``ci.actor``, ``ci.repository``, ``ci.url``. GitHub Actions: ``GITHUB_RUN_ID``,
+    ``GITHUB_SHA``, ``GITHUB_REF_NAME``, ``GITHUB_ACTOR``, ``GITHUB_REPOSITORY``
+    (and the run's URL from ``GITHUB_SERVER_URL``). GitLab: ``CI_PIPELINE_ID``,
+    ``CI_COMMIT_SHA``, ``CI_COMMIT_REF_NAME``, ``GITLAB_USER_LOGIN``,
+    ``CI_PROJECT_PATH``, ``CI_PIPELINE_URL``. Others: ``BUILD_ID``, ``BUILD_URL``.
+    """
+    if env.get("GITHUB_ACTIONS") == "true":
+        tags = {
+            "ci.provider": "github",
+            "ci.run_id": env.get("GITHUB_RUN_ID", ""),
+            "ci.commit": env.get("GITHUB_SHA", ""),
+            "ci.ref": env.get("GITHUB_REF_NAME", ""),
+            "ci.actor": env.get("GITHUB_ACTOR", ""),
+            "ci.repository": env.get("GITHUB_REPOSITORY", ""),
+        }
+        if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+            server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+            tags["ci.url"] = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    elif env.get("GITLAB_CI") == "true":
+        tags = {
+            "ci.provider": "gitlab",
+            "ci.run_id": env.get("CI_PIPELINE_ID", ""),
+            "ci.commit": env.get("CI_COMMIT_SHA", ""),
+            "ci.ref": env.get("CI_COMMIT_REF_NAME", ""),
+            "ci.actor": env.get("GITLAB_USER_LOGIN", ""),
+            "ci.repository": env.get("CI_PROJECT_PATH", ""),
+            "ci.url": env.get("CI_PIPELINE_URL", ""),
+        }
+    elif env.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        tags = {"ci.provider": "ci", "ci.run_id": env.get("BUILD_ID", ""), "ci.url": env.get("BUILD_URL", "")}
+    else:
+        return {}
+    return {name: value for name, value in tags.items() if value}
+
+
+# --------------------------------------------------------------------------- logging a run
+
+
+def log_eval_run(tracker: Tracker, record: TrackedRun) -> str:
+    """Log one (eval, variant) as one MLflow run and return its run id.
+
+    In order: the run is created in the eval's experiment (named after the
+    variant, with the record's start time and identity tags); params, metrics and
+    tags go in one ``log_batch``; the results table (:data:`RESULTS_FILE`) and
+    the prompt texts (``prompts/{name}.txt``) are uploaded; the run is set
+    FINISHED. Only a FINISHED run can become a baseline, so a run whose logging
+    fails half way never does: it is marked FAILED when MLflow still answers,
+    and its record can be spooled and sent again (:func:`send_spooled` closes
+    any half-logged run of the same record first).
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    experiment_id = tracker.experiment_for(record.eval)
+    params, tags, truncated = _run_params_and_tags(record)
+    end_time = record.end_time_ms if record.end_time_ms is not None else int(time.time() * 1000)
+    values: dict[str, float] = {}
+    for key, value in record.metrics.items():
+        values[_unique_key(metric_key(key), values)] = float(value)
+    metrics = [Metric(key, value, end_time, 0) for key, value in values.items()]
+    identity = {k: tags.pop(k) for k in _IDENTITY_TAGS}
+    if truncated:
+        tags[TRUNCATED_TAG] = _cut(",".join(truncated), MAX_TAG_VALUE)[0]
+    client = tracker.client
+    what = f"logging run {record.eval}/{record.variant}"
+    with tracker._calling(what):
+        run = client.create_run(experiment_id, start_time=record.start_time_ms, tags=identity, run_name=record.variant)
+    run_id = run.info.run_id
+    try:
+        with tracker._calling(what):
+            param_list = [Param(k, v) for k, v in params.items()]
+            for batch in _batches(metrics, param_list, [RunTag(k, v) for k, v in tags.items()]):
+                client.log_batch(run_id, *batch)
+            with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp:
+                _write_artifacts(Path(tmp), record)
+                client.log_artifacts(run_id, tmp)
+            client.set_terminated(run_id, "FINISHED", end_time=end_time)
+    except BaseException:
+        with contextlib.suppress(Exception), tracker._calling(what):
+            client.set_terminated(run_id, "FAILED", end_time=end_time)
+        raise
+    return run_id
+
+
+def _run_params_and_tags(record: TrackedRun) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    truncated: list[str] = []
+    params: dict[str, str] = {}
+
+    def put(target: dict[str, str], kind: str, key: str, value: Any, limit: int) -> None:
+        safe = _unique_key(metric_key(key), target)
+        text, cut = _cut(_text(value), limit)
+        if cut:
+            truncated.append(f"{kind}:{safe}")
+        target[safe] = text
+
+    for key, value in {"eval": record.eval, "variant": record.variant, "suite": record.suite, **record.params}.items():
+        put(params, "param", key, value, MAX_PARAM_VALUE)
+    for name, text in record.prompts.items():
+        if metric_key(f"prompt.{name}") not in params:
+            put(params, "param", f"prompt.{name}", prompt_digest(text), MAX_PARAM_VALUE)
+
+    tags: dict[str, str] = {}
+    given = dict(record.tags)
+    if "git.commit" in given:
+        given.setdefault("mlflow.source.git.commit", given["git.commit"])
+    if "git.branch" in given:
+        given.setdefault("mlflow.source.git.branch", given["git.branch"])
+    ours = {
+        "promptgate.record": record.record_id,
+        "promptgate.session": record.session,
+        "promptgate.suite": record.suite,
+        "promptgate.eval": record.eval,
+        "promptgate.variant": record.variant,
+        "promptgate.complete": "true" if record.complete else "false",
+        "mlflow.source.name": "pytest-promptgate",
+        "mlflow.source.type": "LOCAL",
+        # Lets the MLflow UI show the results file as a table (what MlflowClient.log_table records).
+        "mlflow.loggedArtifacts": json.dumps([{"path": RESULTS_FILE, "type": "table"}]),
+    }
+    if record.verdict is not None:
+        ours["promptgate.verdict"] = record.verdict
+    if record.baseline_run_id is not None:
+        ours["promptgate.baseline_run_id"] = record.baseline_run_id
+    for key, value in {**given, **ours}.items():
+        put(tags, "tag", key, value, MAX_TAG_VALUE)
+    return params, tags, truncated
+
+
+def _unique_key(key: str, taken: Mapping[str, Any]) -> str:
+    # Two names that sanitise alike must not overwrite each other (nor make log_batch refuse duplicates).
+    if key not in taken:
+        return key
+    n = 2
+    while f"{key}_{n}" in taken:
+        n += 1
+    return f"{key}_{n}"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _cut(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    marker = f"… [cut from {len(text)} chars]"
+    keep = max(0, limit - len(marker))
+    return (text[:keep] + marker)[:limit], True
+
+
+def _batches(
+    metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
+) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    """``(metrics, params, tags)`` chunks within MLflow's ``log_batch`` limits; one chunk in the usual case."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while True:
+        p = params[:_MAX_PARAMS_TAGS_PER_BATCH]
+        t = tags[: _MAX_PARAMS_TAGS_PER_BATCH - len(p)]
+        m = metrics[: _MAX_ENTRIES_PER_BATCH - len(p) - len(t)]
+        yield m, p, t
+        params, tags, metrics = params[len(p):], tags[len(t):], metrics[len(m):]
+        if not (params or tags or metrics):
+            return
+
+
+# --------------------------------------------------------------------------- the results table
+
+#: Columns of the results table, one row per case.
+RESULT_COLUMNS = (
+    "case_id", "outcome", "passed", "score", "flaky", "runs", "runs_passed", "latency_ms",
+    "input_tokens", "output_tokens", "cost_usd", "model", "output", "graders", "failure_modes",
+    "error", "vars", "expected", "tags",
+)
+
+
+def results_table(cases: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The per-case results as an MLflow table: ``{"columns": [...], "data": [[...], ...]}``.
+
+    The shape ``MlflowClient.log_table`` writes (pandas' ``orient="split"``), which
+    the MLflow UI renders and ``load_table`` reads, built without pandas. ``cases``
+    are :meth:`CaseResult.to_dict` dicts; every cell is JSON (no NaN).
+    """
+    return {"columns": list(RESULT_COLUMNS), "data": [_row(case) for case in cases]}
+
+
+def _row(case: Mapping[str, Any]) -> list[Any]:
+    runs = list(case.get("runs") or [])
+    error = case.get("error")
+    latencies = [r["latency_ms"] for r in runs if r.get("latency_ms") is not None]
+    several = len(runs) > 1
+    outputs = [f"--- run {i} ---\n{r.get('output', '')}" if several else str(r.get("output", ""))
+               for i, r in enumerate(runs, 1)]
+    grader_lines = []
+    for i, run in enumerate(runs, 1):
+        for g in run.get("graders") or ():
+            line = f"{g['name']}: {'pass' if g['passed'] else 'FAIL'} ({_number(g.get('score'))})"
+            if not g["passed"] and g.get("reason"):
+                line += f" {g['reason']}"
+            grader_lines.append(f"run {i}: {line}" if several else line)
+    failed = [g for r in runs for g in r.get("graders") or () if not g["passed"]]
+    modes = sorted({g["failure_mode"] for g in failed if g.get("failure_mode")})
+    values = {
+        "case_id": case.get("case_id"),
+        "outcome": "error" if error is not None else ("passed" if case.get("passed") else "failed"),
+        "passed": bool(case.get("passed")) and error is None,
+        "score": case.get("score"),
+        "flaky": bool(case.get("flaky")),
+        "runs": len(runs),
+        "runs_passed": sum(bool(r.get("passed")) for r in runs),
+        "latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "input_tokens": _sum(r.get("input_tokens") for r in runs),
+        "output_tokens": _sum(r.get("output_tokens") for r in runs),
+        "cost_usd": _sum(r.get("cost_usd") for r in runs),
+        "model": next((r["model"] for r in runs if r.get("model")), None),
+        "output": "\n".join(outputs) if runs else None,
+        "graders": "\n".join(grader_lines),
+        "failure_modes": ", ".join(modes),
+        "error": error,
+        "vars": json.dumps(case.get("vars") or {}, ensure_ascii=False, default=str),
+        "expected": _json_text(case.get("expected")),
+        "tags": ", ".join(case.get("tags") or ()),
+    }
+    return [_cell(values[column]) for column in RESULT_COLUMNS]
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _sum(values: Any) -> Any:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_artifacts(directory: Path, record: TrackedRun) -> None:
+    with open(directory / RESULTS_FILE, "w", encoding="utf-8") as f:
+        json.dump(results_table(record.cases), f, ensure_ascii=False, allow_nan=False)
+    if record.prompts:
+        prompts = directory / PROMPTS_DIR
+        prompts.mkdir()
+        taken: set[str] = set()
+        for name, text in record.prompts.items():
+            stem = _UNSAFE_PATH_PART.sub("_", name).strip(".") or "prompt"
+            while stem in taken:
+                stem += "_"
+            taken.add(stem)
+            (prompts / f"{stem}.txt").write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The run a current (eval, variant) is compared with (DESIGN §5, §6)."""
+
+    run_id: str
+    eval: str
+    variant: str
+    #: Milliseconds since the epoch, as MLflow keeps it.
+    start_time: int
+    status: str
+    complete: bool
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    _tracker: Tracker | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def prompt_versions(self) -> dict[str, str]:
+        """``{prompt name: version}`` from the ``prompt.{name}`` params."""
+        return {key[len("prompt."):]: value for key, value in self.params.items() if key.startswith("prompt.")}
+
+    @property
+    def session(self) -> str | None:
+        """The session that logged the run."""
+        return self.tags.get("promptgate.session")
+
+    @property
+    def branch(self) -> str | None:
+        """The git branch the run was made on, when known."""
+        return self.tags.get("git.branch")
+
+    def case_outcomes(self) -> dict[str, bool]:
+        """``{case_id: passed}`` from the run's results table, for the paired (McNemar) test.
+
+        Downloads :data:`RESULTS_FILE`; {} when the run has none (it was not
+        logged by this plugin, or its upload failed).
+        """
+        tracker = self._tracker
+        if tracker is None:
+            raise TrackingError("this baseline was not read from a tracker")
+        client = tracker.client
+        what = f"reading the results of run {self.run_id}"
+        with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp, tracker._calling(what):
+            names = {item.path for item in client.list_artifacts(self.run_id)}
+            if RESULTS_FILE not in names:
+                return {}
+            path = client.download_artifacts(self.run_id, RESULTS_FILE, tmp)
+            with open(path, encoding="utf-8") as f:
+                table = json.load(f)
+        return outcomes_from_table(table)
+
+
+def outcomes_from_table(table: Mapping[str, Any]) -> dict[str, bool]:
+    """``{case_id: passed}`` from a :func:`results_table`; {} for a table without those columns."""
+    columns = list(table.get("columns") or [])
+    if "case_id" not in columns or "passed" not in columns:
+        return {}
+    case, passed = columns.index("case_id"), columns.index("passed")
+    return {str(row[case]): bool(row[passed]) for row in table.get("data") or []}
+
+
+def find_baseline(
+    tracker: Tracker,
+    eval_name: str,
+    variant: str,
+    *,
+    branch: str | None = None,
+    run_id: str | None = None,
+    exclude_session: str | None = None,
+) -> Baseline | None:
+    """The baseline of (eval, variant), or None when there is none yet.
+
+    The most recent (by start time) run in the eval's experiment that FINISHED,
+    is tagged ``promptgate.complete = true`` and ``promptgate.variant = variant``,
+    and, with ``branch``, ``git.branch = branch``; runs of ``exclude_session``
+    (the current session) never count. With ``run_id`` (``--prompt-baseline``)
+    that run is the baseline whatever its variant, status or completeness; a run
+    that does not exist, is deleted, or is not a run of this eval raises
+    :class:`BaselineError`.
+    """
+    if run_id is not None:
+        return _pinned_baseline(tracker, eval_name, run_id)
+    experiment_id = tracker.find_experiment(eval_name)
+    if experiment_id is None:
+        return None
+    clauses = ["attributes.status = 'FINISHED'", "tags.\"promptgate.complete\" = 'true'"]
+    wanted = {"promptgate.variant": variant}
+    if branch is not None:
+        wanted["git.branch"] = branch
+    unwanted = {"promptgate.session": exclude_session} if exclude_session is not None else {}
+    local: list[tuple[str, str, bool]] = []  # values no MLflow string literal can hold: checked here
+    for equal, conditions in ((True, wanted), (False, unwanted)):
+        for key, value in conditions.items():
+            literal = _literal(value)
+            if literal is None:
+                local.append((key, value, equal))
+            else:
+                clauses.append(f'tags."{key}" {"=" if equal else "!="} {literal}')
+    client = tracker.client
+    page_token = None
+    with tracker._calling(f"searching the baseline of {eval_name}/{variant}"):
+        while True:
+            runs = client.search_runs(
+                [experiment_id], filter_string=" and ".join(clauses), max_results=100 if local else 1,
+                order_by=["attributes.start_time DESC", "attributes.end_time DESC"], page_token=page_token,
+            )
+            for run in runs:
+                if all((run.data.tags.get(key) == value) == equal for key, value, equal in local):
+                    return _baseline(run, tracker)
+            page_token = runs.token
+            if not local or not page_token:
+                return None
+
+
+def _literal(value: str) -> str | None:
+    # MLflow's filter parser strips the quotes and does not unescape (SearchUtils._strip_quotes).
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
+
+
+def _pinned_baseline(tracker: Tracker, eval_name: str, run_id: str) -> Baseline:
+    client = tracker.client
+    with tracker._calling(f"reading baseline run {run_id}"):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise BaselineError(f"baseline run {run_id!r} does not exist in {display_uri(tracker.uri)}") from None
+            raise
+    if run.info.lifecycle_stage != "active":
+        raise BaselineError(f"baseline run {run_id!r} is deleted in {display_uri(tracker.uri)}")
+    owner = run.data.tags.get("promptgate.eval")
+    if owner is None:
+        raise BaselineError(f"baseline run {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
+    if owner != eval_name:
+        raise BaselineError(f"baseline run {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
+    return _baseline(run, tracker)
+
+
+def _baseline(run: Run, tracker: Tracker) -> Baseline:
+    tags = dict(run.data.tags)
+    return Baseline(
+        run_id=run.info.run_id,
+        eval=tags.get("promptgate.eval", ""),
+        variant=tags.get("promptgate.variant", ""),
+        start_time=run.info.start_time,
+        status=run.info.status,
+        complete=tags.get("promptgate.complete") == "true",
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=tags,
+        _tracker=tracker,
+    )
+
+
+# --------------------------------------------------------------------------- the spool
+
+
+def spool_dir(rootdir: str | os.PathLike[str]) -> Path:
+    """The spool directory of a project: ``{rootdir}/.promptgate/spool``."""
+    return Path(rootdir) / SPOOL_DIR
+
+
+def spool(directory: str | os.PathLike[str], record: TrackedRun) -> Path:
+    """Write ``record`` into the spool ``directory`` (see :func:`spool_dir`) and return its path.
+
+    Atomic: the JSON goes to a hidden temporary file in the same directory, is
+    flushed to disk, then renamed into place, so a reader sees a whole record or
+    none. File names sort by the run's start time, so records are sent oldest first.
+    The directory gets a ``.gitignore`` so spooled runs are never committed.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Runs waiting to be sent to MLflow (pytest-promptgate).\n*\n", encoding="utf-8")
+    parts = (f"{record.start_time_ms:013d}", record.eval, record.variant, record.record_id)
+    name = "-".join(_UNSAFE_PATH_PART.sub("_", part) for part in parts) + ".json"
+    final = directory / name
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record.to_dict(), f, ensure_ascii=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return final
+
+
+def spooled(directory: str | os.PathLike[str]) -> list[Path]:
+    """The records waiting in the spool ``directory``, oldest first."""
+    directory = Path(directory)
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def rejected_spool(directory: str | os.PathLike[str]) -> list[Path]:
+    """Spooled records MLflow refused or that could not be read (kept, with a ``.reason.txt`` beside each)."""
+    rejected = Path(directory) / REJECTED_DIR
+    return sorted(rejected.glob("*.json")) if rejected.is_dir() else []
+
+
+def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> list[str]:
+    """Log every record in the spool ``directory``, oldest first; return the run ids.
+
+    A file is removed only once its run reads back FINISHED. A record whose run
+    already arrived (a previous send that lost its answer) is not logged twice:
+    runs are matched by the record's ``promptgate.record`` tag, and a half-logged
+    run of the record is marked FAILED before it is logged again. When the store
+    becomes unreachable this raises :class:`TrackingUnavailable`; the records not
+    yet sent stay. A record MLflow refuses (say, its experiment was deleted), or
+    a file that is not a record, is moved to ``rejected/`` with the reason beside
+    it (:func:`rejected_spool`), so it cannot block the others; moving it back
+    into the spool sends it again.
+    """
+    sent: list[str] = []
+    for path in spooled(directory):
+        try:
+            record = TrackedRun.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            _reject(path, f"unreadable spool file: {exc}")
+            continue
+        try:
+            run_id = _deliver(tracker, record)
+        except TrackingUnavailable:
+            raise
+        except TrackingError as exc:
+            _reject(path, str(exc))
+            continue
+        path.unlink()
+        sent.append(run_id)
+    return sent
+
+
+def _deliver(tracker: Tracker, record: TrackedRun) -> str:
+    experiment_id = tracker.experiment_for(record.eval)
+    client = tracker.client
+    literal = _literal(record.record_id)
+    if literal is None or not record.record_id:
+        raise TrackingError(f"spooled record has an unusable record id {record.record_id!r}")
+    with tracker._calling(f"sending spooled run {record.eval}/{record.variant}"):
+        earlier = client.search_runs([experiment_id], filter_string=f'tags."promptgate.record" = {literal}')
+        for run in earlier:
+            if run.info.status == "FINISHED":
+                return run.info.run_id
+        for run in earlier:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "FAILED")
+    run_id = log_eval_run(tracker, record)
+    with tracker._calling(f"checking spooled run {record.eval}/{record.variant}"):
+        status = client.get_run(run_id).info.status
+    if status != "FINISHED":
+        raise TrackingError(f"run {run_id} of spooled record {record.record_id} reads back {status}, not FINISHED")
+    return run_id
+
+
+def _reject(path: Path, reason: str) -> None:
+    rejected = path.parent / REJECTED_DIR
+    rejected.mkdir(exist_ok=True)
+    (rejected / f"{path.stem}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+    os.replace(path, rejected / path.name)
