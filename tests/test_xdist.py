@@ -34,11 +34,13 @@ def comparable(results):
 
 
 def summary_table(lines):
+    """The summary table's lines, with the p95 column (a timing, next to last) blanked on every row."""
     start = next(i for i, line in enumerate(lines) if "= promptgate =" in line)
     table = lines[start + 1 : next(i for i, line in enumerate(lines) if line.startswith("promptgate: session"))]
-    # The p95 column (next to last) is a timing; blank it.
-    return [" ".join([*line.split()[:-2], "<p95>", line.split()[-1]]) if line.startswith("routing ") else line
-            for line in table]
+    rule = next(i for i, line in enumerate(table) if line.startswith("---"))
+    end = table.index("", rule)
+    rows = [" ".join([*line.split()[:-2], "<p95>", line.split()[-1]]) for line in table[rule + 1 : end]]
+    return table[: rule + 1] + rows + table[end:]
 
 
 def test_n2_and_no_xdist_give_the_same_results_and_summary(project, pytester, recorded):
