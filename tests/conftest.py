@@ -74,3 +74,25 @@ def recorded(pytester: pytest.Pytester):
     """Record every case result the controller receives on reports; returns a reader of the last run's."""
     pytester.makeconftest(RECORDER)
     return lambda: json.loads((pytester.path / "results.json").read_text())
+
+
+COIN = """
+COUNTS = {}
+
+def flip(vars):
+    # One letter of the case's pattern per run: h heads, t tails, x an exception.
+    n = COUNTS[vars["id"]] = COUNTS.get(vars["id"], 0) + 1
+    side = vars["pattern"][(n - 1) % len(vars["pattern"])]
+    if side == "x":
+        raise RuntimeError("kaput")
+    return "heads" if side == "h" else "tails"
+"""
+
+
+def coin_eval(threshold: float, **patterns: str) -> str:
+    """An eval of three runs per case over ``coin:flip``, one case per ``id=pattern``."""
+    cases = "".join(f"  - {{id: {cid}, vars: {{id: {cid}, pattern: {p}}}}}\n" for cid, p in patterns.items())
+    return (
+        "eval: coin\nsuites: [core]\ntarget: coin:flip\nrepeat: 3\nrepeat_pass: 0.6\n"
+        f"threshold: {threshold}\ngraders: [{{type: equals, value: heads}}]\ncases:\n" + cases
+    )

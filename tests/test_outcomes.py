@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import COIN, coin_eval
 
 ROUTING = """
 eval: routing
@@ -82,26 +83,8 @@ def test_failure_text_shows_vars_expected_output_and_reasons(project, pytester):
 
 
 def test_repeat_and_flaky_cases(project, pytester):
-    pytester.makepyfile(coin="""
-        import itertools
-        COUNTS = {}
-        def flip(vars):
-            n = COUNTS[vars["id"]] = COUNTS.get(vars["id"], 0) + 1
-            return "heads" if vars["pattern"][(n - 1) % len(vars["pattern"])] == "h" else "tails"
-    """)
-    project("coin.eval.yaml", """
-        eval: coin
-        suites: [core]
-        target: coin:flip
-        repeat: 3
-        repeat_pass: 0.6
-        threshold: 0.5
-        graders: [{type: equals, value: heads}]
-        cases:
-          - {id: steady, vars: {id: steady, pattern: hhh}}
-          - {id: mostly, vars: {id: mostly, pattern: hht}}
-          - {id: rarely, vars: {id: rarely, pattern: htt}}
-    """)
+    pytester.makepyfile(coin=COIN)
+    project("coin.eval.yaml", coin_eval(0.5, steady="hhh", mostly="hht", rarely="htt"))
     result = pytester.runpytest("--prompt-suite", "core", "-v")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([

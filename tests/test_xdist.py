@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import RECORDER
+from conftest import COIN, RECORDER, coin_eval
 
 pytest.importorskip("xdist")
 
@@ -76,30 +76,11 @@ def test_fixture_targets_errors_flaky_and_bad_files_under_n2(project, pytester, 
             import app
             return app.label
     """) + RECORDER)
-    pytester.makepyfile(coin="""
-        COUNTS = {}
-        def flip(vars):
-            n = COUNTS[vars["id"]] = COUNTS.get(vars["id"], 0) + 1
-            if vars["id"] == "boom":
-                raise RuntimeError("kaput")
-            return "heads" if vars["pattern"][(n - 1) % 3] == "h" else "tails"
-    """)
+    pytester.makepyfile(coin=COIN)
     project("fixture.eval.yaml", EVAL.replace("target: app:async_label", "target: fixture:labeller").replace("repeat: 2", "repeat: 1")
             .replace("  - {type: tokens, max: 200}\n", "")
             + '  - {id: r1, vars: {message: "refund x"}, expected: refund}\n  - {id: r2, vars: {message: "hello"}, expected: refund}\n')
-    project("coin.eval.yaml", """
-        eval: coin
-        suites: [core]
-        target: coin:flip
-        repeat: 3
-        repeat_pass: 0.6
-        threshold: 0.3
-        graders: [{type: equals, value: heads}]
-        cases:
-          - {id: mostly, vars: {id: mostly, pattern: hht}}
-          - {id: rarely, vars: {id: rarely, pattern: htt}}
-          - {id: boom, vars: {id: boom, pattern: hhh}}
-    """)
+    project("coin.eval.yaml", coin_eval(0.3, mostly="hht", rarely="htt", boom="xxx"))
     project("bad.eval.yaml", "eval: bad\nsuites: [core]\ntarget: echo\ncases: [{id: a, vars: {x: 1}, graders: [{type: nope}]}]\n")
     outcomes = {}
     for name, args in {"plain": (), "n2": ("-n", "2")}.items():
