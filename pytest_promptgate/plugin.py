@@ -121,6 +121,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail the session on any failed or errored case, not only when an eval falls below its threshold. "
         "Default: off.",
     )
+    group.addoption(
+        "--prompt-report",
+        metavar="PATH",
+        default=None,
+        help="write the session's eval results as JSON to PATH (summary per eval and variant, every case). Default: none.",
+    )
+    group.addoption(
+        "--prompt-report-md",
+        metavar="PATH",
+        default=None,
+        help="write the summary as Markdown to PATH, and append it to $GITHUB_STEP_SUMMARY when that is set. Default: none.",
+    )
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",

@@ -1,14 +1,72 @@
-"""Renderings of a session's eval results. Builds lines of text; never writes to the terminal itself."""
+"""Renderings of a session's eval results: terminal lines, JSON and Markdown of the same objects.
+
+Builds text and data; never writes to the terminal or to files itself.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
+from .results import CaseResult
 from .verdicts import EvalCheck, SessionOutcome
+
+#: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
+JSON_REPORT_VERSION = 1
 
 
 def terminal_lines(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> list[str]:
     """The summary table (one row per eval and variant), then what decided the exit status."""
+    headers, rows = _rows(checks)
+    lines = _table(headers, rows, numeric_from=2) if rows else []
+    if any(check.partial for check in checks):
+        lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran")
+    lines.append("")
+    lines += _notes(checks)
+    lines.append(_conclusion(outcome))
+    return lines
+
+
+def markdown(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> str:
+    """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
+    from tabulate import tabulate
+
+    headers, rows = _rows(checks)
+    parts = ["## promptgate", "", f"**{_conclusion(outcome).removeprefix('promptgate: ')}**", ""]
+    if rows:
+        align = ["left", "left"] + ["right"] * (len(headers) - 2)
+        parts += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
+    if any(check.partial for check in checks):
+        parts += ["Cases shown as ran/total come from a partial run; its pass rate covers the cases that ran.", ""]
+    parts += [f"- {note}" for note in _notes(checks)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def json_report(checks: Sequence[EvalCheck], outcome: SessionOutcome, results: Sequence[CaseResult]) -> dict[str, Any]:
+    """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case."""
+    return {
+        "version": JSON_REPORT_VERSION,
+        "passed": not outcome.failed,
+        "conclusion": _conclusion(outcome).removeprefix("promptgate: "),
+        "stopped_early": outcome.stopped_early,
+        "strict": outcome.strict,
+        "evals": [
+            {
+                **dataclasses.asdict(check.summary),
+                "dataset_size": check.dataset_size,
+                "partial": check.partial,
+                "threshold": check.threshold,
+                "threshold_met": check.passed,
+                "gates": [dataclasses.asdict(gate) for gate in check.gates],
+            }
+            for check in checks
+        ],
+        "cases": [result.to_dict() for result in results],
+    }
+
+
+def _rows(checks: Sequence[EvalCheck]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for check in checks:
         s = check.summary
@@ -24,10 +82,12 @@ def terminal_lines(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> list
         ])
     headers = ["eval", "variant", "cases", "passed", "failed", "errors", "flaky", "pass rate", "threshold", "",
                "avg score", "p95 ms", "cost $"]
-    lines = _table(headers, rows, numeric_from=2) if rows else []
-    if any(check.partial for check in checks):
-        lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran")
-    lines.append("")
+    return headers, rows
+
+
+def _notes(checks: Sequence[EvalCheck]) -> list[str]:
+    """Failure modes, evals below threshold and tripped gates, a line each."""
+    lines = []
     for check in checks:
         modes = check.summary.failure_modes
         if modes:
@@ -41,9 +101,7 @@ def terminal_lines(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> list
                 f"{check.summary.eval} [{check.summary.variant}]: pass rate {check.summary.pass_rate:.1%} "
                 f"is below the threshold {_percent(check.threshold)}"
             )
-    lines += _gate_lines(checks)
-    lines.append(_conclusion(outcome))
-    return lines
+    return lines + _gate_lines(checks)
 
 
 #: What a tripped gate does, by its ``on_fail``.

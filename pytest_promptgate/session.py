@@ -7,6 +7,9 @@ status by tolerance (DESIGN §3) and renders the summary.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,7 @@ class EvalSession:
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
         self.outcome: SessionOutcome | None = None
+        self.report_problems: list[str] = []
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not report.failed:
@@ -78,6 +82,34 @@ class EvalSession:
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
+        self.report_problems = self._write_reports()
+        if self.report_problems and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a CI step waiting for the report would get nothing
+
+    def _write_reports(self) -> list[str]:
+        """Write ``--prompt-report`` (JSON) and ``--prompt-report-md`` (also to ``$GITHUB_STEP_SUMMARY``)."""
+        from .report import json_report, markdown
+
+        config = self.config
+        assert self.outcome is not None
+        writes: list[tuple[Path, str, str]] = []
+        if config.getoption("prompt_report"):
+            body = json.dumps(json_report(self.checks, self.outcome, self.results), indent=2, ensure_ascii=False)
+            writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
+        if config.getoption("prompt_report_md"):
+            text = markdown(self.checks, self.outcome)
+            writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
+            if os.environ.get("GITHUB_STEP_SUMMARY"):
+                writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
+        problems = []
+        for path, text, mode in writes:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, mode, encoding="utf-8") as file:
+                    file.write(text)
+            except OSError as exc:
+                problems.append(f"promptgate: could not write the report {path}: {exc.strerror or exc}")
+        return problems
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.outcome is None:
@@ -87,6 +119,8 @@ class EvalSession:
         terminalreporter.write_sep("=", "promptgate")
         for line in terminal_lines(self.checks, self.outcome):
             terminalreporter.write_line(line)
+        for problem in self.report_problems:
+            terminalreporter.write_line(problem, red=True)
 
 
 def _position(info: dict[str, Any] | None, variant: str) -> int:
