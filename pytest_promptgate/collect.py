@@ -20,6 +20,7 @@ from _pytest.fixtures import TopRequest  # the route pytest's own doctest items 
 
 from . import template
 from .graders import BaseGrader, GraderFailed, GraderRegistry
+from .graders.strings import cut
 from .plugin import State, get_state
 from .results import CaseResult
 from .runner import Job, describe_exception
@@ -264,10 +265,10 @@ def failure_lines(result: CaseResult, repeat_pass: float) -> list[str]:
         lines[0] += f": {result.runs_passed}/{len(result.runs)} runs passed, needs {repeat_pass:.0%}" + (
             " (flaky)" if result.flaky else ""
         )
-    lines.append(f"  vars:     {_trim(template.as_text(result.vars), 200)}")
+    lines.append(f"  vars:     {cut(template.as_text(result.vars), 200)}")
     if result.expected is not None:
-        lines.append(f"  expected: {_trim(template.as_text(result.expected), 200)}")
-    lines.append(f"  output:   {_trim(failing.output, SHOWN_OUTPUT_CHARS)!r}")
+        lines.append(f"  expected: {cut(template.as_text(result.expected), 200)}")
+    lines.append(f"  output:   {cut(failing.output, SHOWN_OUTPUT_CHARS)!r}")
     for grader in failing.graders:
         if not grader.passed:
             mode = f" [{grader.failure_mode}]" if grader.failure_mode else ""
@@ -275,6 +276,3 @@ def failure_lines(result: CaseResult, repeat_pass: float) -> list[str]:
             lines.append(f"  FAILED {grader.name}{mode}{optional}: {grader.reason}")
     return lines
 
-
-def _trim(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

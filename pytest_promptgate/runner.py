@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .graders import BaseGrader, GradeContext, grade_run
 from .results import CaseResult, RunRecord, combine_runs
-from .schema import Grader, LoadedCase, LoadedVariant
+from .schema import Grader, LoadedCase, LoadedVariant, display_path
 from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
 from .targets.pricing import cost_usd
 
@@ -151,14 +151,8 @@ def describe_exception(what: str, exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_CODE)]
     if frames:
         frame = frames[-1]
-        summary += f"\n  at {_short_path(frame.filename)}:{frame.lineno} in {frame.name}"
+        summary += f"\n  at {display_path(frame.filename)}:{frame.lineno} in {frame.name}"
         if frame.line:
             summary += f"\n    {frame.line}"
     return summary
 
-
-def _short_path(filename: str) -> str:
-    try:
-        return str(Path(filename).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return filename

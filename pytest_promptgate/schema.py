@@ -352,12 +352,6 @@ class PromptText:
             return [{"role": role, "content": template.render(content, values)} for role, content in self.messages]
         return template.render(self.template or "", values)
 
-    @property
-    def digest(self) -> str:
-        """``sha256:<12 hex>`` of the template, as logged in ``prompt.{name}``."""
-        body = json.dumps(self.messages) if self.messages is not None else (self.template or "")
-        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:12]
-
 
 @dataclass(frozen=True)
 class LoadedCase:
@@ -541,7 +535,7 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
     if suffix not in (".jsonl", ".csv", ".yaml", ".yml"):
         return fail(f"cannot include {path.name!r}: expected a .jsonl, .csv, .yaml or .yml file")
     if not path.is_file():
-        return fail(f"included file not found: {_shown(path)}")
+        return fail(f"included file not found: {display_path(path)}")
     if suffix in (".yaml", ".yml"):
         inc = _Source.from_yaml(path)
         if inc.problems:
@@ -555,7 +549,7 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
         text = _read_text(path)
     except ValueError as exc:
         return fail(str(exc))
-    shown = _shown(path)
+    shown = display_path(path)
     rows: list[tuple[Any, _Source, tuple[Any, ...]]] = []
     if suffix == ".jsonl":
         # Lines end at \n only: str.splitlines() would also split at U+2028 and friends,
@@ -793,7 +787,7 @@ class _Source:
     def __init__(self, path: Path, data: Any, node: yaml.Node | None, line: int | None = None,
                  shown: str | None = None) -> None:
         self.path = path
-        self.shown = shown or _shown(path)
+        self.shown = shown or display_path(path)
         self.data = data
         self.node = node
         self.line = line  # rows of .jsonl/.csv files: the whole row is one line
@@ -806,7 +800,7 @@ class _Source:
 
     @classmethod
     def from_yaml(cls, path: Path) -> _Source:
-        shown = _shown(path)
+        shown = display_path(path)
         try:
             text = _read_text(path)
         except ValueError as exc:
@@ -991,14 +985,14 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{_shown(path)} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        raise ValueError(f"{display_path(path)} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
-        raise ValueError(f"cannot read {_shown(path)}: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot read {display_path(path)}: {exc.strerror or exc}") from None
 
 
-def _shown(path: Path) -> str:
+def display_path(path: str | Path) -> str:
     """Paths relative to the working directory when below it, as pytest shows them."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)

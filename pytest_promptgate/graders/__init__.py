@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..results import GraderRecord, RunRecord, combine_grades
 from .base import BaseGrader, FunctionGrader, GradeContext, GradeResult
 
 __all__ = ["BaseGrader", "GradeContext", "GradeResult", "GraderRegistry", "builtin_types"]
@@ -116,8 +117,6 @@ def grade_run(graders: Iterable[tuple[Any, BaseGrader]], ctx: GradeContext) -> A
 
     An exception in a grader propagates: the case cannot be judged and becomes an error case.
     """
-    from ..results import GraderRecord, RunRecord, combine_grades
-
     records = []
     for spec, grader in graders:
         try:
