@@ -133,7 +133,20 @@ class EvalPlan:
             "variants": [v.name for v in self.loaded.variants],
             "dataset_hash": self.loaded.dataset_hash,
             "gates": spec.gates.model_dump() if spec.gates else None,
+            # What each variant's MLflow run records as params and artifacts.
+            "runs": {v.name: _run_info(v) for v in self.loaded.variants},
         }
+
+
+def _run_info(variant: LoadedVariant) -> dict[str, Any]:
+    """A variant's target, model params and prompt templates, as plain data."""
+    if isinstance(variant.target, str):
+        target, params = variant.target, dict(variant.params)
+    else:
+        provider = variant.target.provider
+        target = f"provider:{provider.base_url}"
+        params = {"model": provider.model, **provider.params, **variant.params}
+    return {"target": target, "params": params, "prompts": {name: p.text() for name, p in variant.prompts.items()}}
 
 
 def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) -> list[Problem]:

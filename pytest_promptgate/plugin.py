@@ -133,6 +133,62 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write the summary as Markdown to PATH, and append it to $GITHUB_STEP_SUMMARY when that is set. Default: none.",
     )
+    group.addoption(
+        "--prompt-tracking-uri",
+        metavar="URI",
+        default=None,
+        help="MLflow tracking URI for eval runs and baselines. "
+        "Default: ini promptgate_tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current directory.",
+    )
+    group.addoption(
+        "--prompt-no-tracking",
+        action="store_true",
+        default=False,
+        help="log nothing to MLflow and compare with no baseline (also: ini promptgate_tracking = false, "
+        "or PROMPTGATE_TRACKING=off). Default: tracking on.",
+    )
+    group.addoption(
+        "--prompt-require-tracking",
+        action="store_true",
+        default=False,
+        help="fail the session when MLflow tracking cannot be reached (checked before any eval runs). "
+        "Default: off (runs are kept under .promptgate/ and sent later).",
+    )
+    group.addoption(
+        "--prompt-sync",
+        action="store_true",
+        default=False,
+        help="send the runs kept under .promptgate/ while tracking was down, then exit without running tests.",
+    )
+    group.addoption(
+        "--prompt-baseline-branch",
+        metavar="BRANCH",
+        default=None,
+        help="compare only with baseline runs made on git branch BRANCH. Default: ini promptgate_baseline_branch, else any branch.",
+    )
+    group.addoption(
+        "--prompt-baseline",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="compare the eval of MLflow run RUN_ID (every variant of it) with that run (repeat for several evals). "
+        "Default: the latest complete run of each eval and variant.",
+    )
+    group.addoption(
+        "--prompt-significance",
+        metavar="ALPHA",
+        type=_significance,
+        default=None,
+        help="WARNING and IMPROVED need p < ALPHA (for example 0.05). Default: ini promptgate_significance, else none.",
+    )
+    group.addoption(
+        "--prompt-fail-on",
+        metavar="VERDICTS",
+        type=_fail_on,
+        default=None,
+        help="verdicts that fail the session, separated by commas: regression, warning, improved, or none. "
+        "Default: ini promptgate_fail_on, else regression.",
+    )
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
@@ -144,6 +200,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini("promptgate_tracking", "log eval runs to MLflow and compare with baselines (default: true)", type="bool",
+                  default=True)
+    parser.addini("promptgate_tracking_uri", "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    parser.addini("promptgate_experiment_prefix", "MLflow experiment of an eval: PREFIX/EVAL (default: promptgate)",
+                  default="promptgate")
+    parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
+    parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
+    parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
+
+
+def _significance(text: str) -> float:
+    """``--prompt-significance``: a number strictly between 0 and 1."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), such as 0.05; got {text!r}")
+    return value
+
+
+def _fail_on(text: str) -> frozenset[str]:
+    """``--prompt-fail-on``: verdict names (see :func:`pytest_promptgate.verdicts.parse_fail_on`)."""
+    import argparse
+
+    from .verdicts import parse_fail_on
+
+    try:
+        return parse_fail_on(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--prompt-sync``: send the runs kept while tracking was down, and run no tests."""
+    if not config.getoption("prompt_sync"):
+        return None
+    from .session import sync_spool
+
+    return sync_spool(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:

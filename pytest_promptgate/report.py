@@ -7,28 +7,36 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .results import CaseResult
-from .verdicts import EvalCheck, SessionOutcome
+from .verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict
+
+if TYPE_CHECKING:
+    from .tracking import TrackingStatus
 
 #: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
 JSON_REPORT_VERSION = 1
 
 
-def terminal_lines(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> list[str]:
-    """The summary table (one row per eval and variant), then what decided the exit status."""
+def terminal_lines(
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
+    tracking: TrackingStatus | None = None,
+) -> list[str]:
+    """The summary table (one row per eval and variant), then notes, then what decided the exit status."""
     headers, rows = _rows(checks)
     lines = _table(headers, rows, numeric_from=2) if rows else []
-    if any(check.partial for check in checks):
-        lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran")
+    lines += _footnotes(checks)
     lines.append("")
-    lines += _notes(checks)
+    lines += _notes(checks, best, tracking)
     lines.append(_conclusion(outcome))
     return lines
 
 
-def markdown(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> str:
+def markdown(
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
+    tracking: TrackingStatus | None = None,
+) -> str:
     """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
     from tabulate import tabulate
 
@@ -37,13 +45,17 @@ def markdown(checks: Sequence[EvalCheck], outcome: SessionOutcome) -> str:
     if rows:
         align = ["left", "left"] + ["right"] * (len(headers) - 2)
         parts += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
-    if any(check.partial for check in checks):
-        parts += ["Cases shown as ran/total come from a partial run; its pass rate covers the cases that ran.", ""]
-    parts += [f"- {note}" for note in _notes(checks)]
+    footnotes = _footnotes(checks)
+    if footnotes:
+        parts += [*footnotes, ""]
+    parts += [f"- {note}" for note in _notes(checks, best, tracking)]
     return "\n".join(parts).rstrip() + "\n"
 
 
-def json_report(checks: Sequence[EvalCheck], outcome: SessionOutcome, results: Sequence[CaseResult]) -> dict[str, Any]:
+def json_report(
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, results: Sequence[CaseResult],
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case."""
     return {
         "version": JSON_REPORT_VERSION,
@@ -51,57 +63,132 @@ def json_report(checks: Sequence[EvalCheck], outcome: SessionOutcome, results: S
         "conclusion": _conclusion(outcome).removeprefix("promptgate: "),
         "stopped_early": outcome.stopped_early,
         "strict": outcome.strict,
-        "evals": [
-            {
-                **dataclasses.asdict(check.summary),
-                "dataset_size": check.dataset_size,
-                "partial": check.partial,
-                "threshold": check.threshold,
-                "threshold_met": check.passed,
-                "gates": [dataclasses.asdict(gate) for gate in check.gates],
-            }
-            for check in checks
-        ],
+        "fail_on": sorted(outcome.fail_on),
+        "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
+        "evals": [_json_check(check) for check in checks],
+        "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
         "cases": [result.to_dict() for result in results],
+    }
+
+
+def _json_check(check: EvalCheck) -> dict[str, Any]:
+    c, v = check.comparison, check.verdict
+    return {
+        **dataclasses.asdict(check.summary),
+        "dataset_size": check.dataset_size,
+        "partial": check.partial,
+        "threshold": check.threshold,
+        "threshold_met": check.passed,
+        "warn_drop": check.warn_drop,
+        "pass_rate_ci95": list(c.current_ci) if c else None,
+        "verdict": v.kind.value if v else None,
+        "verdict_reason": v.reason if v else None,
+        "first_run": v.first_run if v else None,
+        "baseline_run_id": check.baseline_run_id,
+        "baseline_pass_rate": c.baseline_rate if c else None,
+        "baseline_ci95": list(c.baseline_ci) if c and c.baseline_ci else None,
+        "delta": c.delta if c else None,
+        "p_value": c.p_value if c else None,
+        "test": c.test if c else None,
+        "shared_cases": c.shared_cases if c else 0,
+        "fixed_cases": c.fixed if c else None,
+        "broken_cases": c.broke if c else None,
+        "prompts_changed": [dataclasses.asdict(change) for change in check.prompts_changed],
+        "run_id": check.run_id,
+        "gates": [dataclasses.asdict(gate) for gate in check.gates],
     }
 
 
 def _rows(checks: Sequence[EvalCheck]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for check in checks:
-        s = check.summary
+        s, c, v = check.summary, check.comparison, check.verdict
+        rate = f"{s.pass_rate:.1%}"
+        if c is not None:
+            rate += f" [{c.current_ci[0]:.0%}-{c.current_ci[1]:.0%}]"
+        if c is not None and c.baseline_rate is not None and c.delta is not None and c.p_value is not None:
+            baseline, delta = f"{c.baseline_rate:.1%}", f"{c.delta * 100:+.1f} pp ({_p(c.p_value)})"
+        else:
+            baseline, delta = _no_baseline_word(v), "-"
+        verdict = "?" if v is None else v.kind.value + (" (first run)" if v.first_run else "")
         rows.append([
             s.eval, s.variant, f"{s.cases}/{check.dataset_size}" if check.partial else s.cases,
-            s.passed, s.failed, s.errors, s.flaky,
-            f"{s.pass_rate:.1%}",
+            f"{s.failed}/{s.errors}/{s.flaky}",
+            rate,
             _percent(check.threshold) if check.threshold is not None else "?",
-            "ok" if check.passed else "BELOW",
+            baseline, delta, verdict,
             f"{s.average_score:.3f}" if s.average_score is not None else "-",
-            _milliseconds(s.latency_ms_p95),
             f"{s.cost_usd_total:.6f}" if s.cost_usd_total is not None else "-",
+            _milliseconds(s.latency_ms_p95),
         ])
-    headers = ["eval", "variant", "cases", "passed", "failed", "errors", "flaky", "pass rate", "threshold", "",
-               "avg score", "p95 ms", "cost $"]
+    headers = ["eval", "variant", "cases", "fail/err/flaky", "pass rate [95% CI]", "threshold", "baseline", "delta (p)",
+               "verdict", "score", "cost $", "p95 ms"]
     return headers, rows
 
 
-def _notes(checks: Sequence[EvalCheck]) -> list[str]:
-    """Failure modes, evals below threshold and tripped gates, a line each."""
+def _no_baseline_word(v: Verdict | None) -> str:
+    if v is None or v.first_run:
+        return "-"
+    return "off" if v.reason.startswith("tracking off") else "unavailable"
+
+
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.01 else f"p={p:.3f}"
+
+
+def _footnotes(checks: Sequence[EvalCheck]) -> list[str]:
     lines = []
+    if any(check.partial for check in checks):
+        lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran, "
+                     "compared with the baseline on the same cases; it is logged but never becomes a baseline")
+    return lines
+
+
+def _notes(checks: Sequence[EvalCheck], best: Sequence[BestVariant], tracking: TrackingStatus | None) -> list[str]:
+    """Verdicts other than PASS, changed prompts, tripped gates, failure modes, best variants, tracking: a line each."""
+    lines = []
+    for check in checks:
+        v = check.verdict
+        if v is not None and v.kind.value != "PASS":
+            lines.append(f"{check.label}: {v.kind.value}: {v.reason}")
+    for check in checks:
+        if check.prompts_changed:
+            changes = ", ".join(f"{c.name} {c.before or '(none)'} -> {c.after or '(none)'}" for c in check.prompts_changed)
+            lines.append(f"{check.label}: prompts changed since baseline run {check.baseline_run_id}: {changes}")
+    lines += _gate_lines(checks)
     for check in checks:
         modes = check.summary.failure_modes
         if modes:
             counted = ", ".join(f"{mode} {count}" for mode, count in modes.items())
-            lines.append(f"failure modes of {check.summary.eval} [{check.summary.variant}]: {counted}")
-    for check in checks:
-        if check.threshold is None:
-            lines.append(f"{check.summary.eval} [{check.summary.variant}]: settings unknown (a worker crashed?); counted as failing")
-        elif not check.passed:
-            lines.append(
-                f"{check.summary.eval} [{check.summary.variant}]: pass rate {check.summary.pass_rate:.1%} "
-                f"is below the threshold {_percent(check.threshold)}"
-            )
-    return lines + _gate_lines(checks)
+            lines.append(f"failure modes of {check.label}: {counted}")
+    for b in best:
+        if b.decided_by == "nothing":
+            lines.append(f"best variant of {b.eval}: none, {b.variant} and {b.runner_up} tie")
+            continue
+        lead = f"leads {b.runner_up} on {b.decided_by}"
+        if b.decided_by == "pass rate":
+            word = "significant" if b.significant else "not significant"
+            lead += f" ({_p(b.p_value)}, {word} at {b.alpha:g})"
+        else:
+            lead += f" (same pass rate: the lead is not significant, {_p(b.p_value)})"
+        lines.append(f"best variant of {b.eval}: {b.variant}, {lead}")
+    return lines + _tracking_lines(tracking)
+
+
+def _tracking_lines(t: TrackingStatus | None) -> list[str]:
+    if t is None:
+        return []
+    if t.state == "off":
+        return ["tracking off: no MLflow runs logged, no baselines compared"]
+    lines = []
+    if t.sent_earlier:
+        lines.append(f"sent {t.sent_earlier} run(s) kept by earlier sessions to MLflow at {t.uri}")
+    if t.logged:
+        lines.append(f"logged {t.logged} run(s) to MLflow at {t.uri} (experiments: {', '.join(t.experiments)})")
+    lines += [f"MLflow: {problem}" for problem in t.problems]
+    if t.spooled:
+        lines.append(f"kept {t.spooled} run(s) in {t.spool}; the next session sends them, or pytest --prompt-sync")
+    return lines
 
 
 #: What a tripped gate does, by its ``on_fail``.
@@ -118,7 +205,7 @@ def _gate_lines(checks: Sequence[EvalCheck]) -> list[str]:
     for check in checks:
         for gate in check.gates:
             if not gate.passed:
-                lines.append(f"gate of {check.summary.eval} [{check.summary.variant}] tripped "
+                lines.append(f"gate of {check.label} tripped "
                              f"({gate.on_fail}: {_GATE_EFFECT[gate.on_fail]}): {gate.reason}")
     return lines
 
@@ -151,18 +238,20 @@ def _conclusion(outcome: SessionOutcome) -> str:
                 "the cases that ran are within their evals' thresholds")
     if outcome.failed:
         reasons = []
-        if outcome.below_threshold:
-            reasons.append(f"{outcome.below_threshold} eval variant(s) below threshold")
+        if outcome.failing_verdicts:
+            names = "/".join(sorted(name.upper() for name in outcome.fail_on))
+            reasons.append(f"{outcome.failing_verdicts} eval variant(s) with verdict {names}")
         if outcome.failed_gates:
             reasons.append(f"{outcome.failed_gates} gate(s) with on_fail: fail tripped")
         if outcome.bad_eval_files:
             reasons.append(f"{outcome.bad_eval_files} invalid eval file(s)")
         if outcome.ordinary_failures:
             reasons.append(f"{outcome.ordinary_failures} failure(s) outside eval cases (tests, fixtures, teardowns)")
+        if outcome.tracking_required:
+            reasons.append("MLflow tracking unavailable and --prompt-require-tracking")
         if outcome.strict and tolerated:
             reasons.append(f"--prompt-strict and {tolerated} failed or errored case(s)")
         return "promptgate: session FAILED: " + "; ".join(reasons)
     if tolerated:
-        return (f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated, "
-                "every eval at or above its threshold")
+        return f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated; no verdict fails the session"
     return "promptgate: session passes: every case passed"

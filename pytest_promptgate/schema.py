@@ -346,6 +346,12 @@ class PromptText:
             return set().union(*(template.variables(content) for _, content in self.messages))
         return template.variables(self.template or "")
 
+    def text(self) -> str:
+        """The template as one text (what is logged and versioned): the template, or each chat message as ``[role]`` and its content."""
+        if self.messages is not None:
+            return "\n\n".join(f"[{role}]\n{content}" for role, content in self.messages)
+        return self.template or ""
+
     def render(self, values: Mapping[str, Any]) -> str | list[dict[str, str]]:
         """The rendered text, or rendered chat messages (``[{role, content}]``)."""
         if self.messages is not None:

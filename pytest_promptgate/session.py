@@ -1,36 +1,154 @@
 """The controlling process's view of an eval session (the process that is not an xdist worker).
 
 Receives each item's result from its report, learns each eval's settings from
-collection (or from the workers, under xdist), and at the end decides the exit
-status by tolerance (DESIGN §3) and renders the summary.
+collection (or from the workers, under xdist), and at the end compares each
+(eval, variant) with its baseline, logs it to MLflow (or keeps it on disk when
+MLflow is down), decides the exit status (DESIGN §3, §5) and renders the summary.
+Only this process talks to MLflow, and only once a session has eval results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .plugin import REPORT_ATTR, State
 from .results import CaseResult, summarize
-from .verdicts import EvalCheck, SessionOutcome, check_evals
+from .verdicts import (
+    BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, fails_session, judge,
+    parse_fail_on, prompt_changes,
+)
+
+if TYPE_CHECKING:
+    from .tracking import Baseline, Tracker, TrackingStatus
+
+_OFF_WORDS = ("off", "false", "0", "no")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """The options and ini keys of tracking, baselines and verdicts, read and checked once."""
+
+    enabled: bool
+    uri: str
+    experiment_prefix: str
+    required: bool
+    baseline_branch: str | None
+    pinned: tuple[str, ...]
+    significance: float | None
+    fail_on: frozenset[str]
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> TrackingSettings:
+        """Read from options, ini and environment; a bad ini value or a contradiction is a usage error."""
+        from .plugin import _significance
+        from .tracking import resolve_tracking_uri
+
+        enabled = (
+            not config.getoption("prompt_no_tracking")
+            and config.getini("promptgate_tracking")
+            and os.environ.get("PROMPTGATE_TRACKING", "").strip().lower() not in _OFF_WORDS
+        )
+        significance = config.getoption("prompt_significance")
+        if significance is None and config.getini("promptgate_significance").strip():
+            significance = _from_ini(config, "promptgate_significance", _significance)
+        fail_on = config.getoption("prompt_fail_on")
+        if fail_on is None:
+            fail_on = _from_ini(config, "promptgate_fail_on", parse_fail_on)
+        required = config.getoption("prompt_require_tracking")
+        pinned = tuple(dict.fromkeys(config.getoption("prompt_baseline")))
+        if not enabled and (required or pinned):
+            what = "--prompt-require-tracking" if required else "--prompt-baseline"
+            raise pytest.UsageError(f"promptgate: {what} needs tracking, which is switched off "
+                                    "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)")
+        uri = resolve_tracking_uri(
+            config.getoption("prompt_tracking_uri"), config.getini("promptgate_tracking_uri"), os.environ,
+            cwd=config.invocation_params.dir,
+        )
+        return cls(
+            enabled=bool(enabled),
+            uri=uri,
+            experiment_prefix=config.getini("promptgate_experiment_prefix").strip() or "promptgate",
+            required=required,
+            baseline_branch=config.getoption("prompt_baseline_branch") or config.getini("promptgate_baseline_branch").strip() or None,
+            pinned=pinned,
+            significance=significance,
+            fail_on=fail_on,
+        )
+
+
+def _from_ini(config: pytest.Config, name: str, parse: Any) -> Any:
+    """An ini value parsed as its option would be; a bad one is a usage error naming the key."""
+    text = config.getini(name).strip()
+    try:
+        return parse(text)
+    except Exception as exc:  # argparse.ArgumentTypeError or ValueError, whose message says what is expected
+        raise pytest.UsageError(f"promptgate: ini {name}: {exc}") from None
 
 
 class EvalSession:
-    """Collects results on the controller and turns them into an exit status and a summary."""
+    """Collects results on the controller and turns them into verdicts, MLflow runs, an exit status and a summary."""
 
     def __init__(self, config: pytest.Config, state: State) -> None:
         self.config = config
         self.state = state
+        self.settings = TrackingSettings.from_config(config)
+        self.session_id = uuid.uuid4().hex
+        self.started_ms = int(time.time() * 1000)
         self.results: list[CaseResult] = []
         self.ordinary_failures = 0
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
+        self.best: list[BestVariant] = []
         self.outcome: SessionOutcome | None = None
+        self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
+        self._tracker: Tracker | None = None
+        self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
+        self._pins: dict[str, Baseline] = {}
+        self._tags: dict[str, str] | None = None  # git and CI tags, read once
+
+    # ------------------------------------------------------------------ before the session
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Check up front what the user asked to rely on: a pinned baseline, or tracking itself.
+
+        Runs before xdist starts its workers and before any eval costs money.
+        Otherwise MLflow is not touched (nor imported) until the session has results.
+        """
+        settings = self.settings
+        if not (settings.pinned or settings.required):
+            return
+        from .tracking import BaselineError, pinned_baseline
+
+        tracker = self._open()
+        if tracker is None:
+            if settings.required:
+                raise pytest.UsageError(f"promptgate: --prompt-require-tracking: {self._down}")
+            return
+        for run_id in settings.pinned:
+            try:
+                baseline = self._call(lambda run_id=run_id: pinned_baseline(tracker, run_id))
+            except BaselineError as exc:
+                raise pytest.UsageError(f"promptgate: --prompt-baseline: {exc}") from None
+            if baseline is None:
+                return
+            if baseline.eval in self._pins:
+                raise pytest.UsageError(
+                    f"promptgate: --prompt-baseline: runs {self._pins[baseline.eval].run_id} and {run_id} are both "
+                    f"runs of eval {baseline.eval!r}; pin one run per eval"
+                )
+            self._pins[baseline.eval] = baseline
+
+    # ------------------------------------------------------------------ during the session
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not report.failed:
@@ -63,28 +181,190 @@ class EvalSession:
         elif report.failed:
             self.ordinary_failures += 1
 
+    # ------------------------------------------------------------------ after the session
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.results and not self.bad_eval_files:
             return
         evals = self.state.evals
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
         summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
-        self.checks = check_evals(summaries, evals)
+        stopped_early = bool(session.shouldfail or session.shouldstop)
+        interrupted = stopped_early or exitstatus == pytest.ExitCode.INTERRUPTED
+        outcomes = _outcomes(self.results)
+        self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, interrupted)
+        self.best = best_variants(self.checks, outcomes, self.settings.significance)
+        fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
-            below_threshold=sum(not c.passed for c in self.checks),
+            failing_verdicts=sum(c.verdict is not None and fails_session(c.verdict, fail_on) for c in self.checks),
             failed_gates=sum(len(c.tripped("fail")) for c in self.checks),
             ordinary_failures=self.ordinary_failures,
             bad_eval_files=self.bad_eval_files,
             failed_cases=sum(r.outcome == "failed" for r in self.results),
             error_cases=sum(r.outcome == "error" for r in self.results),
             strict=self.state.strict,
-            stopped_early=bool(session.shouldfail or session.shouldstop),
+            stopped_early=stopped_early,
+            fail_on=fail_on,
+            tracking_required=self._down if self.settings.required and self._down else None,
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
         self.report_problems = self._write_reports()
         if self.report_problems and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a CI step waiting for the report would get nothing
+
+    def _judge_and_log(
+        self, checks: list[EvalCheck], outcomes: dict[tuple[str, str], dict[str, bool]], interrupted: bool
+    ) -> list[EvalCheck]:
+        """Compare each check with its baseline, give its verdict, and log it as an MLflow run (or spool it)."""
+        settings = self.settings
+        if not settings.enabled:
+            from .tracking import TrackingStatus
+
+            self.tracking = TrackingStatus(state="off")
+            return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
+
+        from .tracking import TrackingStatus, display_uri, send_spooled, spool_dir, spooled
+
+        spool = spool_dir(self.config.rootpath)
+        status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
+        tracker = self._open()
+        if tracker is not None and spooled(spool):
+            sent = self._call(lambda: send_spooled(tracker, spool))
+            status.sent_earlier = len(sent or ())
+        judged = [self._judge(check, outcomes) for check in checks]
+        return [self._log(check, interrupted) for check in judged]
+
+    def _judge(self, check: EvalCheck, outcomes: dict[tuple[str, str], dict[str, bool]]) -> EvalCheck:
+        from .tracking import TrackingError, find_baseline
+
+        s, settings = check.summary, self.settings
+        baseline = self._pins.get(s.eval)
+        if baseline is None and self._tracker is not None and self._down is None:
+            try:
+                baseline = self._call(lambda: find_baseline(
+                    self._tracker, s.eval, s.variant, branch=settings.baseline_branch, exclude_session=self.session_id,
+                ))
+            except TrackingError as exc:
+                return self._problem(judge(check, None, None, settings.significance,
+                                           no_baseline="baseline unavailable"), str(exc))
+        if baseline is None:
+            why = f"baseline unavailable ({self._down})" if self._down else None
+            return judge(check, None, None, settings.significance, no_baseline=why)
+        try:
+            before = self._call(baseline.case_outcomes) or {}
+        except TrackingError as exc:
+            self._problem(check, str(exc))
+            before = {}
+        counts = _counts(baseline, before)
+        if counts is None:
+            why = f"baseline run {baseline.run_id} has no case counts"
+            return judge(check, None, None, settings.significance, no_baseline=why)
+        now = outcomes.get((s.eval, s.variant), {})
+        paired = [(before[case], passed) for case, passed in now.items() if case in before]
+        judged = judge(check, counts, paired, settings.significance)
+        return dataclasses.replace(
+            judged, baseline_run_id=baseline.run_id,
+            prompts_changed=prompt_changes(baseline.prompt_versions, self._prompt_versions(s.eval, s.variant)),
+        )
+
+    def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
+        """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
+        from .tracking import TrackingError, log_eval_run, spool, spool_dir
+
+        record = self._record(check, interrupted)
+        status = self.tracking
+        assert status is not None
+        if self._tracker is not None and self._down is None:
+            try:
+                run_id = self._call(lambda: log_eval_run(self._tracker, record))
+            except TrackingError as exc:  # refused (a deleted experiment, a value MLflow rejects)
+                self._problem(check, str(exc))
+                run_id = None
+            if run_id is not None:
+                status.logged += 1
+                experiment = f"{self.settings.experiment_prefix}/{check.summary.eval}"
+                if experiment not in status.experiments:
+                    status.experiments.append(experiment)
+                return dataclasses.replace(check, run_id=run_id)
+        try:
+            spool(spool_dir(self.config.rootpath), record)
+            status.spooled += 1
+        except OSError as exc:
+            status.problems.append(f"could not keep the run of {check.label} on disk: {exc}")
+        status.state = "unavailable"
+        return check
+
+    def _record(self, check: EvalCheck, interrupted: bool) -> Any:
+        from .tracking import TrackedRun, ci_tags, git_tags, summary_metrics
+
+        s = check.summary
+        info = self.state.evals.get(s.eval) or {}
+        run = (info.get("runs") or {}).get(s.variant, {})
+        if self._tags is None:
+            self._tags = {**git_tags(self.config.rootpath), **ci_tags(os.environ)}
+        selected = self.state.suites
+        suites = [name for name in info.get("suites", []) if name in selected or selected & {"all", "full"}]
+        params = {"dataset_hash": info.get("dataset_hash"), "repeat": info.get("repeat"), "target": run.get("target")}
+        for key, value in (run.get("params") or {}).items():
+            params[f"param.{key}" if key in _RESERVED_PARAMS or key.startswith("prompt.") else key] = value
+        complete = not interrupted and not check.partial and s.errors == 0 and check.threshold is not None
+        tags = dict(self._tags)
+        blocking = check.tripped("block_promote")
+        # Read by --promote: a tripped block_promote gate refuses promoting the prompts this run used.
+        tags["promptgate.block_promote"] = "true" if blocking else "false"
+        tripped = [gate for gate in check.gates if not gate.passed]
+        if tripped:
+            tags["promptgate.gates_tripped"] = "; ".join(f"{gate.on_fail}: {gate.reason}" for gate in tripped)
+        return TrackedRun(
+            eval=s.eval, variant=s.variant, suite=",".join(suites), session=self.session_id,
+            params={k: v for k, v in params.items() if v is not None},
+            metrics=summary_metrics(s), tags=tags,
+            cases=[r.to_dict() for r in self.results if r.eval == s.eval and r.variant == s.variant],
+            prompts=dict(run.get("prompts") or {}), complete=complete,
+            verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
+            start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
+        )
+
+    def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
+        from .tracking import prompt_versions
+
+        run = ((self.state.evals.get(eval_name) or {}).get("runs") or {}).get(variant, {})
+        return prompt_versions({}, run.get("prompts") or {})
+
+    # ------------------------------------------------------------------ MLflow, carefully
+
+    def _open(self) -> Tracker | None:
+        """The tracker, opened on first use; None when MLflow cannot be reached (``_down`` says why)."""
+        if self._tracker is None and self._down is None:
+            from .tracking import Tracker
+
+            tracker = Tracker(self.settings.uri, experiment_prefix=self.settings.experiment_prefix)
+            if self._call(tracker.open) is not None:
+                self._tracker = tracker
+        return self._tracker
+
+    def _call(self, action: Any) -> Any:
+        """``action()``; None once MLflow is unreachable, which is remembered so it is not asked again."""
+        from .tracking import TrackingUnavailable
+
+        if self._down is not None:
+            return None
+        try:
+            return action()
+        except TrackingUnavailable as exc:
+            self._down = str(exc)
+            if self.tracking is not None:
+                self.tracking.state = "unavailable"
+                self.tracking.problems.append(str(exc))
+            return None
+
+    def _problem(self, check: EvalCheck, message: str) -> EvalCheck:
+        if self.tracking is not None:
+            self.tracking.problems.append(f"{check.label}: {message}")
+        return check
+
+    # ------------------------------------------------------------------ output
 
     def _write_reports(self) -> list[str]:
         """Write ``--prompt-report`` (JSON) and ``--prompt-report-md`` (also to ``$GITHUB_STEP_SUMMARY``)."""
@@ -94,10 +374,11 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            body = json.dumps(json_report(self.checks, self.outcome, self.results), indent=2, ensure_ascii=False)
+            data = json_report(self.checks, self.outcome, self.results, self.best, self.tracking)
+            body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
-            text = markdown(self.checks, self.outcome)
+            text = markdown(self.checks, self.outcome, self.best, self.tracking)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
@@ -117,10 +398,59 @@ class EvalSession:
         from .report import terminal_lines
 
         terminalreporter.write_sep("=", "promptgate")
-        for line in terminal_lines(self.checks, self.outcome):
+        for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
             terminalreporter.write_line(line)
         for problem in self.report_problems:
             terminalreporter.write_line(problem, red=True)
+
+
+def sync_spool(config: pytest.Config) -> int:
+    """``pytest --prompt-sync``: send the spooled runs now; 0 when none is left waiting, else 1."""
+    from .tracking import Tracker, TrackingError, display_uri, rejected_spool, send_spooled, spool_dir, spooled
+
+    settings = TrackingSettings.from_config(config)
+    write = config.get_terminal_writer().line
+    directory = spool_dir(config.rootpath)
+    waiting = spooled(directory)
+    if not waiting:
+        write(f"promptgate: no runs waiting in {directory}")
+        return 0
+    tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
+    try:
+        sent = send_spooled(tracker.open(), directory)
+    except TrackingError as exc:
+        write(f"promptgate: {exc}", red=True)
+        write(f"promptgate: {len(spooled(directory))} run(s) still waiting in {directory}")
+        return 1
+    write(f"promptgate: sent {len(sent)} run(s) to MLflow at {display_uri(settings.uri)}")
+    rejected = rejected_spool(directory)
+    if rejected:
+        write(f"promptgate: {len(rejected)} run(s) refused by MLflow are kept in {directory / 'rejected'} "
+              "with the reason beside each", red=True)
+        return 1
+    return 0
+
+
+# Params every run has; a target param of the same name is logged as ``param.{name}``.
+_RESERVED_PARAMS = frozenset({"eval", "variant", "suite", "dataset_hash", "repeat", "target"})
+
+
+def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:
+    """``{(eval, variant): {case_id: passed}}`` of this session."""
+    outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+    for r in results:
+        outcomes.setdefault((r.eval, r.variant), {})[r.case_id] = r.outcome == "passed"
+    return outcomes
+
+
+def _counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:
+    """The baseline run's passed and total cases: from its metrics, else from its results table."""
+    passed, total = baseline.metrics.get("passed_cases"), baseline.metrics.get("total_cases")
+    if passed is not None and total is not None and 0 <= passed <= total:
+        return RateInput(int(passed), int(total))
+    if outcomes:
+        return RateInput(sum(outcomes.values()), len(outcomes))
+    return None
 
 
 def _position(info: dict[str, Any] | None, variant: str) -> int:

@@ -1,8 +1,5 @@
 """Everything that touches MLflow: runs, baselines, and the spool that keeps runs when MLflow is down.
 
-Not wired into the session yet (issue 3 continues): this module is complete and
-tested on its own, against SQLite stores and a real ``mlflow server``.
-
 Runs on the controlling process only (DESIGN §6): xdist workers never import this
 module. The module itself imports nothing heavy; MLflow is imported inside the
 functions that talk to it, so a session without evals never pays for it (§9).
@@ -92,6 +89,8 @@ _MLFLOW_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Read when MLflow is first imported: no "Creating initial MLflow database tables" INFO lines.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 # SQLAlchemy 2.1 warns when MLflow's SQL store module configures its mappers,
 # once per process, on the first open of any SQL store.
@@ -400,6 +399,30 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + "…"
 
 
+# --------------------------------------------------------------------------- what a session did
+
+
+@dataclass
+class TrackingStatus:
+    """What tracking did in one session, for the summary and the reports."""
+
+    #: ``logged``: every run reached MLflow; ``unavailable``: some or all were kept on disk; ``off``: tracking is off.
+    state: str
+    #: The tracking URI with any password hidden (:func:`display_uri`).
+    uri: str | None = None
+    logged: int = 0
+    #: Runs of this session written to the spool instead.
+    spooled: int = 0
+    spool: str | None = None
+    #: Runs kept by earlier sessions that this session sent.
+    sent_earlier: int = 0
+    #: Spooled runs that are waiting still, from earlier sessions or this one.
+    waiting: int = 0
+    #: Why tracking failed, and anything else MLflow refused, one sentence each.
+    problems: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- what a run holds
 
 
@@ -454,6 +477,18 @@ class TrackedRun:
             return cls(**{k: v for k, v in data.items() if k in names})
         except TypeError as exc:
             raise ValueError(f"not a run record: {exc}") from None
+
+
+def prompt_versions(params: Mapping[str, Any], prompts: Mapping[str, str]) -> dict[str, str]:
+    """``{name: version}`` of a run's prompts: its ``prompt.{name}`` param, else the text's :func:`prompt_digest`.
+
+    The same values :func:`log_eval_run` logs as ``prompt.{name}``, and
+    :attr:`Baseline.prompt_versions` reads back.
+    """
+    versions = {key[len("prompt."):]: str(value) for key, value in params.items() if key.startswith("prompt.")}
+    for name, text in prompts.items():
+        versions.setdefault(name, prompt_digest(text))
+    return versions
 
 
 def prompt_digest(text: str) -> str:
@@ -910,6 +945,9 @@ def find_baseline(
 
     The most recent (by start time) run in the eval's experiment that FINISHED,
     is tagged ``promptgate.complete = true`` and ``promptgate.variant = variant``,
+    and met its threshold (its ``promptgate.verdict`` is not REGRESSION: a run
+    below the bar cannot be the bar, so a later small drop is still measured
+    against the last good run),
     and, with ``branch``, ``git.branch = branch``; runs of ``exclude_session``
     (the current session) never count. With ``run_id`` (``--prompt-baseline``)
     that run is the baseline whatever its variant, status or completeness; a run
@@ -917,7 +955,7 @@ def find_baseline(
     :class:`BaselineError`.
     """
     if run_id is not None:
-        return _pinned_baseline(tracker, eval_name, run_id)
+        return pinned_baseline(tracker, run_id, eval_name)
     experiment_id = tracker.find_experiment(eval_name)
     if experiment_id is None:
         return None
@@ -926,7 +964,9 @@ def find_baseline(
     if branch is not None:
         wanted["git.branch"] = branch
     unwanted = {"promptgate.session": exclude_session} if exclude_session is not None else {}
-    local: list[tuple[str, str, bool]] = []  # values no MLflow string literal can hold: checked here
+    # Checked here rather than in the filter: values no MLflow string literal can hold, and the
+    # verdict (MLflow's != leaves out runs without the tag, which older or foreign runs may lack).
+    local: list[tuple[str, str, bool]] = [("promptgate.verdict", "REGRESSION", False)]
     for equal, conditions in ((True, wanted), (False, unwanted)):
         for key, value in conditions.items():
             literal = _literal(value)
@@ -939,14 +979,14 @@ def find_baseline(
     with tracker._calling(f"searching the baseline of {eval_name}/{variant}"):
         while True:
             runs = client.search_runs(
-                [experiment_id], filter_string=" and ".join(clauses), max_results=100 if local else 1,
+                [experiment_id], filter_string=" and ".join(clauses), max_results=20,
                 order_by=["attributes.start_time DESC", "attributes.end_time DESC"], page_token=page_token,
             )
             for run in runs:
                 if all((run.data.tags.get(key) == value) == equal for key, value, equal in local):
                     return _baseline(run, tracker)
             page_token = runs.token
-            if not local or not page_token:
+            if not page_token:
                 return None
 
 
@@ -959,7 +999,12 @@ def _literal(value: str) -> str | None:
     return None
 
 
-def _pinned_baseline(tracker: Tracker, eval_name: str, run_id: str) -> Baseline:
+def pinned_baseline(tracker: Tracker, run_id: str, eval_name: str | None = None) -> Baseline:
+    """The run ``run_id`` as a baseline (``--prompt-baseline``), whatever its variant, status or completeness.
+
+    Raises :class:`BaselineError` when the run does not exist, is deleted, was not
+    logged by this plugin, or (with ``eval_name``) is a run of another eval.
+    """
     client = tracker.client
     with tracker._calling(f"reading baseline run {run_id}"):
         from mlflow.exceptions import MlflowException
@@ -975,7 +1020,7 @@ def _pinned_baseline(tracker: Tracker, eval_name: str, run_id: str) -> Baseline:
     owner = run.data.tags.get("promptgate.eval")
     if owner is None:
         raise BaselineError(f"baseline run {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
-    if owner != eval_name:
+    if eval_name is not None and owner != eval_name:
         raise BaselineError(f"baseline run {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
     return _baseline(run, tracker)
 

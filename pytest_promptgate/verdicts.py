@@ -1,13 +1,14 @@
 """Deciding what a session's eval results mean. Pure functions, no pytest, no MLflow.
 
-The session's exit status is decided by thresholds and gates (DESIGN §3:
-``EvalCheck``, ``SessionOutcome``; gates: ``evaluate_gates``). The statistics and
-verdict rules below (DESIGN §5) are complete and tested, and not yet wired into
-the session: they need baselines, which come with MLflow tracking.
+Each (eval, variant) becomes an :class:`EvalCheck`: its threshold and gates
+(:func:`check_evals`, :func:`evaluate_gates`), then its comparison with the
+baseline and its verdict (:func:`judge`, DESIGN §5) with exact statistics. The
+session's exit status follows from the checks (:class:`SessionOutcome`, DESIGN §3).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import statistics
@@ -20,15 +21,31 @@ from .results import EvalSummary
 # Pass rates are fractions of whole cases; the tolerance absorbs float noise only.
 _EPSILON = 1e-9
 
+#: The names ``--prompt-fail-on`` accepts; ``none`` fails the session on no verdict.
+FAIL_ON_NAMES = ("regression", "warning", "improved", "none")
+DEFAULT_FAIL_ON = frozenset({"regression"})
+
 
 @dataclass(frozen=True)
 class EvalCheck:
-    """One (eval, variant) against its eval's threshold and gates."""
+    """One (eval, variant): its threshold and gates, then its comparison with the baseline and its verdict.
+
+    :func:`check_evals` fills the first part; :func:`judge` the comparison and the
+    verdict; the session adds what tracking did with it (``run_id``).
+    """
 
     summary: EvalSummary
     threshold: float | None  # None: the eval's settings never reached the controller
     dataset_size: int | None = None  # cases in the eval's dataset; more than ran when a run is partial
     gates: tuple[GateResult, ...] = ()
+    warn_drop: float = 0.0
+    comparison: Comparison | None = None
+    verdict: Verdict | None = None
+    baseline_run_id: str | None = None
+    #: Prompts whose version differs between the baseline run and this one.
+    prompts_changed: tuple[PromptChange, ...] = ()
+    #: The MLflow run this (eval, variant) was logged as; None when it was not logged (yet).
+    run_id: str | None = None
 
     @property
     def partial(self) -> bool:
@@ -37,12 +54,65 @@ class EvalCheck:
 
     @property
     def passed(self) -> bool:
+        """Whether the pass rate is at or above the threshold."""
         return self.threshold is not None and self.summary.pass_rate >= self.threshold - _EPSILON
-
 
     def tripped(self, action: str) -> list[GateResult]:
         """The gates with ``on_fail == action`` that did not hold."""
         return [gate for gate in self.gates if not gate.passed and gate.on_fail == action]
+
+    @property
+    def label(self) -> str:
+        """``eval [variant]``, as messages name it."""
+        return f"{self.summary.eval} [{self.summary.variant}]"
+
+
+@dataclass(frozen=True)
+class PromptChange:
+    """A prompt whose version differs between the baseline and the current run (None: absent from that run)."""
+
+    name: str
+    before: str | None
+    after: str | None
+
+
+def prompt_changes(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[PromptChange, ...]:
+    """Every prompt whose version differs between two runs' ``{name: version}``, by name."""
+    return tuple(
+        PromptChange(name, before.get(name), after.get(name))
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    )
+
+
+def judge(
+    check: EvalCheck,
+    baseline: RateInput | None,
+    paired: list[tuple[bool, bool]] | None,
+    significance: float | None = None,
+    *,
+    no_baseline: str | None = None,
+) -> EvalCheck:
+    """``check`` with its comparison with the baseline and its verdict (DESIGN §5).
+
+    ``baseline`` is the baseline run's pass count and case count; ``paired`` holds
+    ``(passed in baseline, passed now)`` for every case both runs share. When
+    only some of the dataset ran (``check.partial``) and cases are shared, the
+    baseline's rate is taken over the shared cases, so a ``-k`` selection of hard
+    cases is not read as a drop. ``no_baseline`` is why there is no baseline other
+    than a first run (see :func:`verdict`). An eval whose settings never reached
+    the controller is a REGRESSION: nothing shows it met a threshold.
+    """
+    s = check.summary
+    current = RateInput(s.passed, s.cases)
+    if check.partial and paired and baseline is not None:
+        baseline = RateInput(sum(before for before, _ in paired), len(paired))
+    comparison = compare(current, baseline, paired if baseline is not None else None)
+    if check.threshold is None:
+        found = Verdict(VerdictKind.REGRESSION, False, "settings unknown (a worker crashed?): counted as failing")
+    else:
+        found = verdict(s.pass_rate, check.threshold, check.warn_drop, comparison, significance, no_baseline=no_baseline)
+    return dataclasses.replace(check, comparison=comparison, verdict=found)
 
 
 def check_evals(summaries: Iterable[EvalSummary], evals: Mapping[str, Mapping[str, Any]]) -> list[EvalCheck]:
@@ -57,7 +127,7 @@ def check_evals(summaries: Iterable[EvalSummary], evals: Mapping[str, Mapping[st
         results = evaluate_gates(
             [_Rule(**rule) for rule in gates["rules"]], gates["on_fail"], metrics_of(s)
         ) if gates else []
-        checks.append(EvalCheck(s, info["threshold"], info["cases"], tuple(results)))
+        checks.append(EvalCheck(s, info["threshold"], info["cases"], tuple(results), info["warn_drop"]))
     return checks
 
 
@@ -74,7 +144,8 @@ class _Rule:
 class SessionOutcome:
     """Why the session passes or fails, in counts."""
 
-    below_threshold: int
+    #: (eval, variant)s whose verdict is one ``--prompt-fail-on`` names.
+    failing_verdicts: int
     ordinary_failures: int
     failed_gates: int
     bad_eval_files: int
@@ -83,13 +154,17 @@ class SessionOutcome:
     strict: bool
     #: -x or --maxfail stopped the session: pytest's exit status stands.
     stopped_early: bool = False
+    fail_on: frozenset[str] = DEFAULT_FAIL_ON
+    #: With --prompt-require-tracking: why tracking failed, which fails the session.
+    tracking_required: str | None = None
 
     @property
     def failed(self) -> bool:
         """DESIGN §3: evals tolerate failed cases down to their threshold, ordinary tests do not."""
         strict_failure = self.strict and (self.failed_cases or self.error_cases)
         return bool(
-            self.below_threshold or self.failed_gates or self.ordinary_failures or self.bad_eval_files or strict_failure
+            self.failing_verdicts or self.failed_gates or self.ordinary_failures or self.bad_eval_files
+            or strict_failure or self.tracking_required
         )
 
 
@@ -306,7 +381,7 @@ def verdict(
     comparison: Comparison | None,
     significance: float | None = None,
     *,
-    baseline_unavailable: bool = False,
+    no_baseline: str | None = None,
 ) -> Verdict:
     """The verdict of DESIGN §5.
 
@@ -315,20 +390,21 @@ def verdict(
     ``warn_drop``, IMPROVED when it rose; with ``significance`` (``--prompt-significance``)
     either needs the comparison's p-value below it. PASS otherwise. Without a
     baseline (``comparison`` None or baseline-less) it is PASS or REGRESSION by
-    the threshold and ``first_run`` is set, unless ``baseline_unavailable`` says
-    the tracking store could not be asked, which the reason then says instead.
+    the threshold and ``first_run`` is set, unless ``no_baseline`` says why no
+    baseline could be looked for ("baseline unavailable", "tracking off"), which
+    the reason then says instead.
     """
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be between 0 and 1 (exclusive), got {significance!r}")
     has_baseline = comparison is not None and comparison.has_baseline
-    first_run = not has_baseline and not baseline_unavailable
-    no_baseline = "first run: no baseline yet" if first_run else "baseline unavailable: judged by the threshold alone"
+    first_run = not has_baseline and no_baseline is None
+    why_alone = "first run: no baseline yet" if first_run else f"{no_baseline}: judged by the threshold alone"
 
     if pass_rate < threshold - _EPSILON:
         reason = f"pass rate {_percent(pass_rate)} below threshold {_percent_short(threshold)}"
-        return Verdict(VerdictKind.REGRESSION, first_run, reason if has_baseline else f"{reason}; {no_baseline}")
+        return Verdict(VerdictKind.REGRESSION, first_run, reason if has_baseline else f"{reason}; {why_alone}")
     if not has_baseline:
-        return Verdict(VerdictKind.PASS, first_run, no_baseline)
+        return Verdict(VerdictKind.PASS, first_run, why_alone)
 
     assert comparison is not None and comparison.baseline_rate is not None and comparison.p_value is not None
     baseline_rate, p = comparison.baseline_rate, comparison.p_value
@@ -369,10 +445,6 @@ def _p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
-#: The names ``--prompt-fail-on`` accepts; ``none`` fails the session on no verdict.
-FAIL_ON_NAMES = ("regression", "warning", "improved", "none")
-DEFAULT_FAIL_ON = frozenset({"regression"})
-
 
 def parse_fail_on(text: str) -> frozenset[str]:
     """``"regression,warning"`` → ``frozenset({"regression", "warning"})``, for ``--prompt-fail-on``.
@@ -400,6 +472,76 @@ def parse_fail_on(text: str) -> frozenset[str]:
 def fails_session(verdict: Verdict, fail_on: frozenset[str]) -> bool:
     """Whether ``verdict`` fails the session under ``fail_on`` (names from :func:`parse_fail_on`)."""
     return verdict.kind.value.lower() in fail_on
+
+
+# --------------------------------------------------------------------------- the best variant
+
+#: Significance level for "is the best variant's lead real" when --prompt-significance is not given.
+DEFAULT_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class BestVariant:
+    """The best variant of an eval in this session (DESIGN §7), and whether its lead over the next one is significant."""
+
+    eval: str
+    variant: str
+    runner_up: str
+    #: What decided the order: "pass rate", "average score", "cost" or "latency" (or "nothing": a tie).
+    decided_by: str
+    #: Exact test of the two pass rates (McNemar over the cases both ran; Fisher when they share none).
+    p_value: float
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        """Whether the lead in pass rate is significant at ``alpha``; a lead by anything else never is."""
+        return self.decided_by == "pass rate" and self.p_value < self.alpha
+
+
+def best_variants(
+    checks: Iterable[EvalCheck], outcomes: Mapping[tuple[str, str], Mapping[str, bool]], alpha: float | None = None
+) -> list[BestVariant]:
+    """For each eval with several variants: the best by pass rate, then average score, then cost, then latency (p95).
+
+    ``outcomes`` maps (eval, variant) to ``{case_id: passed}`` of this session, for
+    the paired test between the best variant and the runner-up.
+    """
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    by_eval: dict[str, list[EvalSummary]] = {}
+    for check in checks:
+        by_eval.setdefault(check.summary.eval, []).append(check.summary)
+    best = []
+    for name, summaries in by_eval.items():
+        if len(summaries) < 2:
+            continue
+        first, second = sorted(summaries, key=_rank)[:2]
+        decided_by = next(
+            (what for what, a, b in zip(_RANKED_BY, _rank(first), _rank(second)) if a != b), "nothing"
+        )
+        a = outcomes.get((name, first.variant), {})
+        b = outcomes.get((name, second.variant), {})
+        shared = sorted(set(a) & set(b))
+        if shared:
+            p = mcnemar_exact(sum(b[c] and not a[c] for c in shared), sum(a[c] and not b[c] for c in shared))
+        else:
+            p = fisher_exact_two_sided(first.passed, first.cases, second.passed, second.cases)
+        best.append(BestVariant(name, first.variant, second.variant, decided_by, p, alpha))
+    return best
+
+
+_RANKED_BY = ("pass rate", "average score", "cost", "latency")
+
+
+def _rank(s: EvalSummary) -> tuple[float, float, float, float]:
+    # Smaller is better; an unknown score ranks last, an unknown cost or latency too. Latency counts
+    # in whole milliseconds: below that, differences are timer noise, not a reason to prefer a prompt.
+    return (
+        -s.pass_rate,
+        -s.average_score if s.average_score is not None else math.inf,
+        s.cost_usd_total if s.cost_usd_total is not None else math.inf,
+        round(s.latency_ms_p95) if s.latency_ms_p95 is not None else math.inf,
+    )
 
 
 # --------------------------------------------------------------------------- gates

@@ -96,3 +96,12 @@ def coin_eval(threshold: float, **patterns: str) -> str:
         "eval: coin\nsuites: [core]\ntarget: coin:flip\nrepeat: 3\nrepeat_pass: 0.6\n"
         f"threshold: {threshold}\ngraders: [{{type: equals, value: heads}}]\ncases:\n" + cases
     )
+
+
+@pytest.fixture(autouse=True)
+def _tracking_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eval runs in tests log nothing to MLflow unless a test switches tracking on (tests of tracking do).
+
+    A fresh SQLite store takes seconds to create; the tests of tracking copy a migrated one.
+    """
+    monkeypatch.setenv("PROMPTGATE_TRACKING", "off")

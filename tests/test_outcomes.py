@@ -28,9 +28,9 @@ def test_failed_case_within_threshold_exits_0(project, pytester):
     assert result.ret == 0
     result.stdout.fnmatch_lines([
         "*= promptgate =*",
-        "eval*variant*cases*passed*failed*errors*flaky*pass rate*threshold*avg score*p95 ms*cost $",
-        "routing*default*4*3*1*0*0*75.0%*75%*ok*0.750*",
-        "promptgate: session passes: 1 failed or errored case(s) tolerated, every eval at or above its threshold",
+        "eval*variant*cases*fail/err/flaky*pass rate ?95% CI?*threshold*baseline*delta (p)*verdict*score*cost $*p95 ms",
+        "routing*default*4*1/0/0*75.0% ?30%-95%?*75%*off*-*PASS*0.750*",
+        "promptgate: session passes: 1 failed or errored case(s) tolerated; no verdict fails the session",
     ])
 
 
@@ -40,9 +40,9 @@ def test_eval_below_threshold_exits_1(project, pytester):
     result.assert_outcomes(passed=3, failed=1)
     assert result.ret == 1
     result.stdout.fnmatch_lines([
-        "routing*default*75.0%*80%*BELOW*",
-        "routing [default]: pass rate 75.0% is below the threshold 80%",
-        "promptgate: session FAILED: 1 eval variant(s) below threshold",
+        "routing*default*75.0%*80%*REGRESSION*",
+        "routing [default]: REGRESSION: pass rate 75.0% below threshold 80%; tracking off: judged by the threshold alone",
+        "promptgate: session FAILED: 1 eval variant(s) with verdict REGRESSION",
     ])
 
 
@@ -93,7 +93,7 @@ def test_repeat_and_flaky_cases(project, pytester):
         "*::default::rarely FAILED (flaky)*",
     ])
     result.stdout.fnmatch_lines(["case rarely (variant default) failed: 1/3 runs passed, needs 60% (flaky)"])
-    result.stdout.fnmatch_lines(["coin*default*3*2*1*0*2*66.7%*50%*ok*"])
+    result.stdout.fnmatch_lines(["coin*default*3*1/0/2*66.7%*50%*PASS*"])
     assert result.ret == 0
 
 
@@ -126,7 +126,7 @@ def test_grader_weights_and_optional_graders(project, pytester):
     """)
     result = pytester.runpytest("--prompt-suite", "core")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["w*default*1*1*0*0*0*100.0%*100%*ok*0.750*"])
+    result.stdout.fnmatch_lines(["w*default*1*0/0/0*100.0%*100%*PASS*0.750*"])
 
 
 def test_custom_grader_from_conftest_hook(project, pytester):

@@ -53,7 +53,7 @@ def test_markdown_report_and_github_step_summary(project, pytester, monkeypatch)
     pytester.runpytest("--prompt-suite", "core", "-k", "r1 or r3", "--prompt-report-md", "evals.md")
     text = (pytester.path / "evals.md").read_text()
     assert text.startswith("## promptgate\n\n**session passes: 2 failed or errored case(s) tolerated")
-    assert re.search(r"^\| routing \| a +\| +2/3 \| +1 \| +1 \| +0 \| +0 \| +50\.0% \|", text, re.MULTILINE)
+    assert re.search(r"^\| routing \| a +\| +2/3 \| +1/0/0 \| +50\.0% \[9%-91%\] \|", text, re.MULTILINE)
     assert "partial run" in text
     assert "- gate of routing [a] tripped (warn: a warning): pass_rate 0.5 below min 0.9" in text
     assert summary.read_text() == "earlier step\n" + text  # appended, not overwritten

@@ -327,6 +327,7 @@ def test_baseline_is_the_latest_complete_finished_run_of_the_variant(store):
     feature = log_eval_run(store, record(session="s4", start=t + 3000, branch="feature/x"))
     quoted = log_eval_run(store, record(session="s5", start=t + 3100, branch="it's"))
     both_quotes = log_eval_run(store, record(session="s5b", start=t + 3200, branch="a'b\"c"))
+    log_eval_run(store, record(session="s6", start=t + 3300, verdict="REGRESSION"))  # below the bar: not the bar
     current = log_eval_run(store, record(session="now", start=t + 5000))
     # A run that never finished (a crashed session) is newer than all of them, and tagged complete.
     client = reader(store.uri)

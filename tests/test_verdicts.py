@@ -294,10 +294,10 @@ def test_verdict_reasons_read_as_one_sentence():
 
 
 def test_an_unreachable_baseline_is_not_a_first_run():
-    result = verdict(0.9, 0.8, 0.1, None, baseline_unavailable=True)
+    result = verdict(0.9, 0.8, 0.1, None, no_baseline="baseline unavailable")
     assert (result.kind, result.first_run) == (VerdictKind.PASS, False)
-    assert result.reason.startswith("baseline unavailable")
-    assert verdict(0.7, 0.8, 0.1, None, baseline_unavailable=True).kind is VerdictKind.REGRESSION
+    assert result.reason == "baseline unavailable: judged by the threshold alone"
+    assert verdict(0.7, 0.8, 0.1, None, no_baseline="baseline unavailable").kind is VerdictKind.REGRESSION
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.05, 5])
