@@ -323,8 +323,9 @@ class WorkerOutput:
         state.suites_seen.update(output["suites_seen"])
         state.evals.update(output["evals"])
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The header line the controller could not print before collection, printed at the end."""
+        """The header line the controller could not print before collection, printed at the end (before the summary)."""
         if self.state.from_workers:
             for line in header_lines(self.state):
                 terminalreporter.write_line(line)

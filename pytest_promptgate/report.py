@@ -188,6 +188,10 @@ def _tracking_lines(t: TrackingStatus | None) -> list[str]:
     lines += [f"MLflow: {problem}" for problem in t.problems]
     if t.spooled:
         lines.append(f"kept {t.spooled} run(s) in {t.spool}; the next session sends them, or pytest --prompt-sync")
+    earlier = t.waiting - t.spooled
+    if earlier > 0:
+        lines.append(f"{earlier} run(s) of earlier sessions wait in {t.spool} for another tracking URI; "
+                     "send them with pytest --prompt-sync --prompt-tracking-uri URI")
     return lines
 
 

@@ -233,7 +233,9 @@ class EvalSession:
             sent = self._call(lambda: send_spooled(tracker, spool))
             status.sent_earlier = len(sent or ())
         judged = [self._judge(check, outcomes) for check in checks]
-        return [self._log(check, interrupted) for check in judged]
+        logged = [self._log(check, interrupted) for check in judged]
+        status.waiting = len(spooled(spool))
+        return logged
 
     def _judge(self, check: EvalCheck, outcomes: dict[tuple[str, str], dict[str, bool]]) -> EvalCheck:
         from .tracking import TrackingError, find_baseline
@@ -249,7 +251,7 @@ class EvalSession:
                 return self._problem(judge(check, None, None, settings.significance,
                                            no_baseline="baseline unavailable"), str(exc))
         if baseline is None:
-            why = f"baseline unavailable ({self._down})" if self._down else None
+            why = "baseline unavailable" if self._down else None  # the summary says why, once
             return judge(check, None, None, settings.significance, no_baseline=why)
         try:
             before = self._call(baseline.case_outcomes) or {}
@@ -296,7 +298,7 @@ class EvalSession:
         return check
 
     def _record(self, check: EvalCheck, interrupted: bool) -> Any:
-        from .tracking import TrackedRun, ci_tags, git_tags, summary_metrics
+        from .tracking import TrackedRun, ci_tags, display_uri, git_tags, summary_metrics
 
         s = check.summary
         info = self.state.evals.get(s.eval) or {}
@@ -324,6 +326,7 @@ class EvalSession:
             prompts=dict(run.get("prompts") or {}), complete=complete,
             verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
+            tracking_uri=display_uri(self.settings.uri), experiment_prefix=self.settings.experiment_prefix,
         )
 
     def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
@@ -411,8 +414,7 @@ def sync_spool(config: pytest.Config) -> int:
     settings = TrackingSettings.from_config(config)
     write = config.get_terminal_writer().line
     directory = spool_dir(config.rootpath)
-    waiting = spooled(directory)
-    if not waiting:
+    if not spooled(directory):
         write(f"promptgate: no runs waiting in {directory}")
         return 0
     tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
@@ -423,12 +425,27 @@ def sync_spool(config: pytest.Config) -> int:
         write(f"promptgate: {len(spooled(directory))} run(s) still waiting in {directory}")
         return 1
     write(f"promptgate: sent {len(sent)} run(s) to MLflow at {display_uri(settings.uri)}")
+    left = _waiting_uris(spooled(directory))
+    for uri, count in sorted(left.items()):
+        write(f"promptgate: {count} run(s) wait for MLflow at {uri}; send them with "
+              f"pytest --prompt-sync --prompt-tracking-uri URI", yellow=True)
     rejected = rejected_spool(directory)
     if rejected:
         write(f"promptgate: {len(rejected)} run(s) refused by MLflow are kept in {directory / 'rejected'} "
               "with the reason beside each", red=True)
-        return 1
-    return 0
+    return 1 if left or rejected else 0
+
+
+def _waiting_uris(paths: list[Path]) -> dict[str, int]:
+    """How many spooled runs wait for each tracking URI."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        try:
+            uri = json.loads(path.read_text(encoding="utf-8")).get("tracking_uri") or "?"
+        except (OSError, ValueError):
+            uri = "?"
+        counts[uri] = counts.get(uri, 0) + 1
+    return counts
 
 
 # Params every run has; a target param of the same name is logged as ``param.{name}``.

@@ -393,6 +393,8 @@ def _reason(exc: BaseException) -> str:
         text = str(error)
         if "Connection refused" in text:
             return "connection refused"
+        if "Connection reset" in text or "Connection aborted" in text:
+            return "connection lost"
         if isinstance(error, TimeoutError) or "timed out" in text.lower():
             return "timed out"
     text = " ".join(str(exc).split())
@@ -462,6 +464,10 @@ class TrackedRun:
     end_time_ms: int | None = None
     #: Identifies the record across retries, so a spooled run is never logged twice.
     record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The store the run was meant for (:func:`display_uri`) and its experiment prefix: a spooled
+    #: run is sent there, not to whatever store a later session uses. None: any store, the tracker's prefix.
+    tracking_uri: str | None = None
+    experiment_prefix: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the spool file's content)."""
@@ -656,7 +662,7 @@ def log_eval_run(tracker: Tracker, record: TrackedRun) -> str:
     """
     from mlflow.entities import Metric, Param, RunTag
 
-    experiment_id = tracker.experiment_for(record.eval)
+    experiment_id = tracker.experiment_for(record.eval, record.experiment_prefix)
     params, tags, truncated = _run_params_and_tags(record)
     end_time = record.end_time_ms if record.end_time_ms is not None else int(time.time() * 1000)
     values: dict[str, float] = {}
@@ -1102,14 +1108,18 @@ def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> list[st
     yet sent stay. A record MLflow refuses (say, its experiment was deleted), or
     a file that is not a record, is moved to ``rejected/`` with the reason beside
     it (:func:`rejected_spool`), so it cannot block the others; moving it back
-    into the spool sends it again.
+    into the spool sends it again. A record meant for another store (its
+    ``tracking_uri``) is left waiting for a session that uses that store.
     """
     sent: list[str] = []
+    here = display_uri(tracker.uri)
     for path in spooled(directory):
         try:
             record = TrackedRun.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
             _reject(path, f"unreadable spool file: {exc}")
+            continue
+        if record.tracking_uri is not None and record.tracking_uri != here:
             continue
         try:
             run_id = _deliver(tracker, record)
@@ -1124,7 +1134,7 @@ def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> list[st
 
 
 def _deliver(tracker: Tracker, record: TrackedRun) -> str:
-    experiment_id = tracker.experiment_for(record.eval)
+    experiment_id = tracker.experiment_for(record.eval, record.experiment_prefix)
     client = tracker.client
     literal = _literal(record.record_id)
     if literal is None or not record.record_id:

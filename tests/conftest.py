@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -105,3 +106,36 @@ def _tracking_off(monkeypatch: pytest.MonkeyPatch) -> None:
     A fresh SQLite store takes seconds to create; the tests of tracking copy a migrated one.
     """
     monkeypatch.setenv("PROMPTGATE_TRACKING", "off")
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory):
+    """A migrated SQLite MLflow store to copy: creating one takes seconds, copying it milliseconds.
+
+    It also logs one run, so that every MLflow module the plugin uses is imported before any
+    in-process pytester run (those runs restore sys.modules afterwards).
+    """
+    from pytest_promptgate.tracking import TrackedRun, Tracker, log_eval_run
+
+    path = tmp_path_factory.mktemp("migrated") / "mlflow.db"
+    Tracker(f"sqlite:///{path}").open()
+    warm = tmp_path_factory.mktemp("warm") / "mlflow.db"
+    shutil.copy(path, warm)
+    tracker = Tracker(f"sqlite:///{warm}").open()
+    run_id = log_eval_run(tracker, TrackedRun(eval="warm", variant="v", suite="s", session="s", prompts={"p": "x"}))
+    tracker.client.list_artifacts(run_id)
+    return path
+
+
+@pytest.fixture
+def tracking_on(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, migrated_store):
+    """Tracking switched on for the pytester project, on a SQLite store ``mlflow.db`` in it (the default place).
+
+    Returns the store's URI, for reading runs back with an ``MlflowClient`` of the test's own.
+    """
+    from pytest_promptgate.tracking import resolve_tracking_uri
+
+    monkeypatch.delenv("PROMPTGATE_TRACKING", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(migrated_store, pytester.path / "mlflow.db")
+    return resolve_tracking_uri(None, None, {}, cwd=pytester.path)

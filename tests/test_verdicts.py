@@ -13,8 +13,9 @@ scipy_stats = pytest.importorskip("scipy.stats")
 from pytest_promptgate.results import EvalSummary  # noqa: E402
 from pytest_promptgate.schema import GATE_METRICS, GateRule  # noqa: E402
 from pytest_promptgate.verdicts import (  # noqa: E402
-    DEFAULT_FAIL_ON, Comparison, GateResult, RateInput, Verdict, VerdictKind, compare, evaluate_gates, fails_session,
-    fisher_exact_two_sided, mcnemar_exact, metrics_of, parse_fail_on, verdict, wilson_interval,
+    DEFAULT_FAIL_ON, Comparison, EvalCheck, GateResult, PromptChange, RateInput, Verdict, VerdictKind, best_variants,
+    compare, evaluate_gates, fails_session, fisher_exact_two_sided, judge, mcnemar_exact, metrics_of, parse_fail_on,
+    prompt_changes, verdict, wilson_interval,
 )
 
 # --------------------------------------------------------------------------- Wilson
@@ -497,3 +498,78 @@ def test_random_inputs_give_finite_probabilities_and_ordered_intervals():
         assert 0.0 <= mcnemar_exact(b, c) <= 1.0
         pa_n, pb_n = rng.randint(0, 200), rng.randint(0, 200)
         assert 0.0 <= fisher_exact_two_sided(rng.randint(0, pa_n), pa_n, rng.randint(0, pb_n), pb_n) <= 1.0
+
+
+# --------------------------------------------------------------------------- judging a check, best variant, prompts
+
+def check(passed: int, cases: int, *, dataset: int | None = None, threshold: float | None = 0.5, **changes) -> EvalCheck:
+    s = summary(cases=cases, passed=passed, failed=cases - passed, errors=0, pass_rate=passed / cases, **changes)
+    return EvalCheck(s, threshold, dataset if dataset is not None else cases, warn_drop=0.1)
+
+
+def test_judge_pairs_the_shared_cases_and_gives_the_verdict():
+    # 10 cases: 8 passed in the baseline; now 5 pass; 3 broke and none fixed.
+    paired = [(True, True)] * 5 + [(True, False)] * 3 + [(False, False)] * 2
+    judged = judge(check(5, 10), RateInput(8, 10), paired)
+    c = judged.comparison
+    assert (c.test, c.shared_cases, c.broke, c.fixed) == ("mcnemar", 10, 3, 0)
+    assert c.p_value == pytest.approx(scipy_stats.binomtest(0, 3, 0.5).pvalue)
+    assert c.current_ci == pytest.approx(wilson_by_quadratic(5, 10))
+    assert (judged.verdict.kind, judged.verdict.first_run) == (VerdictKind.WARNING, False)
+
+
+def test_judge_compares_a_partial_run_on_the_cases_it_shares_with_the_baseline():
+    # -k picked 4 hard cases of 20: 1 passes now, 1 passed in the baseline, whose whole run had 18/20.
+    paired = [(True, True), (False, False), (False, False), (False, False)]
+    judged = judge(check(1, 4, dataset=20, threshold=0.2), RateInput(18, 20), paired)
+    assert judged.comparison.baseline_rate == 0.25  # the same four cases, not the baseline's 90 %
+    assert judged.verdict.kind is VerdictKind.PASS
+
+
+def test_judge_without_a_baseline_or_settings():
+    first = judge(check(9, 10), None, None)
+    assert (first.verdict.kind, first.verdict.first_run, first.comparison.p_value) == (VerdictKind.PASS, True, None)
+    off = judge(check(9, 10), None, None, no_baseline="tracking off")
+    assert off.verdict.reason == "tracking off: judged by the threshold alone"
+    unknown = judge(check(9, 10, threshold=None), None, None)
+    assert unknown.verdict.kind is VerdictKind.REGRESSION
+
+
+def test_best_variant_by_pass_rate_with_an_exact_paired_test():
+    a = check(18, 20, variant="a")
+    b = check(12, 20, variant="b")
+    outcomes = {
+        ("intent-routing", "a"): {f"c{i}": i >= 2 for i in range(20)},
+        ("intent-routing", "b"): {f"c{i}": i >= 8 for i in range(20)},
+    }
+    [best] = best_variants([b, a], outcomes)
+    assert (best.variant, best.runner_up, best.decided_by) == ("a", "b", "pass rate")
+    # 6 cases pass under a only, none under b only.
+    assert best.p_value == pytest.approx(scipy_stats.binomtest(0, 6, 0.5).pvalue)
+    assert best.significant is True and best.alpha == 0.05
+    assert best_variants([b, a], outcomes, alpha=0.01)[0].significant is False  # p = 0.03125
+
+
+def test_best_variant_ties_break_on_score_then_cost_then_latency():
+    same = {"variant": "a"}, {"variant": "b"}
+    by_score = best_variants([check(9, 10, **same[0], average_score=0.8), check(9, 10, **same[1], average_score=0.9)], {})
+    assert (by_score[0].variant, by_score[0].decided_by, by_score[0].significant) == ("b", "average score", False)
+    by_cost = best_variants([check(9, 10, **same[0], cost_usd_total=0.02), check(9, 10, **same[1], cost_usd_total=0.03)], {})
+    assert (by_cost[0].variant, by_cost[0].decided_by) == ("a", "cost")
+    by_latency = best_variants([check(9, 10, **same[0], latency_ms_p95=120.4), check(9, 10, **same[1], latency_ms_p95=80.0)], {})
+    assert (by_latency[0].variant, by_latency[0].decided_by) == ("b", "latency")
+    noise = best_variants([check(9, 10, **same[0], latency_ms_p95=80.2), check(9, 10, **same[1], latency_ms_p95=80.1)], {})
+    assert noise[0].decided_by == "nothing"  # a tenth of a millisecond is timer noise
+    # No shared case ids: Fisher's exact test on the two counts.
+    unshared = best_variants([check(9, 10, **same[0]), check(3, 10, **same[1])], {})
+    assert unshared[0].p_value == pytest.approx(scipy_stats.fisher_exact([[9, 1], [3, 7]]).pvalue)
+    assert best_variants([check(9, 10)], {}) == []  # one variant: nothing to pick
+
+
+def test_prompt_changes_lists_changed_added_and_removed_prompts():
+    before = {"system": "sha256:aaa", "router": "3", "old": "sha256:ccc"}
+    after = {"system": "sha256:bbb", "router": "3", "new": "4"}
+    assert prompt_changes(before, after) == (
+        PromptChange("new", None, "4"), PromptChange("old", "sha256:ccc", None), PromptChange("system", "sha256:aaa", "sha256:bbb"),
+    )
+    assert prompt_changes(after, after) == ()
