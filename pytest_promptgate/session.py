@@ -411,8 +411,12 @@ def sync_spool(config: pytest.Config) -> int:
     """``pytest --prompt-sync``: send the spooled runs now; 0 when none is left waiting, else 1."""
     from .tracking import Tracker, TrackingError, display_uri, rejected_spool, send_spooled, spool_dir, spooled
 
+    from _pytest.config import create_terminal_writer  # the terminal reporter does not exist yet
+
+    if config.getoption("prompt_no_tracking"):
+        raise pytest.UsageError("promptgate: --prompt-sync sends runs to MLflow; it cannot be combined with --prompt-no-tracking")
     settings = TrackingSettings.from_config(config)
-    write = config.get_terminal_writer().line
+    write = create_terminal_writer(config).line
     directory = spool_dir(config.rootpath)
     if not spooled(directory):
         write(f"promptgate: no runs waiting in {directory}")
@@ -428,7 +432,7 @@ def sync_spool(config: pytest.Config) -> int:
     left = _waiting_uris(spooled(directory))
     for uri, count in sorted(left.items()):
         write(f"promptgate: {count} run(s) wait for MLflow at {uri}; send them with "
-              f"pytest --prompt-sync --prompt-tracking-uri URI", yellow=True)
+              f"pytest --prompt-sync --prompt-tracking-uri {uri}", yellow=True)
     rejected = rejected_spool(directory)
     if rejected:
         write(f"promptgate: {len(rejected)} run(s) refused by MLflow are kept in {directory / 'rejected'} "

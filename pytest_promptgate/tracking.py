@@ -192,6 +192,18 @@ def display_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def same_store(a: str, b: str) -> bool:
+    """Whether two tracking URIs name the same store: scheme and host in any case, a trailing ``/`` or not."""
+    def key(uri: str) -> tuple[str, str, str]:
+        try:
+            parts = urlsplit(uri.strip())
+        except ValueError:
+            return ("", "", uri)
+        return (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/") + ("?" + parts.query if parts.query else ""))
+
+    return key(a) == key(b)
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -1119,7 +1131,7 @@ def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> list[st
         except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
             _reject(path, f"unreadable spool file: {exc}")
             continue
-        if record.tracking_uri is not None and record.tracking_uri != here:
+        if record.tracking_uri is not None and not same_store(record.tracking_uri, here):
             continue
         try:
             run_id = _deliver(tracker, record)

@@ -517,3 +517,12 @@ def test_runs_survive_a_server_crash(mlflow_server: MlflowServer, tmp_path):
     baseline = find_baseline(tracker, "crash", "base")
     assert baseline.run_id == sent and sent != before
     assert baseline.case_outcomes() == {"c1": True, "c2": False, "c3": True}
+
+
+def test_same_store_ignores_case_and_a_trailing_slash():
+    from pytest_promptgate.tracking import same_store
+
+    assert same_store("http://127.0.0.1:5000", "HTTP://127.0.0.1:5000/")
+    assert same_store("sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/x/mlflow.db")
+    assert not same_store("http://127.0.0.1:5000", "http://127.0.0.1:5001")
+    assert not same_store("sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/y/mlflow.db")
