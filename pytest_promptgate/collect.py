@@ -12,7 +12,10 @@ then only states the verdict: a case whose required graders failed fails.
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,27 @@ from .targets import CallableTarget, Target, TargetError, build
 SHOWN_OUTPUT_CHARS = 300
 
 
+def eval_files(config: pytest.Config, state: State) -> Iterator[Path]:
+    """The eval files under the paths pytest was given, as collection would find them (``norecursedirs`` honoured)."""
+    ignored = config.getini("norecursedirs")
+    seen: set[Path] = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+        if path.is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = []
+            for directory, subdirs, files in os.walk(path):
+                subdirs[:] = sorted(d for d in subdirs if not any(fnmatch.fnmatch(d, pattern) for pattern in ignored))
+                candidates += [Path(directory, name) for name in sorted(files)]
+        else:
+            continue
+        for candidate in candidates:
+            if state.is_eval_file(candidate.name) and candidate not in seen:
+                seen.add(candidate)
+                yield candidate
+
+
 class EvalFile(pytest.File):
     """A ``*.eval.yaml`` file: one eval."""
 
@@ -43,7 +67,7 @@ class EvalFile(pytest.File):
                 # controller shows it once (it drops repeats of the same text).
                 raise EvalFileError([Problem("", None, None, "", state.registry_error or "")])
             return  # reported once, as a usage error, after collection
-        loaded = load_eval(self.path, registry.options_model, state.selects)
+        loaded = load_eval(self.path, registry.options_model, state.selects, state.registry_prompt)
         if isinstance(loaded, list):  # an eval of suites not selected
             state.suites_seen.update(loaded)
             return
@@ -146,7 +170,15 @@ def _run_info(variant: LoadedVariant) -> dict[str, Any]:
         provider = variant.target.provider
         target = f"provider:{provider.base_url}"
         params = {"model": provider.model, **provider.params, **variant.params}
-    return {"target": target, "params": params, "prompts": {name: p.text() for name, p in variant.prompts.items()}}
+    from .tracking import prompt_digest
+
+    texts = {name: p.text() for name, p in variant.prompts.items()}
+    # prompt.{name} params: a registry prompt's pinned version, a digest of any other prompt's text.
+    versions = {
+        name: str(p.version) if p.version is not None else prompt_digest(texts[name]) for name, p in variant.prompts.items()
+    }
+    linked = [{"name": p.registry_name, "version": str(p.version)} for p in variant.prompts.values() if p.registry_name]
+    return {"target": target, "params": params, "prompts": texts, "prompt_versions": versions, "linked_prompts": linked}
 
 
 def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) -> list[Problem]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +25,8 @@ EVERY_SUITE = frozenset({"all", "full"})
 REPORT_ATTR = "promptgate"
 #: Key of ``config.workeroutput`` carrying what a worker collected to the controller.
 WORKEROUTPUT_KEY = "promptgate_evals"
+#: Key of ``workerinput`` carrying the registry prompts the controller pinned for the session.
+PINNED_KEY = "promptgate_pinned_prompts"
 
 _STATE = pytest.StashKey["State"]()
 
@@ -48,6 +51,11 @@ class State:
     registry_error: str | None = None
     _runner: Runner | None = None
     _prices: dict[str, tuple[float, float]] | None = None
+    #: Registry prompt reference (``name@alias``, ``name/3``) → the version pinned for the session
+    #: (``tracking.resolve_prompt``'s data) or ``{"error": why}``; on workers, from the controller.
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Resolves a reference the first time it is used; only the controlling process has one.
+    prompt_source: Callable[[str], dict[str, Any]] | None = None
 
     def selects(self, suites: list[str]) -> bool:
         """Whether an eval listing ``suites`` runs in this session."""
@@ -70,6 +78,29 @@ class State:
                 # as a usage error, when collection finishes (pytest_collection_finish).
                 self.registry_error = f"promptgate: {exc}"
         return self._registry
+
+    def registry_prompt(self, ref: str) -> Any:
+        """The pinned text of a ``registry:`` reference (a ``schema.PromptText``), or why there is none (a str).
+
+        Each reference is resolved once per session and kept: every item, and every
+        xdist worker (through ``workerinput``), sees the same version even when the
+        alias moves while the session runs.
+        """
+        from .schema import PromptText
+
+        key = ref.strip()
+        if key not in self.pinned:
+            if self.prompt_source is None:
+                return (f"registry prompt {key!r} was not resolved by the controlling process before the workers "
+                        "started (workers never call MLflow); is the eval file outside the paths given to pytest?")
+            self.pinned[key] = self.prompt_source(key)
+        entry = self.pinned[key]
+        if "error" in entry:
+            return entry["error"]
+        messages = tuple((role, content) for role, content in entry["messages"]) if entry["messages"] else None
+        return PromptText(entry["name"], template=entry["template"], messages=messages,
+                          source=f"prompts:/{entry['name']}/{entry['version']}", registry_name=entry["name"],
+                          version=entry["version"])
 
     def runner(self) -> Runner:
         """The process's runner, made on first use."""
@@ -161,6 +192,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="send the runs kept under .promptgate/ while tracking was down, then exit without running tests.",
     )
     group.addoption(
+        "--prompt-trend",
+        action="store_true",
+        default=False,
+        help="print each eval's pass-rate history from MLflow (latest pass rate, direction, one row per run, newest last), "
+        "then exit without running tests. Filter with --prompt-suite and --prompt-trend-eval.",
+    )
+    group.addoption(
+        "--prompt-trend-limit",
+        metavar="N",
+        type=_trend_limit,
+        default=10,
+        help="--prompt-trend shows the N most recent runs of each eval. Default: 10.",
+    )
+    group.addoption(
+        "--prompt-trend-format",
+        choices=("table", "json"),
+        default="table",
+        help="--prompt-trend prints a table or JSON. Default: table.",
+    )
+    group.addoption(
+        "--prompt-trend-eval",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="--prompt-trend shows eval NAME (repeat the option or separate names with commas). Default: every eval.",
+    )
+    group.addoption(
         "--prompt-baseline-branch",
         metavar="BRANCH",
         default=None,
@@ -235,8 +293,28 @@ def _fail_on(text: str) -> frozenset[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _trend_limit(text: str) -> int:
+    """``--prompt-trend-limit``: a whole number of runs, at least 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, 1 or more; got {text!r}")
+    return value
+
+
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """``--prompt-sync``: send the runs kept while tracking was down, and run no tests."""
+    """``--prompt-sync``: send the runs kept while tracking was down; ``--prompt-trend``: print the pass-rate
+    history (:func:`pytest_promptgate.promote.trend`). Neither runs tests."""
+    if config.getoption("prompt_trend"):
+        if config.getoption("prompt_sync"):
+            raise pytest.UsageError("promptgate: --prompt-sync and --prompt-trend are separate commands; run one, then the other")
+        from .promote import trend
+
+        return trend(config)
     if not config.getoption("prompt_sync"):
         return None
     from .session import sync_spool
@@ -254,6 +332,9 @@ def pytest_configure(config: pytest.Config) -> None:
     names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
     state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
     config.stash[_STATE] = state
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        state.pinned = dict(workerinput.get(PINNED_KEY) or {})
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(WorkerOutput(state), "promptgate-xdist")
     if not names:
@@ -312,6 +393,10 @@ class WorkerOutput:
 
     def __init__(self, state: State) -> None:
         self.state = state
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """Hand each worker the registry prompts pinned for the session (it never calls MLflow)."""
+        node.workerinput[PINNED_KEY] = self.state.pinned
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)

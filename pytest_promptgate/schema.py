@@ -104,8 +104,9 @@ class EvalFileError(Exception):
     """An eval file that cannot be used; carries every :class:`Problem` found in it."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        # In the order a person reads the files: by file, then line, then column.
-        problems = sorted(problems, key=lambda p: (p.file, p.line or 0, p.column or 0))
+        # In the order a person reads the files: by file, then line, then column; each once (variants
+        # that share the eval's target would otherwise repeat its problem).
+        problems = sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line or 0, p.column or 0))
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
 
@@ -124,6 +125,21 @@ class Message(_Model):
     content: str
 
 
+_REGISTRY_REF = re.compile(r"^(?:prompts:/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
+
+
+def parse_registry_ref(ref: str) -> tuple[str, str | None, int | None] | None:
+    """``"name@alias"`` → ``(name, alias, None)``; ``"name/3"`` → ``(name, None, 3)``; None when malformed.
+
+    MLflow's ``prompts:/`` URI prefix is accepted and dropped.
+    """
+    found = _REGISTRY_REF.match(ref.strip())
+    if found is None:
+        return None
+    version = found["version"]
+    return found["name"], found["alias"], int(version) if version is not None else None
+
+
 class Prompt(_Model):
     """A prompt, from exactly one source: an inline template, a file, chat messages or the registry."""
 
@@ -131,6 +147,16 @@ class Prompt(_Model):
     file: str | None = None
     messages: list[Message] | None = None
     registry: str | None = None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_ref(cls, value: str | None) -> str | None:
+        if value is not None and parse_registry_ref(value) is None:
+            raise ValueError(
+                f"expected 'NAME@ALIAS' or 'NAME/VERSION' (a registry prompt such as 'support-router@production' "
+                f"or 'support-router/3'), got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> Prompt:
@@ -339,6 +365,9 @@ class PromptText:
     template: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None
     source: str = "inline"
+    #: For a registry prompt: its registry name and the version pinned for the session.
+    registry_name: str | None = None
+    version: int | None = None
 
     def variables(self) -> set[str]:
         """Variable names used anywhere in the prompt."""
@@ -408,10 +437,35 @@ class LoadedEval:
 # --------------------------------------------------------------------------- loading
 
 
+def registry_refs(path: Path) -> tuple[list[str], set[str]]:
+    """An eval file's suites and its ``registry:`` references, read without validating the rest; ([], set()) if unreadable.
+
+    For the controlling process, which pins registry prompts before xdist workers
+    collect (and report the file's problems, if it has any).
+    """
+    try:
+        source = _Source.from_yaml(path)
+    except Exception:
+        return [], set()
+    data = source.data if isinstance(source.data, dict) else {}
+    suites = [s for s in data.get("suites") or [] if isinstance(s, str)] if isinstance(data.get("suites"), list) else []
+    prompt_maps = [data.get("prompts")]
+    variants = data.get("variants")
+    if isinstance(variants, list):
+        prompt_maps += [v.get("prompts") for v in variants if isinstance(v, dict)]
+    refs = {
+        p["registry"].strip()
+        for prompts in prompt_maps if isinstance(prompts, dict)
+        for p in prompts.values() if isinstance(p, dict) and isinstance(p.get("registry"), str)
+    }
+    return suites, {ref for ref in refs if parse_registry_ref(ref) is not None}
+
+
 def load_eval(
     path: Path,
     grader_options: Callable[[str], type[BaseModel] | None | Exception],
     selects: Callable[[list[str]], bool] = lambda suites: True,
+    registry: Callable[[str], PromptText | str] | None = None,
 ) -> LoadedEval | list[str]:
     """Read, validate and resolve one eval file, or raise :class:`EvalFileError`.
 
@@ -423,6 +477,9 @@ def load_eval(
     is false) is not checked further: its suites are returned instead. A broken
     target or case in a nightly eval does not fail a run of the core suite; a file
     too broken to tell its suites is reported whatever was selected.
+
+    ``registry(ref)`` resolves a ``registry:`` prompt reference to its pinned text
+    (a :class:`PromptText`), or returns why it cannot (a message).
     """
     source = _Source.from_yaml(path)
     problems: list[Problem] = list(source.problems)
@@ -448,7 +505,7 @@ def load_eval(
     cases = _load_cases(spec.cases, path, source, problems, grader_options, tuple(g.label for g in spec.graders))
     if not cases and not problems:
         problems.append(source.problem(("cases",), "the eval has no cases: its includes gave none"))
-    variants = _resolve_variants(spec, path, source, problems)
+    variants = _resolve_variants(spec, path, source, problems, registry)
     if not problems:
         problems += _check_templates(spec, cases, variants, source)
     if problems:
@@ -600,10 +657,12 @@ def _csv_case(record: dict[str, str | None]) -> dict[str, Any]:
     return case
 
 
-def _resolve_variants(spec: Eval, path: Path, source: _Source, problems: list[Problem]) -> list[LoadedVariant]:
+def _resolve_variants(
+    spec: Eval, path: Path, source: _Source, problems: list[Problem], registry: Callable[[str], PromptText | str] | None
+) -> list[LoadedVariant]:
     base: dict[str, PromptText] = {}
     for name, prompt in spec.prompts.items():
-        text = _prompt_text(name, prompt, path, source, ("prompts", name), problems)
+        text = _prompt_text(name, prompt, path, source, ("prompts", name), problems, registry)
         if text is not None:
             base[name] = text
     declared = spec.variants or [Variant(name="default")]
@@ -627,7 +686,7 @@ def _resolve_variants(spec: Eval, path: Path, source: _Source, problems: list[Pr
                     )
                 )
                 continue
-            text = _prompt_text(name, prompt, path, source, (*loc, "prompts", name), problems)
+            text = _prompt_text(name, prompt, path, source, (*loc, "prompts", name), problems, registry)
             if text is not None:
                 prompts[name] = text
         own_target = variant.target is not None
@@ -644,7 +703,8 @@ def _resolve_variants(spec: Eval, path: Path, source: _Source, problems: list[Pr
 
 
 def _prompt_text(
-    name: str, prompt: Prompt, path: Path, source: _Source, loc: tuple[Any, ...], problems: list[Problem]
+    name: str, prompt: Prompt, path: Path, source: _Source, loc: tuple[Any, ...], problems: list[Problem],
+    registry: Callable[[str], PromptText | str] | None,
 ) -> PromptText | None:
     if prompt.template is not None:
         return PromptText(name, template=prompt.template)
@@ -657,14 +717,12 @@ def _prompt_text(
         except ValueError as exc:
             problems.append(source.problem((*loc, "file"), f"prompt file: {exc}"))
             return None
-    problems.append(
-        source.problem(
-            (*loc, "registry"),
-            "registry prompts are not supported yet (they come with MLflow prompt-registry support); "
-            "use template, file or messages",
-        )
-    )
-    return None
+    assert prompt.registry is not None
+    found = registry(prompt.registry) if registry is not None else "registry prompts cannot be resolved here"
+    if isinstance(found, str):
+        problems.append(source.problem((*loc, "registry"), found))
+        return None
+    return replace(found, name=name)
 
 
 def _check_templates(

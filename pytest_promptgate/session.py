@@ -115,6 +115,7 @@ class EvalSession:
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
+        state.prompt_source = self.resolve_prompt
 
     # ------------------------------------------------------------------ before the session
 
@@ -124,6 +125,8 @@ class EvalSession:
         Runs before xdist starts its workers and before any eval costs money.
         Otherwise MLflow is not touched (nor imported) until the session has results.
         """
+        if session.config.pluginmanager.has_plugin("dsession"):  # xdist: workers collect, and never call MLflow
+            self._pin_registry_prompts()
         settings = self.settings
         if not (settings.pinned or settings.required):
             return
@@ -147,6 +150,40 @@ class EvalSession:
                     f"runs of eval {baseline.eval!r}; pin one run per eval"
                 )
             self._pins[baseline.eval] = baseline
+
+    def _pin_registry_prompts(self) -> None:
+        """Resolve the registry prompts of the selected eval files now, before xdist starts the workers."""
+        from .collect import eval_files
+        from .schema import registry_refs
+
+        for path in eval_files(self.config, self.state):
+            suites, refs = registry_refs(path)
+            if self.state.selects(suites):
+                for ref in sorted(refs):
+                    self.state.registry_prompt(ref)
+
+    def resolve_prompt(self, ref: str) -> dict[str, Any]:
+        """A registry reference → the version to pin (``tracking.resolve_prompt``'s data), or ``{"error": why}``."""
+        from .schema import parse_registry_ref
+        from .tracking import TrackingError, resolve_prompt
+
+        parsed = parse_registry_ref(ref)
+        if parsed is None:
+            return {"error": f"not a registry reference: {ref!r}"}
+        name, alias, version = parsed
+        if not self.settings.enabled:
+            return {"error": f"registry prompt {ref!r} needs MLflow tracking, which is switched off "
+                             "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)"}
+        tracker = self._open()
+        if tracker is None:
+            return {"error": f"registry prompt {ref!r} cannot be resolved: {self._down}"}
+        try:
+            found = self._call(lambda: resolve_prompt(tracker, name, alias=alias, version=version))
+        except TrackingError as exc:
+            return {"error": str(exc)}
+        if found is None:
+            return {"error": f"registry prompt {ref!r} cannot be resolved: {self._down}"}
+        return found
 
     # ------------------------------------------------------------------ during the session
 
@@ -310,6 +347,8 @@ class EvalSession:
         params = {"dataset_hash": info.get("dataset_hash"), "repeat": info.get("repeat"), "target": run.get("target")}
         for key, value in (run.get("params") or {}).items():
             params[f"param.{key}" if key in _RESERVED_PARAMS or key.startswith("prompt.") else key] = value
+        for name, version in (run.get("prompt_versions") or {}).items():
+            params[f"prompt.{name}"] = version
         complete = not interrupted and not check.partial and s.errors == 0 and check.threshold is not None
         tags = dict(self._tags)
         blocking = check.tripped("block_promote")
@@ -327,13 +366,12 @@ class EvalSession:
             verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
             tracking_uri=display_uri(self.settings.uri), experiment_prefix=self.settings.experiment_prefix,
+            linked_prompts=list(run.get("linked_prompts") or []),
         )
 
     def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
-        from .tracking import prompt_versions
-
         run = ((self.state.evals.get(eval_name) or {}).get("runs") or {}).get(variant, {})
-        return prompt_versions({}, run.get("prompts") or {})
+        return dict(run.get("prompt_versions") or {})
 
     # ------------------------------------------------------------------ MLflow, carefully
 
