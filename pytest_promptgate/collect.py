@@ -159,6 +159,8 @@ class EvalPlan:
             "gates": spec.gates.model_dump() if spec.gates else None,
             # What each variant's MLflow run records as params and artifacts.
             "runs": {v.name: _run_info(v) for v in self.loaded.variants},
+            "registry_prompts": sorted({p.registry_name for v in self.loaded.variants for p in v.prompts.values()
+                                        if p.registry_name}),
         }
 
 

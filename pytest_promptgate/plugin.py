@@ -56,6 +56,8 @@ class State:
     pinned: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Resolves a reference the first time it is used; only the controlling process has one.
     prompt_source: Callable[[str], dict[str, Any]] | None = None
+    #: ``--promote NAME``: every reference to prompt NAME, whatever its alias or version, is the candidate.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def selects(self, suites: list[str]) -> bool:
         """Whether an eval listing ``suites`` runs in this session."""
@@ -247,6 +249,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="verdicts that fail the session, separated by commas: regression, warning, improved, or none. "
         "Default: ini promptgate_fail_on, else regression.",
     )
+    group.addoption(
+        "--promote",
+        metavar="NAME",
+        default=None,
+        help="run the evals that use registry prompt NAME with the candidate version pinned, and move the alias "
+        "when every one of them is allowed (exit 0 promoted, 1 blocked). Runs no other tests.",
+    )
+    group.addoption("--promote-from", metavar="ALIAS", default="candidate",
+                    help="--promote takes the candidate from this alias. Default: candidate.")
+    group.addoption("--promote-version", metavar="N", type=int, default=None,
+                    help="--promote takes version N as the candidate instead of --promote-from. Default: none.")
+    group.addoption("--promote-to", metavar="ALIAS", default="production",
+                    help="the alias --promote moves. Default: production.")
+    group.addoption("--promote-actor", metavar="WHO", default=None,
+                    help="who promotes or rolls back, for the audit record. Default: the CI's actor, else the local user.")
+    group.addoption("--promote-force", action="store_true", default=False,
+                    help="promote even when blocked; the audit record says audit.forced=true. Default: off.")
+    group.addoption(
+        "--rollback",
+        metavar="NAME",
+        default=None,
+        help="move the alias of registry prompt NAME back to the version before its last promotion, then exit "
+        "without running tests; needs --rollback-reason.",
+    )
+    group.addoption("--rollback-reason", metavar="TEXT", default=None, help="why --rollback: recorded with it. Required.")
+    group.addoption("--rollback-alias", metavar="ALIAS", default="production",
+                    help="the alias --rollback moves. Default: production.")
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
@@ -309,6 +338,12 @@ def _trend_limit(text: str) -> int:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--prompt-sync``: send the runs kept while tracking was down; ``--prompt-trend``: print the pass-rate
     history (:func:`pytest_promptgate.promote.trend`). Neither runs tests."""
+    if config.getoption("rollback"):
+        if config.getoption("promote"):
+            raise pytest.UsageError("promptgate: --promote and --rollback are separate commands; run one")
+        from .promote import rollback
+
+        return rollback(config)
     if config.getoption("prompt_trend"):
         if config.getoption("prompt_sync"):
             raise pytest.UsageError("promptgate: --prompt-sync and --prompt-trend are separate commands; run one, then the other")
@@ -329,6 +364,8 @@ def pytest_configure(config: pytest.Config) -> None:
     and a file-name check per collected file, nothing per test.
     """
     suites = config.getoption("prompt_suite") or config.getini("promptgate_suite")
+    if config.getoption("promote") and not config.getoption("prompt_suite"):
+        suites = ["all"]  # --promote NAME runs every eval that uses NAME unless --prompt-suite narrows it
     names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
     state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
     config.stash[_STATE] = state
@@ -345,6 +382,12 @@ def pytest_configure(config: pytest.Config) -> None:
         from .session import EvalSession
 
         config.pluginmanager.register(EvalSession(config, state), "promptgate-session")
+        if config.getoption("promote"):
+            from .promote import PromoteRequest, Promotion
+
+            request = PromoteRequest.from_config(config)
+            assert request is not None
+            config.pluginmanager.register(Promotion(config, request), "promptgate-promote")
 
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
@@ -424,6 +467,15 @@ class EvalHooks:
         error = get_state(session.config).registry_error
         if error is not None and not hasattr(session.config, "workerinput"):  # workers report it per file
             raise pytest.UsageError(error)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """``--promote NAME`` runs only the evals that use NAME: every other item is deselected."""
+        name = config.getoption("promote")
+        if name:
+            from .promote import deselect_for_promotion
+
+            deselect_for_promotion(config, items, name)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

@@ -259,3 +259,25 @@ def _conclusion(outcome: SessionOutcome) -> str:
     if tolerated:
         return f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated; no verdict fails the session"
     return "promptgate: session passes: every case passed"
+
+
+def promotion_lines(
+    name: str, version: int, current: int | None, alias: str, rows: Sequence[Sequence[Any]], blocked: Sequence[str],
+    promoted: bool, forced: bool, actor: str,
+) -> list[tuple[str, dict[str, bool]]]:
+    """The gate table of ``--promote`` and its decision, as (line, markup) pairs."""
+    headers = ["eval", "variant", "pass rate", "threshold", "verdict", "gates"]
+    lines: list[tuple[str, dict[str, bool]]] = [(line, {}) for line in _table(headers, [list(r) for r in rows], 2)] if rows else []
+    lines += [(f"blocked: {reason}", {"red": True}) for reason in blocked]
+    move = f"{name}@{alias}: version {current if current is not None else '(none)'} -> {version}"
+    if promoted and blocked and forced:
+        lines.append((f"promptgate: FORCED promotion despite {len(blocked)} block(s): {move} by {actor} "
+                      "(recorded as audit.forced=true)", {"red": True, "bold": True}))
+    elif promoted:
+        lines.append((f"promptgate: promoted {move} by {actor}", {"green": True}))
+    elif blocked:
+        lines.append((f"promptgate: promotion BLOCKED: {name} version {version} stays off {alias!r} "
+                      "(--promote-force promotes anyway, and says so in the audit record)", {"red": True}))
+    else:
+        lines.append((f"promptgate: promotion of {move} FAILED", {"red": True}))
+    return lines

@@ -171,6 +171,8 @@ class EvalSession:
         if parsed is None:
             return {"error": f"not a registry reference: {ref!r}"}
         name, alias, version = parsed
+        if name in self.state.overrides:  # --promote NAME: the candidate, wherever the eval points
+            return self.state.overrides[name]
         if not self.settings.enabled:
             return {"error": f"registry prompt {ref!r} needs MLflow tracking, which is switched off "
                              "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)"}
@@ -354,6 +356,7 @@ class EvalSession:
         blocking = check.tripped("block_promote")
         # Read by --promote: a tripped block_promote gate refuses promoting the prompts this run used.
         tags["promptgate.block_promote"] = "true" if blocking else "false"
+        tags["promptgate.eval_suites"] = ",".join(info.get("suites", []))  # every suite the eval belongs to
         tripped = [gate for gate in check.gates if not gate.passed]
         if tripped:
             tags["promptgate.gates_tripped"] = "; ".join(f"{gate.on_fail}: {gate.reason}" for gate in tripped)

@@ -1113,6 +1113,78 @@ def resolve_prompt(tracker: Tracker, name: str, *, alias: str | None = None, ver
     return {"name": name, "version": int(found.version), "template": None, "messages": messages}
 
 
+#: Prompt tags holding the plugin's promotion history, one event each: ``promptgate.audit.{time}-{id}``.
+AUDIT_TAG_PREFIX = "promptgate.audit."
+#: The DESIGN §7 audit keys, tagged on each justifying run and on the prompt version.
+AUDIT_KEYS = ("action", "prompt_name", "from_version", "to_version", "alias", "timestamp", "actor")
+
+
+def alias_version(tracker: Tracker, name: str, alias: str) -> int | None:
+    """The version ``alias`` of prompt ``name`` points at; None when the alias is not set."""
+    client = tracker.client
+    with tracker._calling(f"reading alias {name}@{alias}"):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = client.get_prompt_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise
+            return None
+    return int(found.version) if found is not None else None
+
+
+def set_alias(tracker: Tracker, name: str, alias: str, version: int) -> int | None:
+    """Point ``alias`` of prompt ``name`` at ``version``; return what the alias reads back as afterwards."""
+    client = tracker.client
+    with tracker._calling(f"moving alias {name}@{alias} to version {version}"):
+        client.set_prompt_alias(name, alias, int(version))
+    return alias_version(tracker, name, alias)
+
+
+def audit_history(tracker: Tracker, name: str) -> list[dict[str, Any]]:
+    """Every promotion and rollback of prompt ``name`` recorded by this plugin, oldest first.
+
+    The registry keeps no alias history (DESIGN §6.1), so each event is a prompt
+    tag of its own; ``key`` in each event is its tag name.
+    """
+    client = tracker.client
+    with tracker._calling(f"reading the promotion history of {name}"):
+        prompt = client.get_prompt(name)
+    if prompt is None:
+        raise RegistryError(f"registry prompt {name!r} does not exist in {display_uri(tracker.uri)}")
+    events = []
+    for key, value in sorted((prompt.tags or {}).items()):
+        if key.startswith(AUDIT_TAG_PREFIX):
+            try:
+                events.append({**json.loads(value), "key": key})
+            except ValueError:
+                continue
+    return events
+
+
+def record_audit(tracker: Tracker, event: Mapping[str, Any], run_ids: Sequence[str] = ()) -> str:
+    """Record a promotion or rollback: in the prompt's history, on the version it moved to, on each run.
+
+    ``event`` holds the :data:`AUDIT_KEYS` (and may hold more: ``forced``,
+    ``reason``, ``reverts``, ``runs``). Returns the history tag's name.
+    """
+    name, version = str(event["prompt_name"]), int(event["to_version"])
+    key = f"{AUDIT_TAG_PREFIX}{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    text = json.dumps(dict(event), sort_keys=True, default=str)
+    tags = {f"audit.{k}": _cut(_text(v), MAX_TAG_VALUE)[0] for k, v in event.items() if k != "runs" and v is not None}
+    client = tracker.client
+    with tracker._calling(f"recording the {event['action']} of {name}"):
+        client.set_prompt_tag(name, key, text)
+        for tag, value in tags.items():
+            client.set_prompt_version_tag(name, version, tag, value)
+        from mlflow.entities import RunTag
+
+        for run_id in run_ids:
+            client.log_batch(run_id, tags=[RunTag(tag, value) for tag, value in tags.items()])
+    return key
+
+
 # --------------------------------------------------------------------------- the spool
 
 
@@ -1404,6 +1476,7 @@ def _trend_run(run: Run) -> TrendRun:
         average_score=metrics.get("average_score"),
         total_cases=int(total) if total is not None else None,
         verdict=tags.get("promptgate.verdict"),
-        suites=tuple(name for name in tags.get("promptgate.suite", "").split(",") if name),
+        # The suites the eval lists (promptgate.eval_suites); older runs have only the session's selection.
+        suites=tuple(name for name in tags.get("promptgate.eval_suites", tags.get("promptgate.suite", "")).split(",") if name),
         prompt_versions=prompt_versions(run.data.params, {}),
     )

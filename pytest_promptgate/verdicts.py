@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import statistics
 from collections.abc import Iterable, Mapping
@@ -515,10 +516,8 @@ def best_variants(
     for name, summaries in by_eval.items():
         if len(summaries) < 2:
             continue
-        first, second = sorted(summaries, key=_rank)[:2]
-        decided_by = next(
-            (what for what, a, b in zip(_RANKED_BY, _rank(first), _rank(second)) if a != b), "nothing"
-        )
+        first, second = sorted(summaries, key=functools.cmp_to_key(_better))[:2]
+        decided_by = _decided_by(first, second)
         a = outcomes.get((name, first.variant), {})
         b = outcomes.get((name, second.variant), {})
         shared = sorted(set(a) & set(b))
@@ -533,14 +532,36 @@ def best_variants(
 _RANKED_BY = ("pass rate", "average score", "cost", "latency")
 
 
+def _decided_by(a: EvalSummary, b: EvalSummary) -> str:
+    """The first criterion on which ``a`` and ``b`` differ by more than noise; "nothing" for a tie."""
+    for what, x, y in zip(_RANKED_BY, _rank(a), _rank(b)):
+        if what == "latency":
+            # Timer noise is not a reason to prefer a prompt: a lead needs 1 ms and 10 %.
+            if math.isfinite(x) and math.isfinite(y) and abs(x - y) < max(1.0, 0.1 * max(x, y)):
+                continue
+        elif math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
+            continue
+        if x != y:
+            return what
+    return "nothing"
+
+
+def _better(a: EvalSummary, b: EvalSummary) -> int:
+    """Sort order of two variants: -1 when ``a`` ranks before ``b``."""
+    what = _decided_by(a, b)
+    if what == "nothing":
+        return 0
+    i = _RANKED_BY.index(what)
+    return -1 if _rank(a)[i] < _rank(b)[i] else 1
+
+
 def _rank(s: EvalSummary) -> tuple[float, float, float, float]:
-    # Smaller is better; an unknown score ranks last, an unknown cost or latency too. Latency counts
-    # in whole milliseconds: below that, differences are timer noise, not a reason to prefer a prompt.
+    # Smaller is better; an unknown score ranks last, an unknown cost or latency too.
     return (
         -s.pass_rate,
         -s.average_score if s.average_score is not None else math.inf,
         s.cost_usd_total if s.cost_usd_total is not None else math.inf,
-        round(s.latency_ms_p95) if s.latency_ms_p95 is not None else math.inf,
+        s.latency_ms_p95 if s.latency_ms_p95 is not None else math.inf,
     )
 
 

@@ -560,6 +560,8 @@ def test_best_variant_ties_break_on_score_then_cost_then_latency():
     assert (by_latency[0].variant, by_latency[0].decided_by) == ("b", "latency")
     noise = best_variants([check(9, 10, **same[0], latency_ms_p95=80.2), check(9, 10, **same[1], latency_ms_p95=80.1)], {})
     assert noise[0].decided_by == "nothing"  # a tenth of a millisecond is timer noise
+    close = best_variants([check(9, 10, **same[0], latency_ms_p95=100.0), check(9, 10, **same[1], latency_ms_p95=95.0)], {})
+    assert close[0].decided_by == "nothing"  # 5 %: within noise
     # No shared case ids: Fisher's exact test on the two counts.
     unshared = best_variants([check(9, 10, **same[0]), check(3, 10, **same[1])], {})
     assert unshared[0].p_value == pytest.approx(scipy_stats.fisher_exact([[9, 1], [3, 7]]).pvalue)

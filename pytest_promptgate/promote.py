@@ -1,0 +1,567 @@
+"""Commands about what MLflow holds rather than about running evals: promote, rollback, trend (DESIGN §7).
+
+They run on the controlling process, in place of a test session, and reach
+MLflow only through :mod:`pytest_promptgate.tracking`. The rules that decide
+things are pure functions of plain data; the renderings build text and data and
+never write to the terminal themselves; only the command functions do I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .verdicts import PromptChange, prompt_changes
+
+if TYPE_CHECKING:
+    from .tracking import EvalHistory, TrendRun
+    from .verdicts import EvalCheck
+
+
+# =========================================================================== trend (--prompt-trend)
+
+IMPROVING = "improving"
+STABLE = "stable"
+DEGRADING = "degrading"
+#: The direction compares the newest and the oldest of this many complete runs of a variant.
+DIRECTION_RUNS = 3
+#: A move of no more than this (2 percentage points), or of one case, is stable.
+DIRECTION_TOLERANCE = 0.02
+#: What ``--prompt-trend`` prints when there is nothing to show.
+NO_RUNS = "no eval runs found"
+#: Version of the ``--prompt-trend-format json`` layout; bumped when a field changes meaning or goes away.
+TREND_JSON_VERSION = 1
+
+# Within this, two pass rates are the same number (0.9 - 0.8 is not quite 0.1 in floating point).
+_EPSILON = 1e-9
+# Which variant speaks for an eval with several: the one doing worst.
+_DIRECTION_RANK = {DEGRADING: 0, STABLE: 1, IMPROVING: 2, None: 3}
+
+
+def direction(rates: Sequence[float], cases: Sequence[int | None] | None = None) -> str | None:
+    """``improving``, ``stable`` or ``degrading`` over the last :data:`DIRECTION_RUNS` pass rates; None with fewer.
+
+    ``rates`` are the pass rates of a variant's complete runs, oldest first, and
+    ``cases`` their case counts (same order, None when unknown). The newest of
+    the last three is compared with the oldest of them; the one between only
+    makes it a three-run window. A move counts when it is larger than
+    :data:`DIRECTION_TOLERANCE` (2 pp) and larger than one case of the smaller
+    of the two runs (1/20 = 5 pp for a 20-case eval), so that one case flipping
+    is not read as a trend.
+    """
+    if len(rates) < DIRECTION_RUNS:
+        return None
+    first, last = rates[-DIRECTION_RUNS], rates[-1]
+    ends = (cases[-DIRECTION_RUNS], cases[-1]) if cases is not None and len(cases) >= DIRECTION_RUNS else ()
+    tolerance = max([DIRECTION_TOLERANCE, *(1 / n for n in ends if n)])
+    change = last - first
+    if change > tolerance + _EPSILON:
+        return IMPROVING
+    if change < -tolerance - _EPSILON:
+        return DEGRADING
+    return STABLE
+
+
+@dataclass(frozen=True)
+class TrendRow:
+    """One run in the trend, with the prompt versions that changed since the previous run of its variant."""
+
+    run: TrendRun
+    #: None: the variant's first run (nothing to compare with).
+    prompts_changed: tuple[PromptChange, ...] | None
+
+
+@dataclass(frozen=True)
+class VariantTrend:
+    """Where one variant of an eval stands: its latest complete run and its direction."""
+
+    variant: str
+    #: Its newest complete runs, oldest first, at most :data:`DIRECTION_RUNS` (the direction's window).
+    compared: tuple[TrendRun, ...]
+    direction: str | None
+
+    @property
+    def latest(self) -> TrendRun | None:
+        """The newest complete run, whose pass rate is the variant's latest; None without one."""
+        return self.compared[-1] if self.compared else None
+
+
+@dataclass(frozen=True)
+class EvalTrend:
+    """What ``--prompt-trend`` says about one eval."""
+
+    eval: str
+    experiment: str
+    #: In the order the variants first appear in ``rows``.
+    variants: tuple[VariantTrend, ...]
+    #: Oldest first.
+    rows: tuple[TrendRow, ...]
+
+    @property
+    def headline(self) -> VariantTrend:
+        """The variant that speaks for the eval: the only one, or the one doing worst.
+
+        Worst is by direction (degrading, stable, improving, unknown), then by the
+        lower latest pass rate, so an eval is degrading when any variant of it is.
+        """
+        return min(self.variants, key=lambda v: (
+            _DIRECTION_RANK[v.direction], v.latest.pass_rate if v.latest and v.latest.pass_rate is not None else 2.0,
+        ))
+
+
+def eval_trend(history: EvalHistory) -> EvalTrend:
+    """The trend of one eval from the runs :func:`pytest_promptgate.tracking.eval_runs` read (pure)."""
+    previous: dict[str, TrendRun] = dict(history.earlier)
+    rows = []
+    for run in history.runs:
+        before = previous.get(run.variant)
+        changed = prompt_changes(before.prompt_versions, run.prompt_versions) if before is not None else None
+        rows.append(TrendRow(run, changed))
+        previous[run.variant] = run
+    variants = []
+    for variant in dict.fromkeys(run.variant for run in history.runs):
+        compared = tuple(run for run in history.complete.get(variant, ()) if run.pass_rate is not None)[-DIRECTION_RUNS:]
+        rates = [run.pass_rate or 0.0 for run in compared]  # none is None: filtered above
+        variants.append(VariantTrend(variant, compared, direction(rates, [run.total_cases for run in compared])))
+    return EvalTrend(history.eval, history.experiment, tuple(variants), tuple(rows))
+
+
+def trend_table(trends: Sequence[EvalTrend], source: str, limit: int, missing: Sequence[str] = ()) -> list[str]:
+    """The terminal rendering: per eval, a line per variant (latest pass rate, direction), then its runs, newest last.
+
+    ``missing`` are evals asked for by name that have no runs (said after the evals that have).
+    """
+    if not trends:
+        return [f"promptgate: {NO_RUNS} in {source}"]
+    lines = [f"promptgate trend: {len(trends)} eval(s) in {source}; up to {limit} run(s) per eval, newest last", ""]
+    partial = False
+    for trend in trends:
+        lines += [_variant_line(trend.eval, v) for v in trend.variants]
+        lines += _rows_table(trend.rows)
+        lines.append("")
+        partial = partial or any(not row.run.complete for row in trend.rows)
+    if partial:
+        lines.append("partial: not every case ran (-k, --lf, deselection, -x, an interrupted session) or a case errored; "
+                     "shown, never used for the direction")
+    lines.append(f"direction: the newest of the last {DIRECTION_RUNS} complete runs of a variant against the oldest of "
+                 f"them; a move of {DIRECTION_TOLERANCE * 100:.0f} pp or less, or of one case, is stable")
+    if missing:
+        lines.append(f"promptgate: no runs of eval(s) {', '.join(missing)}")
+    return lines
+
+
+def trend_json(trends: Sequence[EvalTrend], source: str, limit: int, missing: Sequence[str] = ()) -> dict[str, Any]:
+    """The same as data (``--prompt-trend-format json``): rates as fractions, dates in ISO 8601 UTC."""
+    evals = []
+    for trend in trends:
+        headline = trend.headline
+        evals.append({
+            "name": trend.eval,
+            "experiment": trend.experiment,
+            **_variant_json(headline, key="variant"),
+            "variants": [_variant_json(v) for v in trend.variants],
+            "runs": [_row_json(row) for row in trend.rows],
+        })
+    return {
+        "version": TREND_JSON_VERSION,
+        "tracking_uri": source,
+        "limit": limit,
+        "direction_runs": DIRECTION_RUNS,
+        "direction_tolerance": DIRECTION_TOLERANCE,
+        "evals": evals,
+        "evals_without_runs": list(missing),
+    }
+
+
+def trend(config: pytest.Config) -> int:
+    """``pytest --prompt-trend``: print the pass-rate history of the evals in MLflow; runs no tests.
+
+    Exit 0 when the history was read (also when it is empty), 1 when MLflow could
+    not be read; the reason is one line on stderr.
+    """
+    from _pytest.config import create_terminal_writer  # the terminal reporter does not exist yet
+
+    from .plugin import EVERY_SUITE
+    from .session import TrackingSettings
+    from .tracking import Tracker, TrackingError, display_uri, eval_runs
+
+    if config.getoption("prompt_no_tracking"):
+        raise pytest.UsageError("promptgate: --prompt-trend reads the runs in MLflow; "
+                                "it cannot be combined with --prompt-no-tracking")
+    settings = TrackingSettings.from_config(config)
+    suites = _names(config.getoption("prompt_suite"))
+    evals = _names(config.getoption("prompt_trend_eval"))
+    limit = config.getoption("prompt_trend_limit")
+    tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
+    try:
+        histories = eval_runs(
+            tracker, sorted(evals) if evals else None, () if suites & EVERY_SUITE else sorted(suites),
+            limit=limit, complete_runs=DIRECTION_RUNS,
+        )
+    except TrackingError as exc:
+        create_terminal_writer(config, sys.stderr).line(f"promptgate: --prompt-trend: {exc}", red=True)
+        return 1
+    trends = [eval_trend(history) for history in histories.values()]
+    source = display_uri(tracker.uri)
+    missing = sorted(evals - set(histories))
+    write = create_terminal_writer(config).line
+    if config.getoption("prompt_trend_format") == "json":
+        write(json.dumps(trend_json(trends, source, limit, missing), indent=2, ensure_ascii=False))
+    else:
+        for line in trend_table(trends, source, limit, missing):
+            write(line)
+    return 0
+
+
+def _names(values: Sequence[str]) -> frozenset[str]:
+    """Names from a repeatable option whose values may also be separated by commas."""
+    return frozenset(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+def _variant_line(eval_name: str, v: VariantTrend) -> str:
+    label = f"{eval_name} [{v.variant}]"
+    latest = v.latest
+    if latest is None:
+        return f"{label}: no complete run yet"
+    line = f"{label}: pass rate {_rate(latest.pass_rate)}, "
+    if v.direction is None:
+        return line + f"direction unknown: {len(v.compared)} complete run(s), {DIRECTION_RUNS} needed"
+    rates = " -> ".join(_rate(run.pass_rate) for run in v.compared)
+    return line + f"{v.direction} ({rates}, last {DIRECTION_RUNS} complete runs)"
+
+
+def _rows_table(rows: Sequence[TrendRow]) -> list[str]:
+    from tabulate import tabulate
+
+    headers = ["run id", "date (UTC)", "variant", "cases", "pass rate", "avg score", "verdict", "prompts changed"]
+    cells = [[
+        row.run.run_id,
+        _date(row.run.start_time).strftime("%Y-%m-%d %H:%M:%S"),
+        row.run.variant,
+        f"{_number(row.run.total_cases)}{'' if row.run.complete else ' partial'}",
+        _rate(row.run.pass_rate),
+        "-" if row.run.average_score is None else f"{row.run.average_score:.2f}",
+        row.run.verdict or "-",
+        _changes(row.prompts_changed),
+    ] for row in rows]
+    # Headers go in as a row, as in the session summary: tabulate pads given headers by MIN_PADDING.
+    rule = ["-" * max(len(row[i]) for row in [headers, *cells]) for i in range(len(headers))]
+    align = ["left", "left", "left", "right", "right", "right", "left", "left"]
+    return tabulate([headers, rule, *cells], tablefmt="plain", disable_numparse=True, colalign=align).splitlines()
+
+
+def _changes(changes: tuple[PromptChange, ...] | None) -> str:
+    if changes is None:
+        return "first run"
+    return ", ".join(f"{c.name} {c.before or '(none)'} -> {c.after or '(none)'}" for c in changes)
+
+
+def _variant_json(v: VariantTrend, key: str = "name") -> dict[str, Any]:
+    latest = v.latest
+    return {
+        key: v.variant,
+        "latest_pass_rate": latest.pass_rate if latest else None,
+        "latest_run_id": latest.run_id if latest else None,
+        "direction": v.direction,
+        "direction_run_ids": [run.run_id for run in v.compared],
+    }
+
+
+def _row_json(row: TrendRow) -> dict[str, Any]:
+    run = row.run
+    return {
+        "run_id": run.run_id,
+        "date": _date(run.start_time).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "variant": run.variant,
+        "complete": run.complete,
+        "cases": run.total_cases,
+        "pass_rate": run.pass_rate,
+        "average_score": run.average_score,
+        "verdict": run.verdict,
+        "prompt_versions": run.prompt_versions,
+        "first_run": row.prompts_changed is None,
+        "prompts_changed": [dataclasses.asdict(change) for change in row.prompts_changed or ()],
+    }
+
+
+def _date(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+# =========================================================================== promote (--promote)
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    """``--promote NAME`` and its companions, read and checked once."""
+
+    name: str
+    from_alias: str | None
+    version: int | None
+    to_alias: str
+    actor: str
+    force: bool
+
+    @property
+    def source(self) -> str:
+        """Where the candidate comes from, as the user wrote it."""
+        return f"{self.name}/{self.version}" if self.version is not None else f"{self.name}@{self.from_alias}"
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> PromoteRequest | None:
+        name = config.getoption("promote")
+        if not name:
+            return None
+        version = config.getoption("promote_version")
+        return cls(
+            name=name,
+            from_alias=None if version is not None else config.getoption("promote_from"),
+            version=version,
+            to_alias=config.getoption("promote_to"),
+            actor=actor(config),
+            force=config.getoption("promote_force"),
+        )
+
+
+def actor(config: pytest.Config, env: Mapping[str, str] | None = None) -> str:
+    """``--promote-actor``, else the CI's actor (GitHub, GitLab, Buildkite), else the local user."""
+    env = os.environ if env is None else env
+    given = config.getoption("promote_actor")
+    if given:
+        return given
+    for name in ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME"):
+        if env.get(name):
+            return env[name]
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (some containers)
+        return "unknown"
+
+
+class Promotion:
+    """``--promote NAME``: run the evals that use NAME with the candidate pinned, then move the alias or refuse.
+
+    Registered on the controlling process only. The items of evals that do not use
+    NAME are deselected in every process (:func:`deselect_for_promotion`).
+    """
+
+    def __init__(self, config: pytest.Config, request: PromoteRequest) -> None:
+        self.config = config
+        self.request = request
+        self.candidate: dict[str, Any] | None = None
+        self.current: int | None = None
+        self.blocked: list[str] = []
+        self.promoted: bool | None = None
+        self.messages: list[tuple[str, dict[str, bool]]] = []
+        self.rows: list[list[Any]] = []
+
+    def _session(self) -> Any:
+        return self.config.pluginmanager.get_plugin("promptgate-session")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Resolve the candidate and pin it for every eval that uses the prompt, before anything runs."""
+        from .tracking import TrackingError, alias_version, resolve_prompt
+
+        r = self.request
+        evals = self._session()
+        tracker = evals._open()
+        if tracker is None:
+            raise pytest.UsageError(f"promptgate: --promote {r.name}: {evals._down}")
+        try:
+            self.candidate = resolve_prompt(tracker, r.name, alias=r.from_alias, version=r.version)
+            self.current = alias_version(tracker, r.name, r.to_alias)
+        except TrackingError as exc:
+            raise pytest.UsageError(f"promptgate: --promote {r.name}: {exc}") from None
+        version = self.candidate["version"]
+        if self.current == version:
+            pytest.exit(f"promptgate: {r.name} version {version} is already at alias {r.to_alias!r}: nothing to promote",
+                        returncode=pytest.ExitCode.OK)
+        evals.state.overrides[r.name] = self.candidate
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """After the runs are logged (EvalSession): decide, then move the alias and record the audit, or refuse."""
+        if self.candidate is None or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return
+        evals = self._session()
+        r = self.request
+        using = [c for c in evals.checks if r.name in (evals.state.evals.get(c.summary.eval) or {}).get("registry_prompts", [])]
+        self.rows = [_gate_row(c) for c in using]
+        self.blocked = promotion_blocks(r.name, using, evals.settings.fail_on, evals.bad_eval_files)
+        if self.blocked and not r.force:
+            self.promoted = False
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        self.promoted = self._promote(evals, [c.run_id for c in using if c.run_id is not None])
+        session.exitstatus = pytest.ExitCode.OK if self.promoted else pytest.ExitCode.TESTS_FAILED
+
+    def _promote(self, evals: Any, run_ids: list[str]) -> bool:
+        from .tracking import TrackingError, record_audit, set_alias
+
+        r, candidate = self.request, self.candidate
+        assert candidate is not None
+        tracker = evals._open()
+        if tracker is None:
+            self.messages.append((f"promptgate: cannot promote: {evals._down}", {"red": True}))
+            return False
+        event = {
+            "action": "promote", "prompt_name": r.name, "from_version": self.current,
+            "to_version": candidate["version"], "alias": r.to_alias, "timestamp": _now(), "actor": r.actor,
+            "forced": bool(self.blocked), "runs": run_ids,
+        }
+        try:
+            read_back = set_alias(tracker, r.name, r.to_alias, candidate["version"])
+            record_audit(tracker, event, run_ids)
+        except TrackingError as exc:
+            self.messages.append((f"promptgate: promotion failed: {exc}", {"red": True}))
+            return False
+        if read_back != candidate["version"]:
+            self.messages.append((f"promptgate: alias {r.to_alias!r} reads back as version {read_back}, "
+                                  f"not {candidate['version']}", {"red": True}))
+            return False
+        return True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The gate table and the decision, after the eval summary: the last word of the session."""
+        if self.promoted is None:
+            return
+        from .report import promotion_lines
+
+        r, candidate = self.request, self.candidate
+        assert candidate is not None
+        terminalreporter.write_sep("=", f"promote {r.name}")
+        for line, markup in promotion_lines(
+            r.name, candidate["version"], self.current, r.to_alias, self.rows, self.blocked, self.promoted, r.force, r.actor,
+        ) + self.messages:
+            terminalreporter.write_line(line, **markup)
+
+
+def promotion_blocks(name: str, checks: Sequence[EvalCheck], fail_on: frozenset[str], bad_eval_files: int) -> list[str]:
+    """Why promoting ``name`` on the evidence of ``checks`` (the evals that use it) is refused; [] when it is allowed."""
+    from .verdicts import fails_session
+
+    blocks = []
+    if bad_eval_files:
+        blocks.append(f"{bad_eval_files} invalid eval file(s): an eval that uses {name} may not have run")
+    if not checks:
+        blocks.append(f"no selected eval uses prompt {name!r}")
+    for c in checks:
+        if c.verdict is not None and fails_session(c.verdict, fail_on):
+            blocks.append(f"{c.label}: {c.verdict.kind.value}: {c.verdict.reason}")
+        for gate in c.tripped("fail") + c.tripped("block_promote"):
+            blocks.append(f"{c.label}: gate ({gate.on_fail}) tripped: {gate.reason}")
+        if c.partial:
+            blocks.append(f"{c.label}: only {c.summary.cases} of {c.dataset_size} cases ran")
+        if c.run_id is None:
+            blocks.append(f"{c.label}: its run is not in MLflow, so the promotion would have no recorded evidence")
+    return blocks
+
+
+def _gate_row(c: EvalCheck) -> list[Any]:
+    tripped = [g for g in c.gates if not g.passed]
+    return [
+        c.summary.eval, c.summary.variant, f"{c.summary.pass_rate:.1%}",
+        f"{c.threshold:.0%}" if c.threshold is not None else "?",
+        c.verdict.kind.value if c.verdict else "?",
+        ", ".join(f"{g.metric} ({g.on_fail})" for g in tripped) if tripped else ("ok" if c.gates else "-"),
+    ]
+
+
+def deselect_for_promotion(config: pytest.Config, items: list[pytest.Item], name: str) -> None:
+    """Keep only the eval items whose eval uses registry prompt ``name`` (every process runs this)."""
+    keep, drop = [], []
+    for item in items:
+        plan = getattr(item, "plan", None)
+        uses = plan is not None and any(
+            p.registry_name == name for v in plan.loaded.variants for p in v.prompts.values()
+        )
+        (keep if uses else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# =========================================================================== rollback (--rollback)
+
+
+def rollback(config: pytest.Config) -> int:
+    """``--rollback NAME --rollback-reason TEXT``: move the alias back to where the last promotion found it. No tests run."""
+    from _pytest.config import create_terminal_writer
+
+    from .session import TrackingSettings
+    from .tracking import Tracker, TrackingError, alias_version, audit_history, display_uri, record_audit, set_alias
+
+    write = create_terminal_writer(config).line
+    name, alias = config.getoption("rollback"), config.getoption("rollback_alias")
+    reason = (config.getoption("rollback_reason") or "").strip()
+    if not reason:
+        write(f"promptgate: --rollback {name} needs --rollback-reason TEXT: say why, it is recorded with the rollback",
+              red=True)
+        return 1
+    settings = TrackingSettings.from_config(config)
+    tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
+    try:
+        tracker.open()
+        history = audit_history(tracker, name)
+        current = alias_version(tracker, name, alias)
+        target = last_promotion(history, alias)
+        if target is None or target.get("from_version") is None:
+            write(f"promptgate: cannot roll back {name}@{alias}: no previous version in the promotion history "
+                  f"(at {display_uri(tracker.uri)})", red=True)
+            return 1
+        previous = int(target["from_version"])
+        read_back = set_alias(tracker, name, alias, previous)
+        record_audit(tracker, {
+            "action": "rollback", "prompt_name": name, "from_version": current, "to_version": previous,
+            "alias": alias, "timestamp": _now(), "actor": actor(config), "reason": reason, "reverts": target["key"],
+        })
+    except TrackingError as exc:
+        write(f"promptgate: rollback of {name}@{alias} failed: {exc}", red=True)
+        return 1
+    if read_back != previous:
+        write(f"promptgate: alias {alias!r} reads back as version {read_back}, not {previous}", red=True)
+        return 1
+    note = "" if current == target.get("to_version") else (
+        f" (the alias pointed at version {current}, not at version {target.get('to_version')} of the last promotion)")
+    write(f"promptgate: rolled back {name}@{alias}: version {current} -> {previous}{note}; reason: {reason}", green=True)
+    return 0
+
+
+def last_promotion(history: Sequence[Mapping[str, Any]], alias: str) -> Mapping[str, Any] | None:
+    """The latest promotion to ``alias`` that no rollback has undone yet (history oldest first), or None.
+
+    Promotions stack up; each rollback takes off the one it reverted, so two
+    rollbacks in a row walk back two promotions.
+    """
+    stack: list[Mapping[str, Any]] = []
+    for event in history:
+        if event.get("alias") != alias:
+            continue
+        if event.get("action") == "promote":
+            stack.append(event)
+        elif event.get("action") == "rollback":
+            stack = [e for e in stack if e.get("key") != event.get("reverts")]
+    return stack[-1] if stack else None
