@@ -27,7 +27,7 @@ from .graders.strings import cut
 from .plugin import State, get_state
 from .results import CaseResult
 from .runner import Job, describe_exception
-from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval
+from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
 from .targets import CallableTarget, Target, TargetError, build
 
 #: How much of an output a failure message shows.
@@ -161,7 +161,23 @@ class EvalPlan:
             "runs": {v.name: _run_info(v) for v in self.loaded.variants},
             "registry_prompts": sorted({p.registry_name for v in self.loaded.variants for p in v.prompts.values()
                                         if p.registry_name}),
+            # Where the eval's own prompts come from, and which prompts each variant replaces (--prompt-*-best).
+            "prompt_sources": {name: _prompt_source(self.loaded, name, prompt) for name, prompt in spec.prompts.items()},
+            "variant_overrides": {v.name: sorted(v.prompts) for v in spec.variants},
         }
+
+
+def _prompt_source(loaded: LoadedEval, name: str, prompt: Any) -> dict[str, Any]:
+    """Where an eval's own prompt ``name`` is written: a file, an inline template, chat messages or the registry."""
+    if prompt.file is not None:
+        return {"kind": "file", "path": str(loaded.path.parent / prompt.file)}
+    if prompt.template is not None:
+        span = loaded.span(("prompts", name, "template"))
+        return {"kind": "inline", "path": str(loaded.path), "span": list(span) if span else None}
+    if prompt.registry is not None:
+        parsed = parse_registry_ref(prompt.registry)
+        return {"kind": "registry", "registry_name": parsed[0] if parsed else None}
+    return {"kind": "messages", "path": str(loaded.path)}
 
 
 def _run_info(variant: LoadedVariant) -> dict[str, Any]:
@@ -180,7 +196,9 @@ def _run_info(variant: LoadedVariant) -> dict[str, Any]:
         name: str(p.version) if p.version is not None else prompt_digest(texts[name]) for name, p in variant.prompts.items()
     }
     linked = [{"name": p.registry_name, "version": str(p.version)} for p in variant.prompts.values() if p.registry_name]
-    return {"target": target, "params": params, "prompts": texts, "prompt_versions": versions, "linked_prompts": linked}
+    messages = {name: [list(m) for m in p.messages] for name, p in variant.prompts.items() if p.messages is not None}
+    return {"target": target, "params": params, "prompts": texts, "prompt_versions": versions, "linked_prompts": linked,
+            "prompt_messages": messages}
 
 
 def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) -> list[Problem]:

@@ -276,6 +276,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rollback-reason", metavar="TEXT", default=None, help="why --rollback: recorded with it. Required.")
     group.addoption("--rollback-alias", metavar="ALIAS", default="production",
                     help="the alias --rollback moves. Default: production.")
+    group.addoption("--prompt-register-best", action="store_true", default=False,
+                    help="after the session, register the best variant's prompt as a new registry version with alias "
+                    "candidate (a lead that is not significant needs --promote-force). Default: off.")
+    group.addoption("--prompt-apply-best", action="store_true", default=False,
+                    help="after the session, write the best variant's prompt into the eval's prompt file or inline "
+                    "template, showing the diff (a lead that is not significant needs --promote-force). Default: off.")
+    group.addoption("--prompt-dry-run", action="store_true", default=False,
+                    help="with --prompt-apply-best: show the diff, change no file. Default: off.")
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
@@ -388,6 +396,10 @@ def pytest_configure(config: pytest.Config) -> None:
             request = PromoteRequest.from_config(config)
             assert request is not None
             config.pluginmanager.register(Promotion(config, request), "promptgate-promote")
+        if config.getoption("prompt_register_best") or config.getoption("prompt_apply_best"):
+            from .promote import BestVariantActions
+
+            config.pluginmanager.register(BestVariantActions(config), "promptgate-best")
 
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:

@@ -9,6 +9,7 @@ never write to the terminal themselves; only the command functions do I/O.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import getpass
 import json
 import os
@@ -16,11 +17,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .verdicts import PromptChange, prompt_changes
+from .verdicts import PromptChange, format_p, prompt_changes
 
 if TYPE_CHECKING:
     from .tracking import EvalHistory, TrendRun
@@ -565,3 +567,144 @@ def last_promotion(history: Sequence[Mapping[str, Any]], alias: str) -> Mapping[
         elif event.get("action") == "rollback":
             stack = [e for e in stack if e.get("key") != event.get("reverts")]
     return stack[-1] if stack else None
+
+
+# =========================================================================== best variant (--prompt-register-best, --prompt-apply-best)
+
+
+class BestVariantActions:
+    """After an A/B session: register the best variant's prompt in the registry, or write it back to its source.
+
+    Registered on the controlling process when ``--prompt-register-best`` or
+    ``--prompt-apply-best`` is given. A winner whose lead is not significant is
+    reported as such and acted on only with ``--promote-force``.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.register = config.getoption("prompt_register_best")
+        self.apply = config.getoption("prompt_apply_best")
+        self.dry_run = config.getoption("prompt_dry_run")
+        self.force = config.getoption("promote_force")
+        self.lines: list[tuple[str, dict[str, bool]]] = []
+        self.refused = False
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        evals = self.config.pluginmanager.get_plugin("promptgate-session")
+        if evals is None or evals.outcome is None or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return
+        if not evals.best:
+            self.lines.append(("promptgate: no eval ran several variants: no best variant to act on", {"yellow": True}))
+        for best in evals.best:
+            self._act(evals, best)
+        if self.refused and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _act(self, evals: Any, best: Any) -> None:
+        info = evals.state.evals.get(best.eval) or {}
+        replaced = (info.get("variant_overrides") or {}).get(best.variant) or []
+        label = f"best variant of {best.eval}: {best.variant}"
+        if best.decided_by == "nothing":
+            self.lines.append((f"{label}: tied with {best.runner_up}; nothing to act on", {}))
+            return
+        if not replaced:
+            self.lines.append((f"{label} uses the eval's own prompts: nothing to register or apply", {}))
+            return
+        if not best.significant and not self.force:
+            self.lines.append((f"{label}: its lead over {best.runner_up} is not significant "
+                               f"(decided by {best.decided_by}, {format_p(best.p_value)}); "
+                               "--promote-force acts on it anyway", {"red": True}))
+            self.refused = True
+            return
+        run = (info.get("runs") or {}).get(best.variant) or {}
+        for name in replaced:
+            source = (info.get("prompt_sources") or {}).get(name, {})
+            text = (run.get("prompts") or {}).get(name, "")
+            messages = (run.get("prompt_messages") or {}).get(name)
+            if self.register:
+                self._register(evals, best, name, source, text, messages)
+            if self.apply:
+                self._apply(best, name, source, text, messages)
+
+    def _register(self, evals: Any, best: Any, name: str, source: dict[str, Any], text: str, messages: Any) -> None:
+        from .tracking import TrackingError, register_prompt_version
+
+        registry_name = source.get("registry_name") or f"{best.eval}.{name}"
+        tracker = evals._open()
+        if tracker is None:
+            self.lines.append((f"promptgate: cannot register {registry_name}: {evals._down}", {"red": True}))
+            self.refused = True
+            return
+        runs = [c.run_id for c in evals.checks if c.summary.eval == best.eval and c.run_id
+                and c.summary.variant in (best.variant, best.runner_up)]
+        tags = {
+            "promptgate.best.eval": best.eval, "promptgate.best.variant": best.variant,
+            "promptgate.best.runner_up": best.runner_up, "promptgate.best.decided_by": best.decided_by,
+            "promptgate.best.p_value": f"{best.p_value:.6g}", "promptgate.best.significant": str(best.significant).lower(),
+            "promptgate.best.forced": str(not best.significant).lower(), "promptgate.best.runs": ",".join(runs),
+        }
+        template = [{"role": role, "content": content} for role, content in messages] if messages else text
+        try:
+            version = register_prompt_version(
+                tracker, registry_name, template, alias="candidate", tags=tags,
+                message=f"best variant {best.variant} of eval {best.eval} (pytest-promptgate)",
+            )
+        except TrackingError as exc:
+            self.lines.append((f"promptgate: cannot register {registry_name}: {exc}", {"red": True}))
+            self.refused = True
+            return
+        self.lines.append((f"promptgate: registered {registry_name} version {version} (alias 'candidate') from the "
+                           f"best variant {best.variant} of {best.eval}; promote it with pytest --promote {registry_name}",
+                           {"green": True}))
+
+    def _apply(self, best: Any, name: str, source: dict[str, Any], text: str, messages: Any) -> None:
+        kind = source.get("kind")
+        if kind == "registry":
+            self.lines.append((f"{best.eval}: prompt {name!r} comes from the registry; --prompt-register-best "
+                               "registers the best variant's text instead", {"yellow": True}))
+            return
+        if kind not in ("file", "inline") or messages:
+            self.lines.append((f"{best.eval}: prompt {name!r} is a chat prompt; it is not written back "
+                               "(--prompt-register-best registers it)", {"yellow": True}))
+            return
+        path = Path(source["path"])
+        try:
+            old = path.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            self.lines.append((f"promptgate: cannot read {path}: {exc.strerror or exc}", {"red": True}))
+            self.refused = True
+            return
+        if kind == "file":
+            new = text
+        else:
+            span = source.get("span")
+            if not span:
+                self.lines.append((f"{best.eval}: cannot find the template of prompt {name!r} in {path}", {"red": True}))
+                self.refused = True
+                return
+            # A JSON string is a valid double-quoted YAML scalar: the template, exactly, on one line.
+            new = old[: span[0]] + json.dumps(text, ensure_ascii=False) + old[span[1]:]
+        if new == old:
+            self.lines.append((f"{best.eval}: {path} already holds the best variant's prompt {name!r}", {}))
+            return
+        diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{path.name}", f"b/{path.name}", lineterm="")
+        self.lines += [(line, {}) for line in diff]
+        if self.dry_run:
+            self.lines.append((f"promptgate: --prompt-dry-run: {path} left as it is", {"yellow": True}))
+            return
+        try:
+            path.write_text(new, encoding="utf-8")
+        except OSError as exc:
+            self.lines.append((f"promptgate: cannot write {path}: {exc.strerror or exc}", {"red": True}))
+            self.refused = True
+            return
+        self.lines.append((f"promptgate: wrote the best variant {best.variant}'s prompt {name!r} into {path}", {"green": True}))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.lines:
+            return
+        terminalreporter.write_sep("=", "best variant")
+        for line, markup in self.lines:
+            terminalreporter.write_line(line, **markup)

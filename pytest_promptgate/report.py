@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .results import CaseResult
-from .verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict
+from .verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict, format_p
 
 if TYPE_CHECKING:
     from .tracking import TrackingStatus
@@ -24,7 +24,7 @@ def terminal_lines(
     tracking: TrackingStatus | None = None,
 ) -> list[str]:
     """The summary table (one row per eval and variant), then notes, then what decided the exit status."""
-    headers, rows = _rows(checks)
+    headers, rows = _rows(checks, tracking)
     lines = _table(headers, rows, numeric_from=2) if rows else []
     lines += _footnotes(checks)
     lines.append("")
@@ -40,7 +40,7 @@ def markdown(
     """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
     from tabulate import tabulate
 
-    headers, rows = _rows(checks)
+    headers, rows = _rows(checks, tracking)
     parts = ["## promptgate", "", f"**{_conclusion(outcome).removeprefix('promptgate: ')}**", ""]
     if rows:
         align = ["left", "left"] + ["right"] * (len(headers) - 2)
@@ -99,7 +99,7 @@ def _json_check(check: EvalCheck) -> dict[str, Any]:
     }
 
 
-def _rows(checks: Sequence[EvalCheck]) -> tuple[list[str], list[list[Any]]]:
+def _rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for check in checks:
         s, c, v = check.summary, check.comparison, check.verdict
@@ -107,9 +107,9 @@ def _rows(checks: Sequence[EvalCheck]) -> tuple[list[str], list[list[Any]]]:
         if c is not None:
             rate += f" [{c.current_ci[0]:.0%}-{c.current_ci[1]:.0%}]"
         if c is not None and c.baseline_rate is not None and c.delta is not None and c.p_value is not None:
-            baseline, delta = f"{c.baseline_rate:.1%}", f"{c.delta * 100:+.1f} pp ({_p(c.p_value)})"
+            baseline, delta = f"{c.baseline_rate:.1%}", f"{c.delta * 100:+.1f} pp ({format_p(c.p_value)})"
         else:
-            baseline, delta = _no_baseline_word(v), "-"
+            baseline, delta = _no_baseline_word(v, tracking), "-"
         verdict = "?" if v is None else v.kind.value + (" (first run)" if v.first_run else "")
         rows.append([
             s.eval, s.variant, f"{s.cases}/{check.dataset_size}" if check.partial else s.cases,
@@ -126,14 +126,13 @@ def _rows(checks: Sequence[EvalCheck]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def _no_baseline_word(v: Verdict | None) -> str:
+def _no_baseline_word(v: Verdict | None, tracking: TrackingStatus | None) -> str:
+    """The baseline cell of a row compared with nothing: "-" (first run), "off", or "unavailable"."""
+    if tracking is not None and tracking.state == "off":
+        return "off"
     if v is None or v.first_run:
         return "-"
-    return "off" if v.reason.startswith("tracking off") else "unavailable"
-
-
-def _p(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.01 else f"p={p:.3f}"
+    return "unavailable"
 
 
 def _footnotes(checks: Sequence[EvalCheck]) -> list[str]:
@@ -149,8 +148,8 @@ def _notes(checks: Sequence[EvalCheck], best: Sequence[BestVariant], tracking: T
     lines = []
     for check in checks:
         v = check.verdict
-        if v is not None and v.kind.value != "PASS":
-            lines.append(f"{check.label}: {v.kind.value}: {v.reason}")
+        if v is not None and (v.kind.value != "PASS" or v.reason.startswith("dropped")):
+            lines.append(f"{check.label}: {v.kind.value}: {v.reason}")  # a PASS that dropped says why it is a PASS
     for check in checks:
         if check.prompts_changed:
             changes = ", ".join(f"{c.name} {c.before or '(none)'} -> {c.after or '(none)'}" for c in check.prompts_changed)
@@ -168,9 +167,9 @@ def _notes(checks: Sequence[EvalCheck], best: Sequence[BestVariant], tracking: T
         lead = f"leads {b.runner_up} on {b.decided_by}"
         if b.decided_by == "pass rate":
             word = "significant" if b.significant else "not significant"
-            lead += f" ({_p(b.p_value)}, {word} at {b.alpha:g})"
+            lead += f" ({format_p(b.p_value)}, {word} at {b.alpha:g})"
         else:
-            lead += f" (same pass rate: the lead is not significant, {_p(b.p_value)})"
+            lead += f" (same pass rate: the lead is not significant, {format_p(b.p_value)})"
         lines.append(f"best variant of {b.eval}: {b.variant}, {lead}")
     return lines + _tracking_lines(tracking)
 

@@ -433,6 +433,10 @@ class LoadedEval:
         """A :class:`Problem` pointing at ``loc`` in this file (for checks made after loading)."""
         return self._source.problem(loc, message)
 
+    def span(self, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+        """Where the scalar value at ``loc`` is written in the eval file (character offsets), or None."""
+        return self._source.span(loc)
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -922,6 +926,15 @@ class _Source:
                 break
             node = found
         return self._at(node, _path(loc), message)
+
+    def span(self, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+        """Where the scalar at ``loc`` is written in the file (character offsets), or None."""
+        node = self.node
+        for part in loc:
+            node = _child(node, part) if node is not None else None
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        return node.start_mark.index, node.end_mark.index
 
     def _at(self, node: yaml.Node, field: str, message: str) -> Problem:
         return Problem(self.shown, node.start_mark.line + 1, node.start_mark.column + 1, field, message)

@@ -50,7 +50,7 @@ class TrackingSettings:
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
         """Read from options, ini and environment; a bad ini value or a contradiction is a usage error."""
         from .plugin import _significance
-        from .tracking import resolve_tracking_uri
+        from .tracking import anchor_sqlite, resolve_tracking_uri
 
         enabled = (
             not config.getoption("prompt_no_tracking")
@@ -69,9 +69,11 @@ class TrackingSettings:
             what = "--prompt-require-tracking" if required else "--prompt-baseline"
             raise pytest.UsageError(f"promptgate: {what} needs tracking, which is switched off "
                                     "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)")
+        ini_uri = config.getini("promptgate_tracking_uri").strip()
+        if ini_uri and config.inipath is not None:  # a relative SQLite path in the ini file is relative to that file
+            ini_uri = anchor_sqlite(ini_uri, config.inipath.parent)
         uri = resolve_tracking_uri(
-            config.getoption("prompt_tracking_uri"), config.getini("promptgate_tracking_uri"), os.environ,
-            cwd=config.invocation_params.dir,
+            config.getoption("prompt_tracking_uri"), ini_uri, os.environ, cwd=config.invocation_params.dir,
         )
         return cls(
             enabled=bool(enabled),
@@ -257,20 +259,27 @@ class EvalSession:
     ) -> list[EvalCheck]:
         """Compare each check with its baseline, give its verdict, and log it as an MLflow run (or spool it)."""
         settings = self.settings
+        if not checks:  # only invalid eval files: nothing to compare or log
+            return checks
         if not settings.enabled:
             from .tracking import TrackingStatus
 
             self.tracking = TrackingStatus(state="off")
             return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
 
-        from .tracking import TrackingStatus, display_uri, send_spooled, spool_dir, spooled
+        from .tracking import TrackingStatus, display_uri, rejected_spool, send_spooled, spool_dir, spooled
 
         spool = spool_dir(self.config.rootpath)
         status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
         tracker = self._open()
         if tracker is not None and spooled(spool):
+            refused = len(rejected_spool(spool))
             sent = self._call(lambda: send_spooled(tracker, spool))
             status.sent_earlier = len(sent or ())
+            refused = len(rejected_spool(spool)) - refused
+            if refused:
+                status.problems.append(f"{refused} run(s) kept by earlier sessions were refused by MLflow and moved to "
+                                       f"{spool / 'rejected'}, each with its reason beside it")
         judged = [self._judge(check, outcomes) for check in checks]
         logged = [self._log(check, interrupted) for check in judged]
         status.waiting = len(spooled(spool))
@@ -285,6 +294,7 @@ class EvalSession:
             try:
                 baseline = self._call(lambda: find_baseline(
                     self._tracker, s.eval, s.variant, branch=settings.baseline_branch, exclude_session=self.session_id,
+                    exclude_verdicts=sorted({"REGRESSION", *(name.upper() for name in settings.fail_on)}),
                 ))
             except TrackingError as exc:
                 return self._problem(judge(check, None, None, settings.significance,
@@ -450,7 +460,9 @@ class EvalSession:
 
 def sync_spool(config: pytest.Config) -> int:
     """``pytest --prompt-sync``: send the spooled runs now; 0 when none is left waiting, else 1."""
-    from .tracking import Tracker, TrackingError, display_uri, rejected_spool, send_spooled, spool_dir, spooled
+    from .tracking import (
+        Tracker, TrackingError, display_uri, rejected_spool, same_store, send_spooled, spool_dir, spooled,
+    )
 
     from _pytest.config import create_terminal_writer  # the terminal reporter does not exist yet
 
@@ -459,9 +471,16 @@ def sync_spool(config: pytest.Config) -> int:
     settings = TrackingSettings.from_config(config)
     write = create_terminal_writer(config).line
     directory = spool_dir(config.rootpath)
-    if not spooled(directory):
+    waiting = _waiting_uris(spooled(directory))
+    if not waiting:
         write(f"promptgate: no runs waiting in {directory}")
         return 0
+    here = display_uri(settings.uri)
+    if not any(uri == "?" or same_store(uri, here) for uri in waiting):  # nothing for this store: do not create it
+        for uri, count in sorted(waiting.items()):
+            write(f"promptgate: {count} run(s) wait for MLflow at {uri}, not at {here}; "
+                  "choose the store with --prompt-tracking-uri", yellow=True)
+        return 1
     tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
     try:
         sent = send_spooled(tracker.open(), directory)
@@ -472,8 +491,9 @@ def sync_spool(config: pytest.Config) -> int:
     write(f"promptgate: sent {len(sent)} run(s) to MLflow at {display_uri(settings.uri)}")
     left = _waiting_uris(spooled(directory))
     for uri, count in sorted(left.items()):
+        shown = uri if "***" not in uri else f"'{uri}' (with its password in place of ***)"
         write(f"promptgate: {count} run(s) wait for MLflow at {uri}; send them with "
-              f"pytest --prompt-sync --prompt-tracking-uri {uri}", yellow=True)
+              f"pytest --prompt-sync --prompt-tracking-uri {shown}", yellow=True)
     rejected = rejected_spool(directory)
     if rejected:
         write(f"promptgate: {len(rejected)} run(s) refused by MLflow are kept in {directory / 'rejected'} "

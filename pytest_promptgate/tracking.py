@@ -162,6 +162,15 @@ def _sqlite_uri(path: Path) -> str:
     return prefix + posixpath.abspath(pathname2url(os.path.abspath(path)))
 
 
+def anchor_sqlite(uri: str, base: Path) -> str:
+    """``uri`` with a relative ``sqlite:///`` database path made absolute against ``base``; other URIs unchanged."""
+    db = _sqlite_path(uri)
+    if db is None or db.is_absolute():
+        return uri
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return _sqlite_uri(base / db) + (f"?{query}" if query else "")
+
+
 def _sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:`` URI; None for in-memory databases and other schemes."""
     if not uri.startswith("sqlite:"):
@@ -218,11 +227,8 @@ class Tracker:
     """
 
     def __init__(self, uri: str, *, experiment_prefix: str = DEFAULT_EXPERIMENT_PREFIX) -> None:
+        uri = anchor_sqlite(uri, Path.cwd())
         db = _sqlite_path(uri)
-        if db is not None and not db.is_absolute():
-            query = uri.split("?", 1)[1] if "?" in uri else ""
-            uri = _sqlite_uri(db) + (f"?{query}" if query else "")
-            db = _sqlite_path(uri)
         self.uri = uri
         self.experiment_prefix = experiment_prefix
         #: Where experiments created here keep their artifacts: a directory beside a
@@ -306,14 +312,20 @@ class Tracker:
         self._experiments[name] = experiment_id
         return experiment_id
 
-    def find_experiment(self, eval_name: str, prefix: str | None = None) -> str | None:
-        """The id of the eval's active experiment, or None when it does not exist (nothing is created)."""
+    def find_experiment(self, eval_name: str, prefix: str | None = None, *, deleted_is_error: bool = False) -> str | None:
+        """The id of the eval's active experiment, or None when it does not exist (nothing is created).
+
+        A deleted experiment is None too, or with ``deleted_is_error`` a :class:`TrackingError`
+        saying how to restore it (runs cannot be logged into it, so it is not a "first run").
+        """
         name = self.experiment_name(eval_name, prefix)
         if name in self._experiments:
             return self._experiments[name]
         client = self.client
         with self._calling(f"looking up experiment {name!r}"):
             experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage != "active" and deleted_is_error:
+            _check_active(experiment, self)
         if experiment is None or experiment.lifecycle_stage != "active":
             return None
         self._experiments[name] = experiment.experiment_id
@@ -967,14 +979,16 @@ def find_baseline(
     branch: str | None = None,
     run_id: str | None = None,
     exclude_session: str | None = None,
+    exclude_verdicts: Sequence[str] = ("REGRESSION",),
 ) -> Baseline | None:
     """The baseline of (eval, variant), or None when there is none yet.
 
     The most recent (by start time) run in the eval's experiment that FINISHED,
     is tagged ``promptgate.complete = true`` and ``promptgate.variant = variant``,
-    and met its threshold (its ``promptgate.verdict`` is not REGRESSION: a run
-    below the bar cannot be the bar, so a later small drop is still measured
-    against the last good run),
+    and whose ``promptgate.verdict`` is not one of ``exclude_verdicts`` (REGRESSION
+    by default; the session passes the verdicts that fail it, ``--prompt-fail-on``):
+    a run that failed the bar cannot be the bar, so running the same change again
+    is measured against the last good run, not against itself,
     and, with ``branch``, ``git.branch = branch``; runs of ``exclude_session``
     (the current session) never count. With ``run_id`` (``--prompt-baseline``)
     that run is the baseline whatever its variant, status or completeness; a run
@@ -983,7 +997,7 @@ def find_baseline(
     """
     if run_id is not None:
         return pinned_baseline(tracker, run_id, eval_name)
-    experiment_id = tracker.find_experiment(eval_name)
+    experiment_id = tracker.find_experiment(eval_name, deleted_is_error=True)
     if experiment_id is None:
         return None
     clauses = ["attributes.status = 'FINISHED'", "tags.\"promptgate.complete\" = 'true'"]
@@ -993,7 +1007,7 @@ def find_baseline(
     unwanted = {"promptgate.session": exclude_session} if exclude_session is not None else {}
     # Checked here rather than in the filter: values no MLflow string literal can hold, and the
     # verdict (MLflow's != leaves out runs without the tag, which older or foreign runs may lack).
-    local: list[tuple[str, str, bool]] = [("promptgate.verdict", "REGRESSION", False)]
+    local: list[tuple[str, str, bool]] = [("promptgate.verdict", verdict, False) for verdict in exclude_verdicts]
     for equal, conditions in ((True, wanted), (False, unwanted)):
         for key, value in conditions.items():
             literal = _literal(value)
@@ -1111,6 +1125,20 @@ def resolve_prompt(tracker: Tracker, name: str, *, alias: str | None = None, ver
     messages = [[str(m.get("role", "user")), m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))]
                 for m in template]
     return {"name": name, "version": int(found.version), "template": None, "messages": messages}
+
+
+def register_prompt_version(
+    tracker: Tracker, name: str, template: str | list[dict[str, str]], *, message: str, tags: Mapping[str, str],
+    alias: str | None = None,
+) -> int:
+    """Register ``template`` as a new version of registry prompt ``name`` (created if new); point ``alias`` at it."""
+    client = tracker.client
+    with tracker._calling(f"registering a new version of prompt {name}"):
+        version = client.register_prompt(name, template, commit_message=message,
+                                         tags={k: _cut(v, MAX_TAG_VALUE)[0] for k, v in tags.items()})
+        if alias is not None:
+            client.set_prompt_alias(name, alias, int(version.version))
+    return int(version.version)
 
 
 #: Prompt tags holding the plugin's promotion history, one event each: ``promptgate.audit.{time}-{id}``.

@@ -411,7 +411,7 @@ def verdict(
     baseline_rate, p = comparison.baseline_rate, comparison.p_value
     significant = significance is None or p < significance
     drop = baseline_rate - pass_rate
-    shown_p = _p(p) if significance is None else f"{_p(p)}, alpha {significance:g}"
+    shown_p = format_p(p) if significance is None else f"{format_p(p)}, alpha {significance:g}"
     if drop >= warn_drop - _EPSILON and drop > _EPSILON:
         change = f"dropped {_pp(drop)} from {_percent(baseline_rate)}"
         if significant:
@@ -425,7 +425,7 @@ def verdict(
     if drop > _EPSILON:
         return Verdict(
             VerdictKind.PASS, False,
-            f"dropped {_pp(drop)} from {_percent(baseline_rate)}, less than warn_drop {_pp(warn_drop, 'g')} ({_p(p)})",
+            f"dropped {_pp(drop)} from {_percent(baseline_rate)}, less than warn_drop {_pp(warn_drop, 'g')} ({format_p(p)})",
         )
     return Verdict(VerdictKind.PASS, False, f"unchanged from baseline {_percent(baseline_rate)}")
 
@@ -442,7 +442,8 @@ def _pp(fraction: float, spec: str = ".1f") -> str:
     return f"{fraction * 100:{spec}} pp"
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value as every report shows it: ``p=0.031``, ``p<0.001``."""
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 

@@ -80,7 +80,7 @@ def test_first_run_then_pass_regression_warning_improved(story):
 
     same = story(0)
     assert same.ret == 0
-    same.stdout.fnmatch_lines(["story*default*20*100.0%*70%*100.0%*+0.0 pp (p=1.00)*PASS*"])
+    same.stdout.fnmatch_lines(["story*default*20*100.0%*70%*100.0%*+0.0 pp (p=1.000)*PASS*"])
     [run1, run2] = runs_of(story.uri)
     assert only(story.report())["baseline_run_id"] == run1.info.run_id
 
@@ -201,13 +201,16 @@ def test_significance_and_fail_on_options(story):
     # 17/20 after 20/20: a 15 pp drop with p = 0.25, not significant at 0.05: PASS, so nothing fails.
     result = story(3, "--prompt-significance", "0.05", "--prompt-fail-on", "regression,warning")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["story*default*85.0%*-15.0 pp (p=0.25)*PASS*"])
+    result.stdout.fnmatch_lines(["story*default*85.0%*-15.0 pp (p=0.250)*PASS*"])
     assert only(story.report())["verdict_reason"] == "dropped 15.0 pp from 100.0%, not significant (p=0.250, alpha 0.05)"
     # 14/20 after that 17/20: a WARNING, which fails the session when asked to.
     result = story(6, "--prompt-fail-on", "regression,warning")
     assert only(story.report())["verdict"] == "WARNING"
     assert result.ret == 1
     result.stdout.fnmatch_lines(["promptgate: session FAILED: 1 eval variant(s) with verdict REGRESSION/WARNING"])
+    # A run whose verdict failed its session is not the next baseline: running the same change again still fails.
+    again = story(6, "--prompt-fail-on", "regression,warning")
+    assert (again.ret, only(story.report())["verdict"], only(story.report())["baseline_pass_rate"]) == (1, "WARNING", 0.85)
     assert story(10, "--prompt-fail-on", "none").ret == 0  # a REGRESSION that fails nothing
     assert only(story.report())["verdict"] == "REGRESSION"
     result = story(0, "--prompt-fail-on", "bogus")

@@ -312,7 +312,9 @@ def test_deleted_experiment_is_a_clear_error(store):
     fresh = Tracker(store.uri).open()
     with pytest.raises(TrackingError, match="is deleted.*restore it"):
         log_eval_run(fresh, record())
-    assert find_baseline(fresh, "triage", "base") is None
+    # Not a "first run": the comparison cannot be made until the experiment is restored.
+    with pytest.raises(TrackingError, match="is deleted.*restore it"):
+        find_baseline(fresh, "triage", "base")
 
 
 # --------------------------------------------------------------------------- baselines
