@@ -271,6 +271,9 @@ class EvalSession:
 
         spool = spool_dir(self.config.rootpath)
         status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
+        if self._down is not None:  # found down before the session (--prompt-baseline): say so here too
+            status.state = "unavailable"
+            status.problems.append(self._down)
         tracker = self._open()
         if tracker is not None and spooled(spool):
             refused = len(rejected_spool(spool))

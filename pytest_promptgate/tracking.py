@@ -35,6 +35,7 @@ import math
 import os
 import posixpath
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -259,6 +260,9 @@ class Tracker:
         with self._calling("opening the store"):
             from mlflow.tracking import MlflowClient
 
+            db = _sqlite_path(self.uri)
+            if db is not None and not db.exists():
+                _seed_from_template(db)
             client = MlflowClient(tracking_uri=self.uri)
             client.search_experiments(max_results=1)  # creates a SQL store; reaches a server
         self._client = client
@@ -361,6 +365,57 @@ class Tracker:
         finally:
             for name in added:
                 os.environ.pop(name, None)
+
+
+def template_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where migrated empty SQLite stores are kept, one per MLflow version: ``$XDG_CACHE_HOME/pytest-promptgate``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pytest-promptgate"
+
+
+def _seed_from_template(db: Path) -> None:
+    """Create the new SQLite store ``db`` as a copy of a migrated empty store, when one can be had.
+
+    MLflow creates a store by running its whole chain of schema migrations, about
+    3.5 s on a 2-core machine, on every new file. The result is the same for every
+    store of one MLflow version, so it is made once per machine and version (in
+    :func:`template_dir`) and copied (milliseconds). The template holds no
+    experiment: MLflow adds its Default experiment when it opens the copy, with
+    an artifact location of its own. Anything that fails here leaves ``db``
+    absent, and MLflow creates it the slow way.
+    """
+    import sqlite3
+
+    import mlflow
+
+    try:
+        directory = template_dir()
+        template = directory / f"mlflow-{mlflow.__version__}.db"
+        if not template.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            fresh = directory / f".{uuid.uuid4().hex}.db"
+            try:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=_sqlite_uri(fresh)).search_experiments(max_results=1)
+                with contextlib.closing(sqlite3.connect(fresh)) as connection, connection:
+                    connection.execute("DELETE FROM experiment_tags")
+                    connection.execute("DELETE FROM experiments")
+                os.replace(fresh, template)
+            finally:
+                with contextlib.suppress(OSError):
+                    fresh.unlink()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        copy = db.parent / f".{db.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            shutil.copyfile(template, copy)
+            os.link(copy, db)  # never replaces a store that appeared meanwhile
+        finally:
+            with contextlib.suppress(OSError):
+                copy.unlink()
+    except (OSError, sqlite3.Error):
+        return
 
 
 def _check_active(experiment: Experiment, tracker: Tracker) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import textwrap
 
 import pytest
@@ -19,6 +21,10 @@ import pytest_promptgate.targets.provider  # noqa: F401
 from openai_server import openai_server  # noqa: F401  (a real HTTP server on 127.0.0.1)
 
 openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loads the SDK's lazy HTTP transport too
+
+# Migrated empty MLflow stores are kept under $XDG_CACHE_HOME/pytest-promptgate: the tests keep theirs
+# in a directory of their own (one per test process), not in the user's cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promptgate-test-cache-")
 
 APP = '''
 import asyncio

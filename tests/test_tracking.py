@@ -5,6 +5,7 @@ Runs are read back through a separate ``MlflowClient``, never through the code u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -528,3 +529,25 @@ def test_same_store_ignores_case_and_a_trailing_slash():
     assert same_store("sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/x/mlflow.db")
     assert not same_store("http://127.0.0.1:5000", "http://127.0.0.1:5001")
     assert not same_store("sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/y/mlflow.db")
+
+
+def test_a_new_sqlite_store_is_a_copy_of_a_migrated_template(tmp_path, monkeypatch):
+    from pytest_promptgate.tracking import template_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = Tracker(f"sqlite:///{tmp_path}/a/mlflow.db").open()
+    [template] = template_dir().glob("mlflow-*.db")
+    second = Tracker(f"sqlite:///{tmp_path}/b/mlflow.db").open()
+    for tracker, directory in ((first, "a"), (second, "b")):
+        client = reader(tracker.uri)
+        # MLflow's own Default experiment, made when the copy was opened, points into the current directory.
+        assert [e.name for e in client.search_experiments()] == ["Default"]
+        run_id = log_eval_run(tracker, record())
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert (tmp_path / directory / "mlartifacts").is_dir()
+    # The template itself holds no experiment (read with sqlite3: opening it with MLflow would add one).
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(template)) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
