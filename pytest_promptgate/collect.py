@@ -29,6 +29,7 @@ from .results import CaseResult
 from .runner import Job, describe_exception
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
 from .targets import CallableTarget, Target, TargetError, build
+from .targets.cache import ResponseCache, from_config as cache_from_config
 
 #: How much of an output a failure message shows.
 SHOWN_OUTPUT_CHARS = 300
@@ -100,6 +101,7 @@ class EvalPlan:
         # The last fixture value wrapped as a target; only the last, so function-scoped
         # fixture values are not kept alive for the whole session.
         self.last_fixture_target: CallableTarget | None = None
+        self.cache: ResponseCache | None = None
 
     @classmethod
     def build(cls, loaded: LoadedEval, state: State, registry: GraderRegistry, node: pytest.Collector) -> EvalPlan:
@@ -134,7 +136,9 @@ class EvalPlan:
         if problems:
             raise EvalFileError(problems)
         prices = {**state.prices(config), **{m: (p.input, p.output) for m, p in loaded.spec.pricing.items()}}
-        return cls(loaded, targets, graders, case_graders, prices)
+        plan = cls(loaded, targets, graders, case_graders, prices)
+        plan.cache = state.runner().cache = cache_from_config(config)
+        return plan
 
     def job(self, variant: LoadedVariant, case: LoadedCase) -> Job:
         """What the runner needs to measure one item."""
@@ -156,6 +160,8 @@ class EvalPlan:
             "cases": len(self.loaded.cases),
             "variants": [v.name for v in self.loaded.variants],
             "dataset_hash": self.loaded.dataset_hash,
+            # The response cache's mode (off, use, record, replay): recorded outputs keep their original latency.
+            "cache": self.cache.mode if self.cache is not None else "off",
             "gates": spec.gates.model_dump() if spec.gates else None,
             # What each variant's MLflow run records as params and artifacts.
             "runs": {v.name: _run_info(v) for v in self.loaded.variants},

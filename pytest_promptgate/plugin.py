@@ -155,6 +155,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: off.",
     )
     group.addoption(
+        "--prompt-cache",
+        choices=("off", "use", "record", "replay"),
+        default=None,
+        help="response cache of target calls (docs/cache.md): off; use (recorded responses, calling and recording "
+        "what is missing); record (call every target, record every response); replay (recorded responses only, "
+        "never call a target; a missing one is an error case). Default: ini promptgate_cache, else off.",
+    )
+    group.addoption(
+        "--prompt-cache-dir",
+        metavar="DIR",
+        default=None,
+        help="where the response cache is (relative to where pytest was started). "
+        "Default: ini promptgate_cache_dir, else .promptgate/cache under the rootdir.",
+    )
+    group.addoption(
         "--prompt-report",
         metavar="PATH",
         default=None,
@@ -303,6 +318,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
+    parser.addini("promptgate_cache", "response cache mode: off, use, record or replay (default: off)", default="off")
+    parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
+                  "(default: .promptgate/cache under the rootdir)")
 
 
 def _significance(text: str) -> float:
@@ -346,15 +364,17 @@ def _trend_limit(text: str) -> int:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--prompt-sync``: send the runs kept while tracking was down; ``--prompt-trend``: print the pass-rate
     history (:func:`pytest_promptgate.promote.trend`). Neither runs tests."""
+    commands = [name for name, given in (
+        ("--promote", config.getoption("promote")), ("--rollback", config.getoption("rollback")),
+        ("--prompt-trend", config.getoption("prompt_trend")), ("--prompt-sync", config.getoption("prompt_sync")),
+    ) if given]
+    if len(commands) > 1:
+        raise pytest.UsageError(f"promptgate: {' and '.join(commands)} are separate commands; run one at a time")
     if config.getoption("rollback"):
-        if config.getoption("promote"):
-            raise pytest.UsageError("promptgate: --promote and --rollback are separate commands; run one")
         from .promote import rollback
 
         return rollback(config)
     if config.getoption("prompt_trend"):
-        if config.getoption("prompt_sync"):
-            raise pytest.UsageError("promptgate: --prompt-sync and --prompt-trend are separate commands; run one, then the other")
         from .promote import trend
 
         return trend(config)
@@ -385,6 +405,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names:
         return
     state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    from .targets.cache import from_config
+
+    from_config(config)  # and so is a bad promptgate_cache
     config.pluginmanager.register(EvalHooks(), "promptgate-items")
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
         from .session import EvalSession

@@ -384,6 +384,9 @@ class Promotion:
 
         r = self.request
         evals = self._session()
+        if not evals.settings.enabled:
+            raise pytest.UsageError(f"promptgate: --promote {r.name} needs MLflow tracking, which is switched off "
+                                    "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)")
         tracker = evals._open()
         if tracker is None:
             raise pytest.UsageError(f"promptgate: --promote {r.name}: {evals._down}")

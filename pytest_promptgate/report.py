@@ -184,7 +184,7 @@ def _tracking_lines(t: TrackingStatus | None) -> list[str]:
         lines.append(f"sent {t.sent_earlier} run(s) kept by earlier sessions to MLflow at {t.uri}")
     if t.logged:
         lines.append(f"logged {t.logged} run(s) to MLflow at {t.uri} (experiments: {', '.join(t.experiments)})")
-    lines += t.problems  # each names the store ("MLflow tracking at URI ...")
+    lines += list(dict.fromkeys(t.problems))  # each names the store ("MLflow tracking at URI ..."), once
     if t.spooled:
         lines.append(f"kept {t.spooled} run(s) in {t.spool}; the next session sends them, or pytest --prompt-sync")
     earlier = t.waiting - t.spooled

@@ -23,6 +23,7 @@ from .graders import BaseGrader, GradeContext, grade_run
 from .results import CaseResult, RunRecord, combine_runs
 from .schema import Grader, LoadedCase, LoadedVariant, display_path
 from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
+from .targets.cache import ResponseCache
 from .targets.pricing import cost_usd
 
 _OWN_CODE = str(Path(__file__).parent)
@@ -59,6 +60,8 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._judges: dict[str, Target] = {}
         self._targets: list[Any] = []
+        #: The response cache (``--prompt-cache``); set by collection, ``None`` when nothing configured it.
+        self.cache: ResponseCache | None = None
 
     def measure(self, job: Job, target: Target, judge: Callable[[Any, Any], TargetResult]) -> CaseResult:
         """Run the target ``job.repeat`` times and grade every run.
@@ -71,7 +74,7 @@ class Runner:
         runs: list[RunRecord] = []
         for k in range(1, job.repeat + 1):
             try:
-                result = self.call(target, request, job.prices)
+                result = self.call(target, request, job.prices, run=k)
             except TargetError as exc:
                 if job.repeat == 1:
                     raise
@@ -85,8 +88,25 @@ class Runner:
             runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
         )
 
-    def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]]) -> TargetResult:
-        """One call of ``target``; any failure becomes a :class:`TargetError` with a readable summary."""
+    def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]],
+             run: int | None = None) -> TargetResult:
+        """One call of ``target`` (run ``run`` of a case; ``None`` for a judge); any failure becomes a
+        :class:`TargetError` with a readable summary.
+
+        With a response cache the result may be a recorded one, with the recorded call's latency
+        (docs/cache.md); it is priced like a fresh one.
+        """
+        cache = self.cache
+        result = cache.read(target, request, run) if cache is not None else None
+        if result is None:
+            result = self._call(target, request)
+            if cache is not None:
+                cache.write(target, request, run, result)  # as the target answered it, before pricing
+        if result.cost_usd is None:
+            result.cost_usd = cost_usd(result.model, result.input_tokens, result.output_tokens, prices)
+        return result
+
+    def _call(self, target: Target, request: TargetRequest) -> TargetResult:
         try:
             prepare = getattr(target, "prepare", None)
             if prepare is not None:  # one-time set-up (imports, clients) is not the target's latency
@@ -102,8 +122,6 @@ class Runner:
         except Exception as exc:
             raise TargetError(describe_exception(f"target {target.identity}", exc)) from exc
         result.latency_ms = latency_ms
-        if result.cost_usd is None:
-            result.cost_usd = cost_usd(result.model, result.input_tokens, result.output_tokens, prices)
         return result
 
     def own(self, target: Any) -> None:

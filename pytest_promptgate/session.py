@@ -359,7 +359,8 @@ class EvalSession:
             self._tags = {**git_tags(self.config.rootpath), **ci_tags(os.environ)}
         selected = self.state.suites
         suites = [name for name in info.get("suites", []) if name in selected or selected & {"all", "full"}]
-        params = {"dataset_hash": info.get("dataset_hash"), "repeat": info.get("repeat"), "target": run.get("target")}
+        params = {"dataset_hash": info.get("dataset_hash"), "repeat": info.get("repeat"), "target": run.get("target"),
+                  "cache": info.get("cache")}
         for key, value in (run.get("params") or {}).items():
             params[f"param.{key}" if key in _RESERVED_PARAMS or key.startswith("prompt.") else key] = value
         for name, version in (run.get("prompt_versions") or {}).items():
@@ -517,7 +518,7 @@ def _waiting_uris(paths: list[Path]) -> dict[str, int]:
 
 
 # Params every run has; a target param of the same name is logged as ``param.{name}``.
-_RESERVED_PARAMS = frozenset({"eval", "variant", "suite", "dataset_hash", "repeat", "target"})
+_RESERVED_PARAMS = frozenset({"eval", "variant", "suite", "dataset_hash", "repeat", "target", "cache"})
 
 
 def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:

@@ -1255,7 +1255,11 @@ def record_audit(tracker: Tracker, event: Mapping[str, Any], run_ids: Sequence[s
     name, version = str(event["prompt_name"]), int(event["to_version"])
     key = f"{AUDIT_TAG_PREFIX}{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
     text = json.dumps(dict(event), sort_keys=True, default=str)
-    tags = {f"audit.{k}": _cut(_text(v), MAX_TAG_VALUE)[0] for k, v in event.items() if k != "runs" and v is not None}
+    # Every key, every time (empty when it does not apply): a version's tags show its latest event whole,
+    # with nothing left over from an earlier one.
+    keys = dict.fromkeys((*AUDIT_KEYS, "forced", "reason", "reverts"), "")
+    keys.update({k: v for k, v in event.items() if k != "runs" and v is not None})
+    tags = {f"audit.{k}": _cut(_text(v), MAX_TAG_VALUE)[0] if v != "" else "" for k, v in keys.items()}
     client = tracker.client
     with tracker._calling(f"recording the {event['action']} of {name}"):
         client.set_prompt_tag(name, key, text)
@@ -1292,18 +1296,35 @@ def spool(directory: str | os.PathLike[str], record: TrackedRun) -> Path:
     parts = (f"{record.start_time_ms:013d}", record.eval, record.variant, record.record_id)
     name = "-".join(_UNSAFE_PATH_PART.sub("_", part) for part in parts) + ".json"
     final = directory / name
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    write_atomically(final, json.dumps(record.to_dict(), ensure_ascii=False, default=str))
+    return final
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that no reader, and no crash, ever leaves part of it there.
+
+    The text goes to a hidden temporary file in the same directory, is flushed to
+    disk, and is renamed into place; the directory is synced so the rename lasts.
+    Used by the spool and by the response cache (``targets/cache.py``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record.to_dict(), f, ensure_ascii=False, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, final)
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-    return final
+    with contextlib.suppress(OSError):  # where directories cannot be opened (Windows), the rename is enough
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def spooled(directory: str | os.PathLike[str]) -> list[Path]:
@@ -1521,10 +1542,6 @@ def _newest_runs(
             del local[key]
     if before is not None:
         clauses.append(f"attributes.start_time < {int(before)}")
-    if len(suites) == 1:  # narrows the search: the tag is a comma-separated list, matched exactly below
-        literal = _literal(f"%{next(iter(suites))}%")
-        if literal is not None:
-            clauses.append(f'tags."promptgate.suite" LIKE {literal}')
     found: list[TrendRun] = []
     client = tracker.client
     page_token = None

@@ -158,9 +158,9 @@ def test_a_run_reads_back_with_the_documented_layout(story, pytester):
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "default"
-    assert {k: params[k] for k in ("eval", "variant", "suite", "repeat", "target", "temperature")} == {
+    assert {k: params[k] for k in ("eval", "variant", "suite", "repeat", "target", "temperature", "cache")} == {
         "eval": "story", "variant": "default", "suite": "core", "repeat": "1", "target": "quality:answer",
-        "temperature": "0.2",
+        "temperature": "0.2", "cache": "off",
     }
     assert params["prompt.ask"] == prompt_digest(TEMPLATE)
     assert len(params["dataset_hash"]) >= 8

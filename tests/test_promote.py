@@ -117,6 +117,7 @@ def test_promote_blocks_a_degraded_candidate_then_promotes_rolls_back_twice(regi
     assert production(registry) == 3
     tags = registry.get_prompt_version("router", 3).tags
     assert (tags["audit.action"], tags["audit.reason"], tags["audit.actor"]) == ("rollback", "v4 answers rudely", "bob")
+    assert (tags["audit.forced"], tags["audit.from_version"], tags["audit.to_version"]) == ("", "4", "3")  # nothing stale
 
     assert rollback(pytester, "--rollback-reason", "v3 too").ret == 0
     assert production(registry) == 1

@@ -250,7 +250,8 @@ def test_unreachable_tracking_is_one_line_and_exit_1(pytester):
     (["--prompt-trend-limit", "ten"], "*--prompt-trend-limit: expected a whole number of runs, 1 or more; got 'ten'"),
     (["--prompt-trend-format", "csv"], "*--prompt-trend-format: invalid choice: 'csv' (choose from *table*json*)"),
     (["--prompt-no-tracking"], "*--prompt-trend reads the runs in MLflow; it cannot be combined with --prompt-no-tracking"),
-    (["--prompt-sync"], "*--prompt-sync and --prompt-trend are separate commands; run one, then the other"),
+    (["--prompt-sync"], "*--prompt-trend and --prompt-sync are separate commands; run one at a time"),
+    (["--promote", "router"], "*--promote and --prompt-trend are separate commands; run one at a time"),
 ])
 def test_usage_errors(pytester, args, message):
     result = pytester.runpytest("--prompt-trend", *args)
