@@ -333,8 +333,8 @@ def b1_overhead(runs: int, tmp: Path) -> Result:
             "case *i* asks \"What is *i* plus *i*?\" with answer \"2*i*\"; all cases pass."
         ),
         not_yet=(
-            "Includes MLflow logging: each run creates a fresh SQLite store `mlflow.db` in the data directory "
-            "(created and migrated by the run, as on a first run on a new machine) and logs two runs into it."
+            "Includes MLflow logging: each run creates a new SQLite store `mlflow.db` in the data directory "
+            "(copied from the migrated empty store of this MLflow version, see above) and logs two runs into it."
         ),
         series=[series],
         goal=goal,
