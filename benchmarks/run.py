@@ -161,14 +161,10 @@ def progress(message: str) -> None:
 # --------------------------------------------------------------------------- results
 
 
-@dataclass
-class Series:
-    """The measured runs of one configuration."""
+class RunStats:
+    """Figures of a configuration's measured runs (``self.runs``); shared with benchmarks/peer.py."""
 
-    label: str
-    command: str
-    runs: list[Run] = field(default_factory=list)
-    pytest_s: list[float] = field(default_factory=list)
+    runs: list[Run]
 
     @property
     def walls(self) -> list[float]:
@@ -181,6 +177,16 @@ class Series:
     @property
     def peak_rss_mb(self) -> float:
         return max(r.rss_mb for r in self.runs)
+
+
+@dataclass
+class Series(RunStats):
+    """The measured runs of one configuration."""
+
+    label: str
+    command: str
+    runs: list[Run] = field(default_factory=list)
+    pytest_s: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
