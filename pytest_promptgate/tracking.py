@@ -567,16 +567,9 @@ class TrackedRun:
             raise ValueError(f"not a run record: {exc}") from None
 
 
-def prompt_versions(params: Mapping[str, Any], prompts: Mapping[str, str]) -> dict[str, str]:
-    """``{name: version}`` of a run's prompts: its ``prompt.{name}`` param, else the text's :func:`prompt_digest`.
-
-    The same values :func:`log_eval_run` logs as ``prompt.{name}``, and
-    :attr:`Baseline.prompt_versions` reads back.
-    """
-    versions = {key[len("prompt."):]: str(value) for key, value in params.items() if key.startswith("prompt.")}
-    for name, text in prompts.items():
-        versions.setdefault(name, prompt_digest(text))
-    return versions
+def prompt_versions(params: Mapping[str, Any]) -> dict[str, str]:
+    """``{prompt name: version}`` of a run, from its ``prompt.{name}`` params (as :func:`log_eval_run` logs them)."""
+    return {key[len("prompt."):]: str(value) for key, value in params.items() if key.startswith("prompt.")}
 
 
 def prompt_digest(text: str) -> str:
@@ -984,7 +977,7 @@ class Baseline:
     @property
     def prompt_versions(self) -> dict[str, str]:
         """``{prompt name: version}`` from the ``prompt.{name}`` params."""
-        return {key[len("prompt."):]: value for key, value in self.params.items() if key.startswith("prompt.")}
+        return prompt_versions(self.params)
 
     @property
     def session(self) -> str | None:
@@ -1578,5 +1571,5 @@ def _trend_run(run: Run) -> TrendRun:
         verdict=tags.get("promptgate.verdict"),
         # The suites the eval lists (promptgate.eval_suites); older runs have only the session's selection.
         suites=tuple(name for name in tags.get("promptgate.eval_suites", tags.get("promptgate.suite", "")).split(",") if name),
-        prompt_versions=prompt_versions(run.data.params, {}),
+        prompt_versions=prompt_versions(run.data.params),
     )
