@@ -24,7 +24,7 @@ from _pytest.fixtures import TopRequest  # the route pytest's own doctest items 
 from . import template
 from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .graders.strings import cut
-from .plugin import State, get_state
+from .plugin import DIST_KEY, NEXT_ITEM, State, get_state
 from .results import CaseResult
 from .runner import Job, describe_exception
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
@@ -33,6 +33,9 @@ from .targets.cache import ResponseCache, from_config as cache_from_config
 
 #: How much of an output a failure message shows.
 SHOWN_OUTPUT_CHARS = 300
+#: xdist modes that run all the items of one eval and variant on one worker, in collection order
+#: (loadgroup by the ``xdist_group`` mark each eval item carries under it, where it works).
+GROUPING_DIST_MODES = frozenset({"loadgroup", "loadscope", "loadfile"})
 
 
 def eval_files(config: pytest.Config, state: State) -> Iterator[Path]:
@@ -102,6 +105,8 @@ class EvalPlan:
         # fixture values are not kept alive for the whole session.
         self.last_fixture_target: CallableTarget | None = None
         self.cache: ResponseCache | None = None
+        #: Variant name → scope of its ``fixture:`` target's fixture, learnt at its first item.
+        self.fixture_scopes: dict[str, str] = {}
 
     @classmethod
     def build(cls, loaded: LoadedEval, state: State, registry: GraderRegistry, node: pytest.Collector) -> EvalPlan:
@@ -227,6 +232,61 @@ def _missing_fixture(target: Target | str, role: str, node: pytest.Collector) ->
     return f"no fixture named {target!r} ({role} 'fixture:{target}'); define it in a conftest.py"
 
 
+class Schedule:
+    """Which eval items this process runs after a given one: the items whose target calls may start early.
+
+    - Without xdist, and on a worker of ``--dist each``, the process runs
+      ``session.items`` in order: an item's lookahead is the eval items after it.
+    - On a worker of ``--dist loadscope`` or ``loadfile``, and of ``loadgroup`` when it
+      groups, the items of one eval and variant all run on the worker that runs any of
+      them, in collection order: an item's lookahead is the rest of its eval and variant.
+    - Other modes (``load``, ``worksteal``) hand items to workers a few at a time and
+      may take pending ones back: only pytest's ``nextitem`` is sure to run here.
+
+    Starting a call for an item that another process runs would call the target twice.
+    """
+
+    def __init__(self, items: list[pytest.Item], mode: str) -> None:
+        self.mode = mode
+        self._sequences: dict[Any, list[EvalItem]] = {}
+        self._positions: dict[EvalItem, int] = {}
+        if mode == "next":
+            return
+        for item in items:
+            if isinstance(item, EvalItem):
+                sequence = self._sequences.setdefault(self._group(item), [])
+                self._positions[item] = len(sequence)
+                sequence.append(item)
+
+    @classmethod
+    def of(cls, config: pytest.Config, items: list[pytest.Item]) -> Schedule:
+        """The schedule of this process: its mode from xdist's ``--dist`` (handed to workers by the controller)."""
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is None:
+            return cls(items, "all")
+        dist = workerinput.get(DIST_KEY)
+        if dist == "loadgroup":
+            # loadgroup groups by a suffix it appends to node ids, which some pytest versions ignore
+            # (pytest-xdist issue #1386): trust it only when the suffix is there.
+            first = next((item for item in items if isinstance(item, EvalItem)), None)
+            grouped = first is not None and first.nodeid.endswith(f"@{first.xdist_group}")
+            return cls(items, "group" if grouped else "next")
+        return cls(items, "group" if dist in GROUPING_DIST_MODES else "all" if dist == "each" else "next")
+
+    def _group(self, item: EvalItem) -> Any:
+        return (item.plan.loaded.name, item.variant.name) if self.mode == "group" else None
+
+    def ahead(self, item: EvalItem, count: int) -> list[EvalItem]:
+        """Up to ``count`` eval items this process runs after ``item``, nearest first."""
+        if self.mode == "next":
+            nextitem = item.stash.get(NEXT_ITEM, None)
+            return [nextitem] if isinstance(nextitem, EvalItem) else []
+        position = self._positions.get(item)
+        if position is None:
+            return []
+        return self._sequences[self._group(item)][position + 1:position + 1 + count]
+
+
 class VariantNode(pytest.Collector):
     """One variant of an eval: collects one item per case."""
 
@@ -254,6 +314,11 @@ class EvalItem(pytest.Item):
         self.case = case
         self.result: CaseResult | None = None
         self.extra_keyword_matches.update(case.tags)
+        #: The ``xdist_group`` of the item under ``--dist loadgroup``: its eval and variant stay on one worker.
+        self.xdist_group = f"{plan.loaded.name}:{variant.name}"
+        workerinput = getattr(self.config, "workerinput", None)
+        if workerinput is not None and workerinput.get(DIST_KEY) == "loadgroup":
+            self.add_marker(pytest.mark.xdist_group(self.xdist_group))
         # Fixture support, as pytest's DoctestItem does it: autouse fixtures apply,
         # and fixture targets are looked up by name at setup.
         self.obj = None
@@ -293,13 +358,37 @@ class EvalItem(pytest.Item):
     def _measure(self) -> CaseResult:
         target = self.plan.targets[self.variant.name]
         if isinstance(target, str):
+            if self.variant.name not in self.plan.fixture_scopes:
+                fixturedefs = self.session._fixturemanager.getfixturedefs(target, self) or ()
+                self.plan.fixture_scopes[self.variant.name] = fixturedefs[-1].scope if fixturedefs else "function"
             target = self._fixture_target(target, tuple(self.variant.prompts))
-        runner = get_state(self.config).runner()
+        state = get_state(self.config)
+        runner = state.runner()
 
         def judge(spec: Any, prompt: Any) -> Any:
             return runner.judge(spec, prompt, self.plan.prices, lambda name: self._fixture_target(name, ("judge",)))
 
-        return runner.measure(self.plan.job(self.variant, self.case), target, judge)
+        ahead = self._lookahead(state, target, runner.lookahead) if runner.lookahead else ()
+        return runner.measure(self.plan.job(self.variant, self.case), target, judge, ahead)
+
+    def _lookahead(self, state: State, target: Target, count: int) -> Iterator[tuple[Any, Target]]:
+        """The jobs and targets of the items this process runs next whose calls may start now.
+
+        A ``fixture:`` target's value is known only for this item's own eval and
+        variant, and stands for the items after it only when its fixture outlives an
+        item (scope above function); the others are called in their own turn.
+        """
+        if state.schedule is None:
+            state.schedule = Schedule.of(self.config, self.session.items)
+        for other in state.schedule.ahead(self, count):
+            other_target = other.plan.targets[other.variant.name]
+            if isinstance(other_target, str):
+                if other.plan is not self.plan or other.variant is not self.variant:
+                    continue
+                if self.plan.fixture_scopes.get(self.variant.name) == "function":
+                    continue
+                other_target = target
+            yield other.plan.job(other.variant, other.case), other_target
 
     def _fixture_target(self, name: str, prompt_names: tuple[str, ...]) -> Target:
         value = self._request.getfixturevalue(name)

@@ -16,17 +16,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .collect import Schedule
     from .graders import GraderRegistry
     from .runner import Runner
 
 #: Suite names that select every eval.
 EVERY_SUITE = frozenset({"all", "full"})
+#: Target calls under way at once when neither --prompt-concurrency nor promptgate_concurrency says.
+DEFAULT_CONCURRENCY = 8
 #: Attribute of a TestReport carrying the item's CaseResult as plain data.
 REPORT_ATTR = "promptgate"
 #: Key of ``config.workeroutput`` carrying what a worker collected to the controller.
 WORKEROUTPUT_KEY = "promptgate_evals"
 #: Key of ``workerinput`` carrying the registry prompts the controller pinned for the session.
 PINNED_KEY = "promptgate_pinned_prompts"
+#: Key of ``workerinput`` carrying xdist's ``--dist`` mode (xdist resets the option on workers).
+DIST_KEY = "promptgate_dist"
+#: Stash key of an item's ``nextitem``: under ``--dist load`` the only item a worker knows it runs next.
+NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
 _STATE = pytest.StashKey["State"]()
 
@@ -38,18 +45,24 @@ class State:
     suites: frozenset[str]
     patterns: tuple[str, ...]
     strict: bool
+    #: ``--prompt-concurrency``: target calls under way at once in this process.
+    concurrency: int = 1
     #: eval files seen by collection, selected or not.
     found: int = 0
     #: suite names listed by the eval files collected, selected or not.
     suites_seen: set[str] = field(default_factory=set)
     #: whether the counts above came from xdist workers (the controller does not collect).
     from_workers: bool = False
+    #: how far the xdist workers could look ahead (``collect.Schedule`` modes they used).
+    worker_lookahead: set[str] = field(default_factory=set)
     #: eval name → info of every selected eval collected in this process.
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)
     _registry: GraderRegistry | None = None
     #: why the grader registry could not be built (a configuration mistake, reported once).
     registry_error: str | None = None
     _runner: Runner | None = None
+    #: The eval items this process runs, in order (made at the first item that looks ahead).
+    schedule: Schedule | None = None
     _prices: dict[str, tuple[float, float]] | None = None
     #: Registry prompt reference (``name@alias``, ``name/3``) → the version pinned for the session
     #: (``tracking.resolve_prompt``'s data) or ``{"error": why}``; on workers, from the controller.
@@ -109,7 +122,7 @@ class State:
         if self._runner is None:
             from .runner import Runner
 
-            self._runner = Runner()
+            self._runner = Runner(self.concurrency)
         return self._runner
 
     def prices(self, config: pytest.Config) -> dict[str, tuple[float, float]]:
@@ -153,6 +166,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="fail the session on any failed or errored case, not only when an eval falls below its threshold. "
         "Default: off.",
+    )
+    group.addoption(
+        "--prompt-concurrency",
+        metavar="N",
+        type=_concurrency,
+        default=None,
+        help="target calls under way at once in each process: the outputs of upcoming items are fetched while "
+        "earlier ones are graded and reported; 1 calls each target in its item's turn. Default: ini "
+        "promptgate_concurrency, else 8.",
     )
     group.addoption(
         "--prompt-cache",
@@ -318,9 +340,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
+    parser.addini("promptgate_concurrency", "target calls under way at once in each process (default: 8)",
+                  default=str(DEFAULT_CONCURRENCY))
     parser.addini("promptgate_cache", "response cache mode: off, use, record or replay (default: off)", default="off")
     parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
                   "(default: .promptgate/cache under the rootdir)")
+
+
+def _at_least_one(unit: str) -> Callable[[str], int]:
+    """An option type: a whole number of ``unit``, 1 or more."""
+
+    def convert(text: str) -> int:
+        import argparse
+
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {unit}, 1 or more; got {text!r}")
+        return value
+
+    return convert
+
+
+#: ``--prompt-concurrency``, ``--prompt-trend-limit``.
+_concurrency, _trend_limit = _at_least_one("calls"), _at_least_one("runs")
+
+
+def concurrency(config: pytest.Config) -> int:
+    """``--prompt-concurrency``, else the ``promptgate_concurrency`` ini key (a bad value is a usage error)."""
+    given = config.getoption("prompt_concurrency")
+    if given is not None:
+        return int(given)
+    import argparse
+
+    try:
+        return _concurrency(str(config.getini("promptgate_concurrency")).strip())
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"promptgate_concurrency: {exc}") from None
 
 
 def _significance(text: str) -> float:
@@ -346,19 +404,6 @@ def _fail_on(text: str) -> frozenset[str]:
         return parse_fail_on(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _trend_limit(text: str) -> int:
-    """``--prompt-trend-limit``: a whole number of runs, at least 1."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of runs, 1 or more; got {text!r}")
-    return value
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -405,6 +450,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names:
         return
     state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    state.concurrency = concurrency(config)
     from .targets.cache import from_config
 
     from_config(config)  # and so is a bad promptgate_cache
@@ -463,6 +509,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         state = get_state(config)
         config.workeroutput[WORKEROUTPUT_KEY] = {
             "found": state.found, "suites_seen": sorted(state.suites_seen), "evals": state.evals,
+            "lookahead": state.schedule.mode if state.schedule is not None else None,
         }
 
 
@@ -473,8 +520,10 @@ class WorkerOutput:
         self.state = state
 
     def pytest_configure_node(self, node: Any) -> None:
-        """Hand each worker the registry prompts pinned for the session (it never calls MLflow)."""
+        """Hand each worker the registry prompts pinned for the session (it never calls MLflow), and the
+        ``--dist`` mode, which decides which items a worker may fetch ahead (``collect.Schedule``)."""
         node.workerinput[PINNED_KEY] = self.state.pinned
+        node.workerinput[DIST_KEY] = node.config.getoption("dist", None)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
@@ -485,6 +534,8 @@ class WorkerOutput:
         state.found = max(state.found, output["found"])  # every worker collects every file
         state.suites_seen.update(output["suites_seen"])
         state.evals.update(output["evals"])
+        if output["lookahead"] is not None:
+            state.worker_lookahead.add(output["lookahead"])
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -492,6 +543,13 @@ class WorkerOutput:
         if self.state.from_workers:
             for line in header_lines(self.state):
                 terminalreporter.write_line(line)
+            if "next" in self.state.worker_lookahead:
+                dist = terminalreporter.config.getoption("dist", None)
+                terminalreporter.write_line(
+                    f"promptgate: under --dist {dist} the workers did not get whole eval variants, so each fetched one "
+                    f"item ahead; --dist loadscope keeps each eval variant on one worker and lets "
+                    f"{self.state.concurrency} target calls run at once (docs/options.md)"
+                )
 
 
 class EvalHooks:
@@ -522,6 +580,18 @@ class EvalHooks:
             if result is not None:
                 setattr(report, REPORT_ATTR, result.to_dict())
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Remember the item pytest runs next: all a worker of ``--dist load`` knows of what comes."""
+        item.stash[NEXT_ITEM] = nextitem
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Stop the target calls still under way or queued (``-x``, Ctrl-C), before anything is logged."""
+        state = get_state(session.config)
+        if state._runner is not None:
+            state._runner.stop()
 
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         """Flaky cases keep their outcome but say they are flaky."""

@@ -1,19 +1,32 @@
-"""Measuring items: calling targets (sync or async, timed and priced), repeating, grading.
+"""Measuring items: getting outputs from targets (concurrently, each call once), grading them.
 
-One :class:`Runner` per process and session. An item hands it a :class:`Job` and
-its resolved target; the runner returns the case's :class:`CaseResult`. Async
-targets and judges share one event loop owned by the runner, so clients they
-keep (connection pools) stay valid from call to call; the loop is never the one
-a pytest-asyncio test runs on, because eval items are not coroutines.
+One :class:`Runner` per process and session. An item hands it a :class:`Job`, its
+resolved target, and the jobs of the items this process runs next (the
+*lookahead*). With ``--prompt-concurrency N`` above 1 the runner starts the target
+calls of the item and of its lookahead on a pool of N threads, so the outputs of
+upcoming items are on their way while earlier ones are graded and reported. Each
+(eval, variant, case, run) gets one call per process and session: a call started
+ahead is waited for by its own item, never made again. Grading stays with the
+item, in its turn, on pytest's thread.
+
+Async targets and judges share one event loop owned by the runner, running in a
+thread of its own: clients they keep (connection pools) stay valid from call to
+call, and the loop is never one that pytest-asyncio runs tests on.
+
+:meth:`Runner.stop` (end of session, ``-x``, Ctrl-C) cancels the calls not started
+and the async calls under way, and waits for the sync calls under way, which a
+thread cannot be made to abandon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +40,10 @@ from .targets.cache import ResponseCache
 from .targets.pricing import cost_usd
 
 _OWN_CODE = str(Path(__file__).parent)
+#: Names of the runner's threads (``threading.enumerate()`` shows them while they live).
+THREAD_PREFIX = "promptgate"
+#: One target call: eval, variant, case id, run number.
+CallKey = tuple[str, str, str, int]
 
 
 @dataclass(frozen=True)
@@ -52,41 +69,89 @@ class Job:
             variant=self.variant.name,
         )
 
+    def key(self, run: int) -> CallKey:
+        """The call of run ``run`` of this job's case: made at most once per process and session."""
+        return self.eval, self.variant.name, self.case.id, run
+
 
 class Runner:
     """Calls targets and judges for the items of this process."""
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._judges: dict[str, Target] = {}
-        self._targets: list[Any] = []
+    def __init__(self, concurrency: int = 1) -> None:
+        #: Target calls under way at once (``--prompt-concurrency``); 1 calls each target in its item's turn.
+        self.concurrency = concurrency
         #: The response cache (``--prompt-cache``); set by collection, ``None`` when nothing configured it.
         self.cache: ResponseCache | None = None
+        self._judges: dict[str, Target] = {}
+        self._targets: list[Any] = []
+        self._started: dict[CallKey, concurrent.futures.Future[TargetResult]] = {}
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._awaiting: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()  # the loop's creation and _awaiting, from any calling thread
 
-    def measure(self, job: Job, target: Target, judge: Callable[[Any, Any], TargetResult]) -> CaseResult:
-        """Run the target ``job.repeat`` times and grade every run.
+    @property
+    def lookahead(self) -> int:
+        """How many items after the current one may have calls started: none without concurrency.
 
-        A run whose target fails, or a grader that raises, stops the case: it raises
-        :class:`TargetError` (naming the run when there are several) or
-        :class:`~pytest_promptgate.graders.GraderFailed`.
+        Twice the pool's size less one, so the pool has queued calls to go on with
+        while pytest reports the items that are done.
         """
+        return 2 * self.concurrency - 1 if self.concurrency > 1 else 0
+
+    def measure(self, job: Job, target: Target, judge: Callable[[Any, Any], TargetResult],
+                ahead: Iterable[tuple[Job, Target]] = ()) -> CaseResult:
+        """Run the target ``job.repeat`` times and grade every run; start the calls of ``ahead``.
+
+        ``ahead`` are the jobs (with their targets) of the items this process runs
+        next, nearest first; with a concurrency above 1 their calls start now, up to
+        the pool's size at once. A run whose target fails, or a grader that raises,
+        stops the case: it raises :class:`TargetError` (naming the run when there are
+        several) or :class:`~pytest_promptgate.graders.GraderFailed`.
+        """
+        if self.concurrency > 1:
+            self._start(job, target)  # this item's own runs first: it waits for them
+            for other, other_target in ahead:
+                self._start(other, other_target)
         case, request = job.case, job.request()
         runs: list[RunRecord] = []
-        for k in range(1, job.repeat + 1):
-            try:
-                result = self.call(target, request, job.prices, run=k)
-            except TargetError as exc:
-                if job.repeat == 1:
-                    raise
-                raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
-            ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
-                               case_id=case.id, variant=job.variant.name, judge=judge)
-            runs.append(grade_run(job.graders, ctx))
+        try:
+            for k in range(1, job.repeat + 1):
+                started = self._started.pop(job.key(k), None)
+                try:
+                    result = self.call(target, request, job.prices, run=k) if started is None else started.result()
+                except TargetError as exc:
+                    if job.repeat == 1:
+                        raise
+                    raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
+                ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
+                                   case_id=case.id, variant=job.variant.name, judge=judge)
+                runs.append(grade_run(job.graders, ctx))
+        finally:  # a case stopped by a failed run or grader needs none of its later runs
+            for k in range(len(runs) + 1, job.repeat + 1):
+                unneeded = self._started.pop(job.key(k), None)
+                if unneeded is not None:
+                    unneeded.cancel()
         passed, score, flaky = combine_runs(runs, job.repeat_pass)
         return CaseResult(
             eval=job.eval, variant=job.variant.name, case_id=case.id, passed=passed, score=score,
             runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
         )
+
+    def _start(self, job: Job, target: Target) -> None:
+        """Submit the calls of ``job``'s runs that are not under way yet (none for an instant target)."""
+        if getattr(target, "instant", False):
+            return  # a thread would cost more than the call
+        request = None
+        for k in range(1, job.repeat + 1):
+            key = job.key(k)
+            if key in self._started:
+                continue
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{THREAD_PREFIX}-call")
+            request = request or job.request()
+            self._started[key] = self._pool.submit(self.call, target, request, job.prices, k)
 
     def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]],
              run: int | None = None) -> TargetResult:
@@ -97,11 +162,14 @@ class Runner:
         (docs/cache.md); it is priced like a fresh one.
         """
         cache = self.cache
-        result = cache.read(target, request, run) if cache is not None else None
-        if result is None:
+        if cache is None:
             result = self._call(target, request)
-            if cache is not None:
-                cache.write(target, request, run, result)  # as the target answered it, before pricing
+        else:
+            with cache.claim(target, request, run):
+                result = cache.read(target, request, run)
+                if result is None:
+                    result = self._call(target, request)
+                    cache.write(target, request, run, result)  # as the target answered it, before pricing
         if result.cost_usd is None:
             result.cost_usd = cost_usd(result.model, result.input_tokens, result.output_tokens, prices)
         return result
@@ -147,20 +215,63 @@ class Runner:
         return self.call(judge, request, prices)
 
     def _await(self, awaitable: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(awaitable)
+        """Run ``awaitable`` on the runner's loop and wait for it here, in whichever thread calls."""
+        future = asyncio.run_coroutine_threadsafe(_wait_for(awaitable), self._event_loop())
+        with self._lock:
+            self._awaiting.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise TargetError("the call was cancelled: the session stopped while it was under way") from None
+        finally:
+            with self._lock:
+                self._awaiting.discard(future)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                # A daemon: should close() never run (a crash), a loop waiting for work must not keep the process alive.
+                thread = threading.Thread(target=loop.run_forever, name=f"{THREAD_PREFIX}-loop", daemon=True)
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
+    def stop(self) -> None:
+        """Cancel the calls not started and the async calls under way; wait for the sync calls under way.
+
+        Called when the session ends, normally or not (``-x``, Ctrl-C). A later item
+        (there should be none) would start a new pool.
+        """
+        for future in self._started.values():
+            future.cancel()
+        self._started.clear()
+        with self._lock:
+            awaiting = list(self._awaiting)
+        for future in awaiting:
+            future.cancel()  # cancels the task on the loop: the coroutine sees CancelledError
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
-        """Close judges' clients and the event loop."""
+        """Stop, then close targets' and judges' clients and the event loop."""
+        self.stop()
         for target in [*self._targets, *self._judges.values()]:
             close = getattr(target, "close", None)
             if close is not None:
                 close()
-        if self._loop is not None:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
-            self._loop = None
+        loop, thread = self._loop, self._loop_thread
+        if loop is not None and thread is not None:
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._loop = self._loop_thread = None
+
+
+async def _wait_for(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def describe_exception(what: str, exc: BaseException) -> str:

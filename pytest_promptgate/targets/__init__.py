@@ -27,6 +27,8 @@ class EchoTarget:
     """Returns the rendered prompt; several prompts are joined by a blank line."""
 
     identity = "echo"
+    #: Answers at once: the runner calls it in the item's turn rather than on a thread.
+    instant = True
 
     def __call__(self, request: TargetRequest) -> TargetResult:
         if request.prompt is not None:

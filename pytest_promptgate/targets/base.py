@@ -56,7 +56,10 @@ class Target(Protocol):
     def __call__(self, request: TargetRequest) -> TargetResult | Awaitable[TargetResult]: ...
 
     # Optional: ``prepare()`` does one-time set-up (imports, clients) before the first
-    # timed call, so that set-up is not counted as the target's latency.
+    # timed call, so that set-up is not counted as the target's latency; it must be
+    # thread-safe, since calls may run on several threads (``--prompt-concurrency``).
+    # Optional: ``instant = True`` says a call returns at once (``echo``), so running
+    # it on a thread would cost more than it saves.
 
 
 _RESULT_FIELDS = ("input_tokens", "output_tokens", "cost_usd", "model", "metadata")

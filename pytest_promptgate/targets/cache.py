@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,8 +90,8 @@ def _canonical(value: Any) -> str:
 class ResponseCache:
     """The cache of one process: reads and writes entries under ``directory`` as ``mode`` allows.
 
-    Thread-safe and process-safe: it keeps no state between calls, every write goes
-    through its own temporary file.
+    Thread-safe and process-safe: entries are files, each write goes through its own
+    temporary file, and in this process the calls of one entry take turns (:meth:`claim`).
     """
 
     def __init__(self, directory: str | os.PathLike[str], mode: str = "off") -> None:
@@ -97,6 +99,8 @@ class ResponseCache:
             raise ValueError(f"expected one of {', '.join(MODES)}; got {mode!r}")
         self.directory = Path(directory)
         self.mode = mode
+        self._claims: dict[str, threading.Lock] = {}
+        self._claims_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.directory)!r}, mode={self.mode!r})"
@@ -105,6 +109,20 @@ class ResponseCache:
         """The file of the entry for ``key``: ``DIR/ab/ab12….json``."""
         name = digest(key)
         return self.directory / name[:2] / f"{name}.json"
+
+    def claim(self, target: Any, request: TargetRequest, run: int | None) -> contextlib.AbstractContextManager[Any]:
+        """Hold the entry of this call while reading it and, on a miss, calling and recording.
+
+        In ``use`` two items with the same inputs share an entry; when their calls run
+        at once (``--prompt-concurrency``), the second waits for the first to record
+        it and reads it, instead of calling the target too. Within this process only:
+        xdist workers run different eval variants (docs/options.md).
+        """
+        if self.mode != "use":
+            return contextlib.nullcontext()
+        name = digest(cache_key(target, request, run))
+        with self._claims_lock:
+            return self._claims.setdefault(name, threading.Lock())
 
     def read(self, target: Any, request: TargetRequest, run: int | None) -> TargetResult | None:
         """The recorded result, or ``None`` when the target must be called.
