@@ -9,8 +9,10 @@ running this script (``sys.executable``). Each child is reaped with
 around spawn → reap, peak RSS is the child's ``ru_maxrss``. One unmeasured
 warm-up run per configuration comes first (it writes ``__pycache__`` and warms
 the file cache), and every run -- warm-up included -- is checked: exit code and
-the number of passed items from pytest's last line. A benchmark that measured a
-broken run would be worthless, so a check that fails stops the script.
+the number of passed items from pytest's last line, and what else a benchmark
+checks (b3: the eval phase its conftest.py timed; b5: the target calls, the
+per-case results and the MLflow runs). A benchmark that measured a broken run
+would be worthless, so a check that fails stops the script.
 
 A full run rewrites the generated section of docs/benchmarks.md (between the
 markers below); the hand-written text above it is kept. ``--only`` runs print
@@ -24,6 +26,7 @@ import argparse
 import datetime as dt
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -267,30 +270,69 @@ def measure_pytest(what: str, label: str, argv: list[str], cwd: Path, runs: int,
     return series
 
 
+def measure_rotating(what: str, configs: Sequence[tuple[str, list[str]]], cwd: Path, runs: int, passed: int,
+                     prepare: Callable[[], None], check: Callable[[str, str, list[str], Run], Any]
+                     ) -> tuple[list[Series], list[list[Any]]]:
+    """Several pytest commands of one benchmark in the same data directory: one warm-up run of each (in the
+    order given), then ``runs`` rounds, each starting one configuration further on (rotating order), so drift
+    of the shared machine falls on all of them. Every run starts on a fresh MLflow store after ``prepare()``,
+    and is checked -- warm-up included -- by pytest's summary line, the store it wrote and
+    ``check(label, what, argv, run)``, which raises BenchmarkError or returns what the benchmark keeps of the
+    run. Returns the series and, per configuration, what ``check`` returned for its measured runs."""
+    series = [Series(label, shlex.join(["python", *argv[1:]])) for label, argv in configs]
+    kept: list[list[Any]] = [[] for _ in configs]
+
+    def one(k: int, run_what: str) -> tuple[Run, float, Any]:
+        label, argv = configs[k]
+        fresh_store(cwd)
+        prepare()
+        run = run_child(argv, cwd)
+        secs = check_pytest(run_what, argv, run, passed)
+        if not (cwd / "mlflow.db").exists():
+            raise BenchmarkError(f"{run_what}: no MLflow store was written in {cwd}")
+        return run, secs, check(label, run_what, argv, run)
+
+    for k, (label, _) in enumerate(configs):
+        one(k, f"{what} {label} (warm-up)")
+    for i in range(runs):
+        for j in range(len(configs)):
+            k = (i + j) % len(configs)
+            label = configs[k][0]
+            run, secs, value = one(k, f"{what} {label} run {i + 1}")
+            series[k].runs.append(run)
+            series[k].pytest_s.append(secs)
+            kept[k].append(value)
+            progress(f"  {label} run {i + 1}/{runs}: {run.wall_s:.3f} s, {run.rss_mb:.0f} MB")
+    return series, kept
+
+
 # --------------------------------------------------------------------------- data
 
 
-def write_ini(directory: Path) -> None:
-    """A pytest.ini, so the data directory is the rootdir and no configuration above it applies."""
-    (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+def write_ini(directory: Path, pythonpath: bool = False) -> None:
+    """A pytest.ini, so the data directory is the rootdir and no configuration above it applies; with
+    ``pythonpath``, the directory is on ``sys.path`` (a Python target written there is importable)."""
+    (directory / "pytest.ini").write_text("[pytest]\n" + ("pythonpath = .\n" if pythonpath else ""), encoding="utf-8")
 
 
-def write_math_eval(directory: Path, cases: int) -> None:
-    """The dataset promptfoo's benchmark uses: ``cases`` cases × 2 variants, echo target, 3 string graders."""
+def write_math_eval(directory: Path, cases: int, target: str = "echo", variants: int = 2) -> None:
+    """The dataset promptfoo's benchmark uses: ``cases`` cases × 2 variants, echo target, 3 string graders.
+    ``target`` replaces the echo target; ``variants=1`` keeps only the first prompt (one item per case)."""
     q = json.dumps  # a JSON string is a valid double-quoted YAML scalar
     concise = q("Answer concisely.\nQuestion: {{question}}\nExpected answer: {{answer}}")
     tutor = q("You are a math tutor. Question: {{question}} (expected answer: {{answer}})")
     digits = q(r"\d+")
+    if variants not in (1, 2):
+        raise ValueError(f"write_math_eval: variants must be 1 or 2, not {variants}")
     lines = [
         "eval: bench-math",
         "suites: [bench]",
-        "target: echo",
+        f"target: {target}",  # a plain scalar: echo, module:function
         "prompts:",
         f"  main: {{template: {concise}}}",
         "variants:",
         "  - name: concise",
-        "  - name: tutor",
-        f"    prompts: {{main: {{template: {tutor}}}}}",
+        *(["  - name: tutor", f"    prompts: {{main: {{template: {tutor}}}}}"] if variants == 2 else []),
         "graders:",
         f"  - {{type: contains, value: {q('{{answer}}')}}}",
         f"  - {{type: regex, pattern: {digits}}}",
@@ -304,6 +346,77 @@ def write_math_eval(directory: Path, cases: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_ini(directory)
     (directory / "bench.eval.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+#: b3: how many cases, how long the target sleeps per call, the concurrency levels (the goal's first).
+B3_CASES = 200
+B3_SLEEP_S = 0.05
+B3_CONCURRENCY = (16, 8, 1)
+B3_GOAL_S = 0.9
+#: Where b3's conftest.py writes the seconds of pytest's run-test loop.
+EVAL_PHASE_FILE = "eval-phase.json"
+
+B3_TARGET = f'''"""b3's target: {B3_SLEEP_S * 1000:.0f} ms of waiting (a model's latency), then the prompt back."""
+import time
+
+
+def sleepy(prompt):
+    time.sleep({B3_SLEEP_S})
+    return prompt
+'''
+
+#: Times pytest's run-test loop (every item's setup, call and teardown) inside the child: perf_counter around
+#: the loop, which excludes interpreter start-up, collection and the session finish (MLflow logging).
+EVAL_PHASE_CONFTEST = f'''"""Written by benchmarks/run.py: the seconds of pytest's run-test loop, into {EVAL_PHASE_FILE}."""
+import json
+import time
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        seconds = time.perf_counter() - start
+        data = {{"seconds": seconds, "items": len(session.items), "failed": session.testsfailed}}
+        (session.config.rootpath / "{EVAL_PHASE_FILE}").write_text(json.dumps(data), encoding="utf-8")
+'''
+
+#: b5's target: what echo returns (the rendered prompt), and one line per call -- the case's identity -- appended
+#: to a file of the calling process, so calls can be counted across xdist workers.
+B5_TARGET = '''"""b5's target: the prompt back (as echo), and one line per call into calls-<pid>.log."""
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def echo_counted(prompt, vars, variant):
+    with open(HERE / f"calls-{os.getpid()}.log", "a", encoding="utf-8") as log:
+        log.write(f"{variant}\\t{vars['question']}\\n")
+    return prompt
+'''
+
+
+def write_b3_eval(directory: Path) -> int:
+    """b1's generator at B3_CASES cases, first prompt only (one call per case), with a Python target that sleeps
+    B3_SLEEP_S, and the conftest.py that times the run-test loop. Returns the number of items."""
+    write_math_eval(directory, B3_CASES, target="b3_target:sleepy", variants=1)
+    write_ini(directory, pythonpath=True)
+    (directory / "b3_target.py").write_text(B3_TARGET, encoding="utf-8")
+    (directory / "conftest.py").write_text(EVAL_PHASE_CONFTEST, encoding="utf-8")
+    return B3_CASES
+
+
+def write_b5_eval(directory: Path, cases: int) -> int:
+    """b1's dataset (``cases`` × 2 variants) with the counting target instead of echo. Returns the number of items."""
+    write_math_eval(directory, cases, target="b5_target:echo_counted")
+    write_ini(directory, pythonpath=True)
+    (directory / "b5_target.py").write_text(B5_TARGET, encoding="utf-8")
+    return cases * 2
 
 
 def write_plain_tests(directory: Path, files: int, per_file: int) -> None:
@@ -368,6 +481,76 @@ def b2_scale(runs: int, tmp: Path) -> Result:
     )
 
 
+def b3_concurrency(runs: int, tmp: Path) -> Result:
+    directory = tmp / "b3-concurrency"
+    items = write_b3_eval(directory)
+    phase_file = directory / EVAL_PHASE_FILE
+    ideal = {n: B3_CASES * B3_SLEEP_S / n for n in B3_CONCURRENCY}
+    configs = [(f"`--prompt-concurrency {n}`" + (" (default)" if n == 8 else ""),
+                [sys.executable, *PYTEST_EVAL_ARGS, "--prompt-concurrency", str(n)]) for n in B3_CONCURRENCY]
+
+    def prepare() -> None:
+        phase_file.unlink(missing_ok=True)  # a run that does not write it must not pass with a stale one
+
+    def eval_phase(label: str, what: str, argv: list[str], run: Run) -> float:
+        try:
+            data = json.loads(phase_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise fail(what, argv, run, f"no eval phase from the conftest.py hook ({phase_file.name}: {exc})") from None
+        if data.get("items") != items or data.get("failed") != 0:
+            raise fail(what, argv, run, f"the run-test loop ran {data.get('items')} items, {data.get('failed')} "
+                                        f"failed; expected {items}, none failed")
+        return float(data["seconds"])
+
+    series, phases = measure_rotating("b3-concurrency", configs, directory, runs, items, prepare, eval_phase)
+    medians = [statistics.median(p) for p in phases]
+    at = dict(zip(B3_CONCURRENCY, medians))
+    top, one = B3_CONCURRENCY[0], B3_CONCURRENCY[-1]
+    ok = at[top] <= B3_GOAL_S
+    extra = [
+        "Eval phase: the seconds of pytest's run-test loop (every item's setup, call and teardown), timed inside "
+        "each child; the whole session adds start-up, collection and the session finish (MLflow logging).",
+        "",
+        f"| configuration | runs | eval phase median s | min s | max s | ideal s ({B3_CASES} × {B3_SLEEP_S:g} s / N) "
+        "| whole session median s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s, p in zip(B3_CONCURRENCY, series, phases):
+        extra.append(f"| {s.label} | {len(p)} | {statistics.median(p):.3f} | {min(p):.3f} | {max(p):.3f} "
+                     f"| {ideal[n]:.3f} | {s.median:.3f} | {s.peak_rss_mb:.0f} |")
+    extra += ["", f"Speed-up of the eval phase at {top} over {one}: {at[one] / at[top]:.1f}× "
+                  f"(ideal {ideal[one] / ideal[top]:.0f}×)."]
+    return Result(
+        name="b3-concurrency",
+        title="Concurrent target calls",
+        measures=(
+            f"{B3_CASES} cases × 1 variant ({items} items, {items} target calls) of b1's dataset with a Python target "
+            f"(`target: b3_target:sleepy`) that waits {B3_SLEEP_S * 1000:.0f} ms, as a model's latency, and returns "
+            "the prompt (the three graders pass as in b1), at `--prompt-concurrency` "
+            f"{', '.join(str(n) for n in B3_CONCURRENCY)}: how much of the waiting the calls of upcoming items, "
+            "run on N threads, hide. The configurations alternate run by run (rotating order). "
+            "benchmarks/peer.py runs promptfoo on the same data side by side."
+        ),
+        not_yet=(
+            "The eval phase is timed by a `pytest_runtestloop` hook wrapper in the data directory's conftest.py "
+            f"(`time.perf_counter()` around the loop, written to `{EVAL_PHASE_FILE}`); the series table gives the "
+            "whole session. The target sleeps (`time.sleep`, which releases the GIL, like waiting on a network); a "
+            "CPU-bound target gains nothing from threads. On this 2-core machine the items' own work in the main "
+            "thread competes with the calls' threads and with other load. No xdist here (see b5-xdist)."
+        ),
+        series=series,
+        goal=f"eval phase ≤ {B3_GOAL_S} s at `--prompt-concurrency {top}` (ideal {ideal[top]:.3f} s; "
+             f"≈ {ideal[one]:.0f} s at {one})",
+        status=(f"{'met' if ok else 'NOT met'}: eval phase {at[top]:.3f} s median at {top} (ideal {ideal[top]:.3f} s), "
+                + ", ".join(f"{at[n]:.2f} s at {n} (ideal {ideal[n]:.2f} s)" for n in B3_CONCURRENCY[1:])),
+        headline="eval phase " + ", ".join(f"{at[n]:.2f} s at {n}" for n in B3_CONCURRENCY)
+                 + f"; whole session {series[0].median:.2f} s at {top}, {series[0].peak_rss_mb:.0f} MB",
+        extra=extra,
+        data={"eval_phase_s": {str(n): p for n, p in zip(B3_CONCURRENCY, phases)},
+              "ideal_s": {str(n): ideal[n] for n in B3_CONCURRENCY}},
+    )
+
+
 def b4_no_evals(runs: int, tmp: Path) -> Result:
     directory = tmp / "b4-no-evals"
     files, per_file = 20, 100
@@ -426,6 +609,161 @@ def b4_no_evals(runs: int, tmp: Path) -> Result:
                f"The spread (max − min) of the runs without the plugin is {spread:.0%} of their median: "
                f"a difference of a few per cent is below what {runs} runs on this machine can resolve."],
         data={"ratio": ratio, "min_ratio": min_ratio, "cpu_ratio": cpu_ratio},
+    )
+
+
+#: b5's cases (× 2 variants), and the words of the plugin's hint that --dist load split the eval variants.
+B5_CASES = 1000
+XDIST_HINT = "did not get whole eval variants"
+
+
+def mlflow_runs(store: Path, what: str) -> dict[tuple[str, str], int]:
+    """MLflow runs in the SQLite store ``store`` per (eval, variant), over every experiment in it."""
+    import mlflow  # only b5 needs it, and only in this process
+
+    client = mlflow.tracking.MlflowClient("sqlite:///" + str(store))
+    counts: dict[tuple[str, str], int] = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=10_000):
+            params, tags = run.data.params, run.data.tags
+            eval_name = params.get("eval") or tags.get("promptgate.eval")
+            variant = params.get("variant") or tags.get("promptgate.variant")
+            if not eval_name or not variant:
+                raise BenchmarkError(f"{what}: MLflow run {run.info.run_id} in experiment {experiment.name!r} names no "
+                                     f"eval and variant (params {params}, tags {tags})")
+            if experiment.name != f"promptgate/{eval_name}":
+                raise BenchmarkError(f"{what}: the run of {eval_name}/{variant} is in experiment {experiment.name!r}, "
+                                     f"not promptgate/{eval_name}")
+            counts[(eval_name, variant)] = counts.get((eval_name, variant), 0) + 1
+    return counts
+
+
+def b5_xdist(runs: int, tmp: Path) -> Result:
+    if importlib.util.find_spec("xdist") is None:
+        raise BenchmarkError(f"b5-xdist needs pytest-xdist in the environment of {sys.executable} "
+                             "(pip install pytest-xdist)")
+    directory = tmp / "b5-xdist"
+    items = write_b5_eval(directory, B5_CASES)
+    stores = tmp / "b5-xdist-stores"
+    stores.mkdir(parents=True, exist_ok=True)
+    report = directory / "report.json"
+    expected_calls = {(variant, f"What is {i} plus {i}?") for variant in ("concise", "tutor") for i in range(B5_CASES)}
+    expected_runs = {("bench-math", "concise"): 1, ("bench-math", "tutor"): 1}
+    base = [sys.executable, *PYTEST_EVAL_ARGS, "--prompt-report", report.name]
+    reference_label = "`-p no:xdist` (reference)"
+    # The reference is measured first, so its warm-up run gives the per-case results every other run must match.
+    configs = [(reference_label, [*base, "-p", "no:xdist"]),
+               ("`-n 2` (`--dist load`)", [*base, "-n", "2"]),
+               ("`-n 2 --dist loadscope`", [*base, "-n", "2", "--dist", "loadscope"])]
+    reference: dict[tuple[str, str], tuple[bool, tuple[str, ...]]] = {}
+    store_copies = itertools.count()
+
+    def prepare() -> None:
+        for log in directory.glob("calls-*.log"):
+            log.unlink()
+        report.unlink(missing_ok=True)
+
+    def check(label: str, what: str, argv: list[str], run: Run) -> dict[str, Any]:
+        # Target calls, counted across every process that called the target.
+        per_process: list[int] = []
+        calls: dict[tuple[str, str], int] = {}
+        for log in sorted(directory.glob("calls-*.log")):
+            lines = log.read_text(encoding="utf-8").splitlines()
+            per_process.append(len(lines))
+            for line in lines:
+                variant, _, question = line.partition("\t")
+                calls[(variant, question)] = calls.get((variant, question), 0) + 1
+        duplicates = {k: n for k, n in calls.items() if n > 1}
+        missing = expected_calls - set(calls)
+        unexpected = set(calls) - expected_calls
+        if duplicates or missing or unexpected or sum(per_process) != items:
+            example = ", ".join(f"{v}/{q!r} ×{n}" for (v, q), n in sorted(duplicates.items())[:5])
+            raise fail(what, argv, run, f"{'duplicate' if duplicates else 'wrong'} target calls: {sum(per_process)} "
+                                        f"calls in {len(per_process)} process(es), expected {items}; "
+                                        f"{len(duplicates)} (variant, case) called more than once ({example or '-'}), "
+                                        f"{len(missing)} never called, {len(unexpected)} unexpected")
+        # Per-case results: (case_id, variant) -> (passed, outputs), the same in every run as in the reference.
+        try:
+            cases = json.loads(report.read_text(encoding="utf-8"))["cases"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise fail(what, argv, run, f"no per-case results in {report.name}: {exc!r}") from None
+        results = {(c["case_id"], c["variant"]): (c["passed"], tuple(r["output"] for r in c["runs"])) for c in cases}
+        if len(cases) != items or len(results) != items or not all(passed for passed, _ in results.values()):
+            raise fail(what, argv, run, f"{report.name} has {len(cases)} cases ({len(results)} distinct), "
+                                        f"{sum(1 for passed, _ in results.values() if passed)} passed; expected "
+                                        f"{items}, all passed")
+        if not reference:
+            if label != reference_label:
+                raise BenchmarkError(f"{what}: the reference run must come first")
+            reference.update(results)
+        elif results != reference:
+            differ = sorted(k for k in reference.keys() | results.keys() if reference.get(k) != results.get(k))
+            raise fail(what, argv, run, f"per-case results differ from the reference ({reference_label}) for "
+                                        f"{len(differ)} (case, variant), e.g. {differ[:3]}")
+        # MLflow: exactly one run per (eval, variant). The store is read from a copy at a path of its own:
+        # MLflow caches its database engine per URI, and the next run replaces mlflow.db.
+        copy = stores / f"run-{next(store_copies)}.db"
+        shutil.copyfile(directory / "mlflow.db", copy)
+        logged = mlflow_runs(copy, what)
+        if logged != expected_runs:
+            raise fail(what, argv, run, f"MLflow runs per (eval, variant): {logged}; expected exactly one each "
+                                        f"{sorted(expected_runs)}")
+        return {"calls": sum(per_process), "calls_per_process": sorted(per_process, reverse=True),
+                "duplicates": len(duplicates), "mlflow_runs": {"/".join(k): n for k, n in logged.items()},
+                "hint": XDIST_HINT in run.stdout}
+
+    measured, kept = measure_rotating("b5-xdist", configs, directory, runs, items, prepare, check)
+    # Presented xdist first; the reference last.
+    order = [1, 2, 0]
+    series = [measured[k] for k in order]
+    checks = [kept[k] for k in order]
+    ok = all(c["calls"] == items and c["duplicates"] == 0 and set(c["mlflow_runs"].values()) == {1}
+             for per_config in checks for c in per_config)
+    extra = [
+        "Every run, warm-up included, is checked: pytest's summary, the target calls counted across all processes "
+        "(one line per call in `calls-<pid>.log`), the per-case results of `--prompt-report` against the reference's, "
+        "and the runs in the fresh MLflow store; a failed check stops the script.",
+        "",
+        "| configuration | runs checked (with warm-up) | target calls per run | duplicate calls | calls per process (last run) "
+        "| MLflow runs per (eval, variant) | per-case results as reference | loadscope hint printed |",
+        "|---|---:|---:|---:|---|---:|---|---|",
+    ]
+    for s, per_config in zip(series, checks):
+        last = per_config[-1]
+        per_run_mlflow = sorted({n for c in per_config for n in c["mlflow_runs"].values()})
+        hint = sorted({c["hint"] for c in per_config})
+        extra.append(
+            f"| {s.label} | {len(per_config) + 1} | {', '.join(sorted({str(c['calls']) for c in per_config}))} "
+            f"| {sum(c['duplicates'] for c in per_config)} | {' + '.join(map(str, last['calls_per_process']))} "
+            f"| {', '.join(map(str, per_run_mlflow))} | {'yes' if s.label != reference_label else '(reference)'} "
+            f"| {'/'.join('yes' if h else 'no' for h in hint)} |")
+    return Result(
+        name="b5-xdist",
+        title="pytest-xdist",
+        measures=(
+            f"b1's dataset ({B5_CASES} cases × 2 variants, {items} items) with a Python target "
+            "(`target: b5_target:echo_counted`) that returns what echo would, the rendered prompt, and appends the "
+            "case's identity (variant, question) to a file of the calling process, so that calls can be counted "
+            "across xdist workers. Run with `-n 2` (xdist's default `--dist load`), `-n 2 --dist loadscope` "
+            "(each eval variant on one worker) and without xdist (`-p no:xdist`) as the reference, alternating "
+            "run by run; every run writes `--prompt-report` and a fresh MLflow store."
+        ),
+        not_yet=(
+            "Under xdist, peak RSS is not the memory of the whole run: `os.wait4` on the controller reports the "
+            "highest peak of any one process among the controller and the workers it reaped (Linux takes the maximum "
+            "over a process and its waited-for descendants), not the sum of the three processes that run at once; "
+            "CPU seconds do include the workers'. The target returns at once, so this checks correctness rather "
+            "than a speed-up, and on this 2-core machine the controller and two workers share 2 cores. "
+            "Wall times include writing the JSON report."
+        ),
+        series=series,
+        goal="same per-case results, one MLflow run per (eval, variant), zero duplicate calls",
+        status=(f"{'met' if ok else 'NOT met'}: in every run of every configuration {items} target calls, 0 duplicates, "
+                f"1 MLflow run per (eval, variant), per-case results identical to `-p no:xdist`"),
+        headline=", ".join(f"{s.label.split(' (')[0]}: {s.median:.2f} s" for s in series)
+                 + "; 0 duplicate calls, 1 MLflow run per (eval, variant), same results",
+        extra=extra,
+        data={"checks": {s.label: per_config for s, per_config in zip(series, checks)}},
     )
 
 
@@ -581,7 +919,9 @@ def import_cost(runs: int, tmp: Path) -> Result:
 BENCHMARKS: dict[str, Callable[[int, Path], Result]] = {
     "b1-overhead": b1_overhead,
     "b2-scale": b2_scale,
+    "b3-concurrency": b3_concurrency,
     "b4-no-evals": b4_no_evals,
+    "b5-xdist": b5_xdist,
     "import": import_cost,
 }
 
@@ -671,8 +1011,9 @@ def render(results: list[Result], command: str, runs: int, started: dt.datetime,
     for r in results:
         out += ["", f"### {r.name}", "", f"**{r.title}.** {r.measures}", ""]
         if r.series:
-            out += [f"Command (in the generated data directory): `{r.series[0].command}`"
-                    + (f"; and `{r.series[1].command}`" if len(r.series) > 1 else ""), ""]
+            commands = [f"`{s.command}`" for s in r.series]
+            out += ["Command (in the generated data directory): "
+                    + ("; ".join(commands[:-1]) + "; and " + commands[-1] if len(commands) > 1 else commands[0]), ""]
             out += series_table(r.series, [r.goal] + ["–"] * (len(r.series) - 1))
             out.append("")
         out += r.extra + ([""] if r.extra else [])
@@ -745,6 +1086,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r.name == "import":
             for line in r.extra:
                 if line.startswith("|") and "ms" in line or line.startswith("Modules") or line.startswith("Difference"):
+                    print("    " + line)
+        if r.name in ("b3-concurrency", "b5-xdist"):
+            for line in r.extra:
+                if line.startswith("|") and not line.startswith("|---") or line.startswith("Speed-up"):
                     print("    " + line)
     if args.json:
         args.json.write_text(json.dumps({"command": command, "date": started.isoformat(), "machine": dict(machine()),

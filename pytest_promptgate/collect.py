@@ -380,6 +380,7 @@ class EvalItem(pytest.Item):
         """
         if state.schedule is None:
             state.schedule = Schedule.of(self.config, self.session.items)
+        runner = state.runner()
         for other in state.schedule.ahead(self, count):
             other_target = other.plan.targets[other.variant.name]
             if isinstance(other_target, str):
@@ -388,7 +389,8 @@ class EvalItem(pytest.Item):
                 if self.plan.fixture_scopes.get(self.variant.name) == "function":
                     continue
                 other_target = target
-            yield other.plan.job(other.variant, other.case), other_target
+            if runner.fetches(other_target) and not runner.started(other.plan.loaded.name, other.variant.name, other.case.id):
+                yield other.plan.job(other.variant, other.case), other_target
 
     def _fixture_target(self, name: str, prompt_names: tuple[str, ...]) -> Target:
         value = self._request.getfixturevalue(name)

@@ -139,10 +139,19 @@ class Runner:
             runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
         )
 
+    @staticmethod
+    def fetches(target: Target) -> bool:
+        """Whether calls of ``target`` go to the pool: not an instant one, for which a thread costs more than the call."""
+        return not getattr(target, "instant", False)
+
+    def started(self, eval: str, variant: str, case_id: str) -> bool:
+        """Whether the calls of this case are under way or done (its runs start together)."""
+        return (eval, variant, case_id, 1) in self._started
+
     def _start(self, job: Job, target: Target) -> None:
         """Submit the calls of ``job``'s runs that are not under way yet (none for an instant target)."""
-        if getattr(target, "instant", False):
-            return  # a thread would cost more than the call
+        if not self.fetches(target):
+            return
         request = None
         for k in range(1, job.repeat + 1):
             key = job.key(k)
