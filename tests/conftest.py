@@ -114,6 +114,16 @@ def _tracking_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMPTGATE_TRACKING", "off")
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose sessions set the ini key pytest-asyncio (a test dependency) otherwise warns about.
+
+    pytester clears ``PYTEST_ADDOPTS`` when it starts, so the variable is set after it.
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    return pytester
+
+
 @pytest.fixture(scope="session")
 def migrated_store(tmp_path_factory: pytest.TempPathFactory):
     """A migrated SQLite MLflow store to copy: creating one takes seconds, copying it milliseconds.

@@ -198,6 +198,44 @@ def test_async_targets_share_one_loop_in_its_own_thread_and_run_at_once(pytester
     assert promptgate_threads() == []
 
 
+def test_async_targets_and_pytest_asyncio_tests_in_one_session(pytester, calls, monkeypatch):
+    """Real pytest-asyncio, its loop shared by every test of the session: async tests before and after the evals run
+    on that loop, the evals' async calls on the plugin's own, and neither disturbs the other."""
+    import pytest_asyncio  # noqa: F401  (in the [test] extra: this test must not be skipped)
+
+    monkeypatch.setenv("MEET", "4")
+    pytester.makeini("""
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = session
+        asyncio_default_test_loop_scope = session
+    """)
+    pytester.makepyfile(test_a_first="""
+        import asyncio
+        LOOPS = []
+
+        async def test_before_the_evals():
+            LOOPS.append(asyncio.get_running_loop())
+            await asyncio.sleep(0)
+    """, test_z_last="""
+        import asyncio
+        import threading
+        from test_a_first import LOOPS
+
+        async def test_after_the_evals_on_the_same_loop():
+            assert asyncio.get_running_loop() is LOOPS[0]
+            assert threading.current_thread() is threading.main_thread()
+            await asyncio.sleep(0)
+    """)
+    pytester.makefile(".eval.yaml", conc=eval_file(target="calls:async_answer", wrong={"c2"}))
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-concurrency", "4", "-p", "no:randomly")
+    result.assert_outcomes(passed=24, failed=2)
+    made = calls()
+    assert len(made) == 24 and {c["thread"] for c in made} == {"promptgate-loop"}
+    assert max(c["peak"] for c in made) == 4
+    assert promptgate_threads() == []
+
+
 def test_fixture_targets_are_fetched_ahead_only_when_the_fixture_outlives_an_item(pytester, calls, monkeypatch):
     monkeypatch.setenv("MEET", "4")
     pytester.makeconftest("""
