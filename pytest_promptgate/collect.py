@@ -36,6 +36,9 @@ SHOWN_OUTPUT_CHARS = 300
 #: xdist modes that run all the items of one eval and variant on one worker, in collection order
 #: (loadgroup by the ``xdist_group`` mark each eval item carries under it, where it works).
 GROUPING_DIST_MODES = frozenset({"loadgroup", "loadscope", "loadfile"})
+#: Fixture scopes whose value eval items share: pytest gives eval items (which have no module or class
+#: of their own) a new value of a class- or function-scoped fixture each.
+SHARED_FIXTURE_SCOPES = frozenset({"session", "package"})
 
 
 def eval_files(config: pytest.Config, state: State) -> Iterator[Path]:
@@ -250,13 +253,30 @@ class Schedule:
         self.mode = mode
         self._sequences: dict[Any, list[EvalItem]] = {}
         self._positions: dict[EvalItem, int] = {}
+        self._may_skip: dict[EvalItem, bool] = {}
+        evals = [item for item in items if isinstance(item, EvalItem)]
+        #: Whether any eval item's target is called on a thread (not ``echo``): else nothing is fetched ahead.
+        self.fetching = any(
+            isinstance(target, str) or getattr(target, "instant", False) is False
+            for plan in {id(item.plan): item.plan for item in evals}.values() for target in plan.targets.values()
+        )
         if mode == "next":
             return
-        for item in items:
-            if isinstance(item, EvalItem):
-                sequence = self._sequences.setdefault(self._group(item), [])
-                self._positions[item] = len(sequence)
-                sequence.append(item)
+        for item in evals:
+            sequence = self._sequences.setdefault(self._group(item), [])
+            self._positions[item] = len(sequence)
+            sequence.append(item)
+
+    def may_skip(self, item: pytest.Item) -> bool:
+        """Whether a mark may keep ``item`` from running (``skip``, ``skipif``, ``xfail(run=False)``): its
+        calls are not started early, so a skipped case costs nothing."""
+        known = self._may_skip.get(item)
+        if known is None:
+            known = self._may_skip[item] = bool(
+                item.get_closest_marker("skip") or item.get_closest_marker("skipif")
+                or any(not mark.kwargs.get("run", True) for mark in item.iter_markers("xfail"))
+            )
+        return known
 
     @classmethod
     def of(cls, config: pytest.Config, items: list[pytest.Item]) -> Schedule:
@@ -268,8 +288,8 @@ class Schedule:
         if dist == "loadgroup":
             # loadgroup groups by a suffix it appends to node ids, which some pytest versions ignore
             # (pytest-xdist issue #1386): trust it only when the suffix is there.
-            first = next((item for item in items if isinstance(item, EvalItem)), None)
-            grouped = first is not None and first.nodeid.endswith(f"@{first.xdist_group}")
+            evals = [item for item in items if isinstance(item, EvalItem)]
+            grouped = all(item.nodeid.endswith(f"@{item.xdist_group}") for item in evals)  # no other group either
             return cls(items, "group" if grouped else "next")
         return cls(items, "group" if dist in GROUPING_DIST_MODES else "all" if dist == "each" else "next")
 
@@ -380,16 +400,19 @@ class EvalItem(pytest.Item):
         """
         if state.schedule is None:
             state.schedule = Schedule.of(self.config, self.session.items)
-        runner = state.runner()
-        for other in state.schedule.ahead(self, count):
+        schedule, runner = state.schedule, state.runner()
+        if not schedule.fetching:
+            return
+        for other in schedule.ahead(self, count):
             other_target = other.plan.targets[other.variant.name]
             if isinstance(other_target, str):
                 if other.plan is not self.plan or other.variant is not self.variant:
                     continue
-                if self.plan.fixture_scopes.get(self.variant.name) == "function":
+                if self.plan.fixture_scopes.get(self.variant.name) not in SHARED_FIXTURE_SCOPES:
                     continue
                 other_target = target
-            if runner.fetches(other_target) and not runner.started(other.plan.loaded.name, other.variant.name, other.case.id):
+            if (runner.fetches(other_target) and not runner.started(other.plan.loaded.name, other.variant.name, other.case.id)
+                    and not schedule.may_skip(other)):
                 yield other.plan.job(other.variant, other.case), other_target
 
     def _fixture_target(self, name: str, prompt_names: tuple[str, ...]) -> Target:

@@ -40,6 +40,7 @@ from .targets.cache import ResponseCache
 from .targets.pricing import cost_usd
 
 _OWN_CODE = str(Path(__file__).parent)
+_STOPPED = "the call was cancelled: the session stopped while it was under way"
 #: Names of the runner's threads (``threading.enumerate()`` shows them while they live).
 THREAD_PREFIX = "promptgate"
 #: One target call: eval, variant, case id, run number.
@@ -89,7 +90,8 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._awaiting: set[concurrent.futures.Future[Any]] = set()
-        self._lock = threading.Lock()  # the loop's creation and _awaiting, from any calling thread
+        self._stopping = False  # while stop() runs: a call that gets this far is not started
+        self._lock = threading.Lock()  # the loop's creation, _awaiting and _stopping, from any calling thread
 
     @property
     def lookahead(self) -> int:
@@ -129,10 +131,13 @@ class Runner:
                                    case_id=case.id, variant=job.variant.name, judge=judge)
                 runs.append(grade_run(job.graders, ctx))
         finally:  # a case stopped by a failed run or grader needs none of its later runs
+            running = []
             for k in range(len(runs) + 1, job.repeat + 1):
                 unneeded = self._started.pop(job.key(k), None)
-                if unneeded is not None:
-                    unneeded.cancel()
+                if unneeded is not None and not unneeded.cancel():
+                    running.append(unneeded)
+            # Those under way use this item's target (a function-scoped fixture's value): they end before it does.
+            concurrent.futures.wait(running)
         passed, score, flaky = combine_runs(runs, job.repeat_pass)
         return CaseResult(
             eval=job.eval, variant=job.variant.name, case_id=case.id, passed=passed, score=score,
@@ -184,6 +189,8 @@ class Runner:
         return result
 
     def _call(self, target: Target, request: TargetRequest) -> TargetResult:
+        if self._stopping:  # a queued call that started while stop() cancelled the others (e.g. after a claim)
+            raise TargetError(_STOPPED)
         try:
             prepare = getattr(target, "prepare", None)
             if prepare is not None:  # one-time set-up (imports, clients) is not the target's latency
@@ -225,26 +232,34 @@ class Runner:
 
     def _await(self, awaitable: Any) -> Any:
         """Run ``awaitable`` on the runner's loop and wait for it here, in whichever thread calls."""
-        future = asyncio.run_coroutine_threadsafe(_wait_for(awaitable), self._event_loop())
         with self._lock:
+            if self._stopping:
+                close = getattr(awaitable, "close", None)
+                if close is not None:
+                    close()  # a coroutine never awaited would warn
+                raise TargetError(_STOPPED)
+            future = asyncio.run_coroutine_threadsafe(_wait_for(awaitable), self._event_loop_locked())
             self._awaiting.add(future)
         try:
-            return future.result()
+            outcome = future.result()
         except concurrent.futures.CancelledError:
-            raise TargetError("the call was cancelled: the session stopped while it was under way") from None
+            raise TargetError(_STOPPED) from None
         finally:
             with self._lock:
                 self._awaiting.discard(future)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                # A daemon: should close() never run (a crash), a loop waiting for work must not keep the process alive.
-                thread = threading.Thread(target=loop.run_forever, name=f"{THREAD_PREFIX}-loop", daemon=True)
-                thread.start()
-                self._loop, self._loop_thread = loop, thread
-            return self._loop
+    def _event_loop_locked(self) -> asyncio.AbstractEventLoop:
+        """The runner's loop, started in its thread on first use; called with ``_lock`` held."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            # A daemon: should close() never run (a crash), a loop waiting for work must not keep the process alive.
+            thread = threading.Thread(target=loop.run_forever, name=f"{THREAD_PREFIX}-loop", daemon=True)
+            thread.start()
+            self._loop, self._loop_thread = loop, thread
+        return self._loop
 
     def stop(self) -> None:
         """Cancel the calls not started and the async calls under way; wait for the sync calls under way.
@@ -256,12 +271,15 @@ class Runner:
             future.cancel()
         self._started.clear()
         with self._lock:
+            self._stopping = True
             awaiting = list(self._awaiting)
         for future in awaiting:
             future.cancel()  # cancels the task on the loop: the coroutine sees CancelledError
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        with self._lock:
+            self._stopping = False
 
     def close(self) -> None:
         """Stop, then close targets' and judges' clients and the event loop."""
@@ -279,8 +297,23 @@ class Runner:
             self._loop = self._loop_thread = None
 
 
-async def _wait_for(awaitable: Any) -> Any:
-    return await awaitable
+@dataclass(frozen=True)
+class _Outcome:
+    """What an awaitable gave: a value, or the exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+async def _wait_for(awaitable: Any) -> _Outcome:
+    # SystemExit and KeyboardInterrupt raised in a task would stop the loop itself (asyncio re-raises them
+    # out of run_forever) and leave every caller waiting: they are carried to the calling thread instead.
+    try:
+        return _Outcome(value=await awaitable)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _Outcome(error=exc)
 
 
 def describe_exception(what: str, exc: BaseException) -> str:

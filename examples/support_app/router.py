@@ -6,15 +6,17 @@ from . import model
 
 
 class Router:
-    """Routes a ticket to an intent label. Made once per session by the ``router`` fixture."""
+    """Routes a ticket to an intent label. Made once per session by the ``router`` fixture.
+
+    promptgate calls it from several threads at once (``--prompt-concurrency``), so it keeps no
+    per-call state.
+    """
 
     def __init__(self, default_label: str = "other") -> None:
         self.default_label = default_label
-        self.calls = 0
 
     def __call__(self, prompt: str) -> dict:
         """Called by promptgate with the rendered prompt; returns the label and token usage."""
-        self.calls += 1
         completion = model.complete(prompt)
         label = completion.output.strip().lower().rstrip(".").split()[-1] or self.default_label
         return {
