@@ -26,7 +26,7 @@ from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .graders.strings import cut
 from .plugin import DIST_KEY, NEXT_ITEM, State, get_state
 from .results import CaseResult
-from .runner import Job, describe_exception
+from .runner import Job, Runner, describe_exception
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
 from .targets import CallableTarget, Target, TargetError, build
 from .targets.cache import ResponseCache, from_config as cache_from_config
@@ -257,7 +257,7 @@ class Schedule:
         evals = [item for item in items if isinstance(item, EvalItem)]
         #: Whether any eval item's target is called on a thread (not ``echo``): else nothing is fetched ahead.
         self.fetching = any(
-            isinstance(target, str) or getattr(target, "instant", False) is False
+            isinstance(target, str) or Runner.fetches(target)
             for plan in {id(item.plan): item.plan for item in evals}.values() for target in plan.targets.values()
         )
         if mode == "next":
@@ -395,8 +395,8 @@ class EvalItem(pytest.Item):
         """The jobs and targets of the items this process runs next whose calls may start now.
 
         A ``fixture:`` target's value is known only for this item's own eval and
-        variant, and stands for the items after it only when its fixture outlives an
-        item (scope above function); the others are called in their own turn.
+        variant, and stands for the items after it only when eval items share it
+        (:data:`SHARED_FIXTURE_SCOPES`); the others are called in their own turn.
         """
         if state.schedule is None:
             state.schedule = Schedule.of(self.config, self.session.items)

@@ -116,13 +116,15 @@ class Runner:
             self._start(job, target)  # this item's own runs first: it waits for them
             for other, other_target in ahead:
                 self._start(other, other_target)
-        case, request = job.case, job.request()
+        case, request = job.case, None  # rendered once, and only for a call made here
         runs: list[RunRecord] = []
         try:
             for k in range(1, job.repeat + 1):
-                started = self._started.pop(job.key(k), None)
+                future = self._started.pop(job.key(k), None)
+                if future is None and request is None:
+                    request = job.request()
                 try:
-                    result = self.call(target, request, job.prices, run=k) if started is None else started.result()
+                    result = self.call(target, request, job.prices, run=k) if future is None else future.result()
                 except TargetError as exc:
                     if job.repeat == 1:
                         raise
@@ -164,7 +166,8 @@ class Runner:
                 continue
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{THREAD_PREFIX}-call")
-            request = request or job.request()
+            if request is None:
+                request = job.request()
             self._started[key] = self._pool.submit(self.call, target, request, job.prices, k)
 
     def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]],
@@ -290,9 +293,10 @@ class Runner:
                 close()
         loop, thread = self._loop, self._loop_thread
         if loop is not None and thread is not None:
-            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
+            if thread.is_alive():  # it always should be (_wait_for keeps exceptions off the loop); never wait on a dead one
+                asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
             loop.close()
             self._loop = self._loop_thread = None
 

@@ -23,7 +23,7 @@ target:
     model: gpt-4o-mini
     api_key_env: PROMPTGATE_TEST_KEY
     params: {temperature: 0}
-    timeout: 0.5
+    timeout: 1.5  # a margin: eight calls run at once (--prompt-concurrency) on a loaded machine
     retries: 1
 threshold: 0
 graders: [{type: equals, value: "{{expected}}"}]
@@ -51,7 +51,7 @@ def misbehaving(seen: Counter):
         if message == "down":
             return Reply(503, error(f"overloaded (you sent {request.get('model')})"))
         if message == "slow":
-            return Reply(body=completion("too late"), delay=2.0)
+            return Reply(body=completion("too late"), delay=3.0)
         if message == "garbage":
             return Reply(200, "<html>proxy error</html>", headers={"Content-Type": "text/html"})
         if message == "no-choices":
@@ -79,7 +79,7 @@ def test_provider_outcomes_and_no_key_in_output(project, pytester, recorded, ope
     # error cases, each with a clear reason
     assert seen["down"] == 2
     assert "HTTP 503" in results["down"]["error"] and "overloaded" in results["down"]["error"]
-    assert "timed out after 0.5 s" in results["slow"]["error"]
+    assert "timed out after 1.5 s" in results["slow"]["error"]
     assert "malformed response" in results["garbage"]["error"]
     assert "malformed response" in results["no-choices"]["error"]
     result.stdout.fnmatch_lines(["*ERROR at setup of chat::default::down*", "*HTTP 503 from http://127.0.0.1:*"])
