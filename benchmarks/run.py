@@ -586,6 +586,7 @@ def b4_no_evals(runs: int, tmp: Path) -> Result:
     min_ratio = min(with_plugin.walls) / min(without.walls)
     cpu_ratio = statistics.median(r.cpu_s for r in with_plugin.runs) / statistics.median(r.cpu_s for r in without.runs)
     spread = (max(without.walls) - min(without.walls)) / without.median
+    counted = instruction_counts(configs, directory, tests) if CALLGRIND else None
     return Result(
         name="b4-no-evals",
         title="What the plugin costs a test suite that has no evals",
@@ -602,14 +603,46 @@ def b4_no_evals(runs: int, tmp: Path) -> Result:
         series=series,
         goal="ratio of medians ≤ 1.02",
         status=(f"ratio of medians {ratio:.3f} ({'met' if ratio <= 1.02 else 'NOT met'}), of mins {min_ratio:.3f}, "
-                f"of median CPU seconds {cpu_ratio:.3f}; run-to-run spread without the plugin {spread:.0%} of its median"),
-        headline=f"ratio {ratio:.3f} ({with_plugin.median:.2f} s / {without.median:.2f} s)",
+                f"of median CPU seconds {cpu_ratio:.3f}; run-to-run spread without the plugin {spread:.0%} of its median"
+                + (f"; instructions (callgrind) {counted[0] / counted[1]:.4f} "
+                   f"({'met' if counted[0] / counted[1] <= 1.02 else 'NOT met'})" if counted else "")),
+        headline=f"ratio {ratio:.3f} ({with_plugin.median:.2f} s / {without.median:.2f} s)"
+                 + (f"; instructions {counted[0] / counted[1]:.4f}" if counted else ""),
         extra=[f"Plugin installed / `-p no:promptgate`: ratio of medians **{ratio:.3f}** (goal ≤ 1.02), "
                f"ratio of mins {min_ratio:.3f}, ratio of median CPU seconds {cpu_ratio:.3f}. "
                f"The spread (max − min) of the runs without the plugin is {spread:.0%} of their median: "
-               f"a difference of a few per cent is below what {runs} runs on this machine can resolve."],
-        data={"ratio": ratio, "min_ratio": min_ratio, "cpu_ratio": cpu_ratio},
+               f"a difference of a few per cent is below what {runs} runs on this machine can resolve."]
+              + ([f"Instructions executed (`valgrind --tool=callgrind`, one run each after the wall-time runs, bytecode "
+                  f"caches warm; the count does not depend on other load): plugin installed {counted[0]:,}, "
+                  f"`-p no:promptgate` {counted[1]:,}, ratio **{counted[0] / counted[1]:.4f}** (goal ≤ 1.02)."]
+                 if counted else ["Instruction counts: not taken (`--callgrind` runs both configurations under callgrind)."]),
+        data={"ratio": ratio, "min_ratio": min_ratio, "cpu_ratio": cpu_ratio,
+              "instructions": list(counted) if counted else None},
     )
+
+
+#: ``--callgrind``: b4 also counts the instructions of one run of each configuration.
+CALLGRIND = False
+_COLLECTED = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
+
+
+def instruction_counts(configs: Sequence[tuple[str, list[str]]], cwd: Path, passed: int) -> tuple[int, ...]:
+    """Instructions executed by one run of each configuration under callgrind, which counts the same for the
+    same program and inputs whatever else the machine does (wall time here varies by 20–40 %)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise BenchmarkError("--callgrind needs valgrind on PATH")
+    counts = []
+    for label, argv in configs:
+        wrapped = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv]
+        progress(f"  {label} under callgrind (a minute or two)")
+        run = run_child(wrapped, cwd)
+        check_pytest(f"b4-no-evals {label} (callgrind)", wrapped, run, passed)
+        found = _COLLECTED.search(run.stderr)
+        if found is None:
+            raise fail(f"b4-no-evals {label} (callgrind)", wrapped, run, "no 'Collected :' line from callgrind")
+        counts.append(int(found.group(1)))
+    return tuple(counts)
 
 
 #: b5's cases (× 2 variants), and the words of the plugin's hint that --dist load split the eval variants.
@@ -1044,6 +1077,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"run only this benchmark (repeatable; one of {', '.join(BENCHMARKS)}); leaves docs/benchmarks.md alone")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every run's raw figures as JSON to PATH")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="b4 also counts instructions under valgrind's callgrind (a few minutes more; needs valgrind)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -1056,7 +1091,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = loadavg()
     t0 = time.perf_counter()
     results: list[Result] = []
-    global PYCACHE
+    global PYCACHE, CALLGRIND
+    CALLGRIND = args.callgrind
     with tempfile.TemporaryDirectory(prefix="promptgate-bench-") as tmp:
         PYCACHE = Path(tmp) / "pycache"
         for name in names:
