@@ -6,7 +6,8 @@ Every benchmark generates its data into a temporary directory (never into the
 repository), then runs a fresh child process ``N`` times with the interpreter
 running this script (``sys.executable``). Each child is reaped with
 ``os.wait4``, which gives that child's own resource usage: wall time is taken
-around spawn → reap, peak RSS is the child's ``ru_maxrss``. One unmeasured
+around spawn → reap, peak RSS is the child's ``ru_maxrss`` -- for eval sessions,
+pytest's own peak plus its tracking agent's (RSS_CONFTEST). One unmeasured
 warm-up run per configuration comes first (it writes ``__pycache__`` and warms
 the file cache), and every run -- warm-up included -- is checked: exit code and
 the number of passed items from pytest's last line, and what else a benchmark
@@ -100,8 +101,33 @@ def child_env() -> dict[str, str]:
     return env
 
 
+#: Where the data directories' conftest.py (RSS_CONFTEST) writes pytest's own peak RSS and its children's.
+RSS_FILE = "process-rss.json"
+
+#: pytest's peak RSS and the largest of its children's (the tracking agent), in KiB, read in pytest_unconfigure:
+#: ``os.wait4`` on pytest gives only the larger of the two, and the memory a session needs is their sum.
+RSS_CONFTEST = f'''
+import json as _json
+import resource as _resource
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        own = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
+        children = _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss
+        (config.rootpath / "{RSS_FILE}").write_text(_json.dumps({{"self_kib": own, "children_kib": children}}))
+'''
+
+
 def run_child(argv: Sequence[str], cwd: Path) -> Run:
-    """Run ``argv`` once; wall time and the child's own rusage (``os.wait4``), output captured to files."""
+    """Run ``argv`` once; wall time and the child's own rusage (``os.wait4``), output captured to files.
+
+    Peak RSS: when the child is a pytest session in a data directory with RSS_CONFTEST, pytest's own peak plus
+    its largest child's (the tracking agent's), which bounds what the two used at once; else ``os.wait4``'s, the
+    largest single process of the child's tree.
+    """
+    rss_file = cwd / RSS_FILE
+    rss_file.unlink(missing_ok=True)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -111,10 +137,15 @@ def run_child(argv: Sequence[str], cwd: Path) -> Run:
         proc.returncode = exitcode  # reaped here; keep Popen from waiting again
         out.seek(0)
         err.seek(0)
+        maxrss = usage.ru_maxrss  # KiB on Linux
+        if rss_file.exists():
+            rss = json.loads(rss_file.read_text(encoding="utf-8"))
+            maxrss = max(maxrss, rss["self_kib"] + rss["children_kib"])
+            rss_file.unlink()
         return Run(
             wall_s=wall,
             cpu_s=usage.ru_utime + usage.ru_stime,
-            maxrss_kib=usage.ru_maxrss,  # KiB on Linux
+            maxrss_kib=maxrss,
             exitcode=exitcode,
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
@@ -346,6 +377,7 @@ def write_math_eval(directory: Path, cases: int, target: str = "echo", variants:
     directory.mkdir(parents=True, exist_ok=True)
     write_ini(directory)
     (directory / "bench.eval.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (directory / "conftest.py").write_text(f'"""Written by benchmarks/run.py: peak RSS figures."""\n{RSS_CONFTEST}', encoding="utf-8")
 
 
 #: b3: how many cases, how long the target sleeps per call, the concurrency levels (the goal's first).
@@ -407,7 +439,7 @@ def write_b3_eval(directory: Path) -> int:
     write_math_eval(directory, B3_CASES, target="b3_target:sleepy", variants=1)
     write_ini(directory, pythonpath=True)
     (directory / "b3_target.py").write_text(B3_TARGET, encoding="utf-8")
-    (directory / "conftest.py").write_text(EVAL_PHASE_CONFTEST, encoding="utf-8")
+    (directory / "conftest.py").write_text(EVAL_PHASE_CONFTEST + RSS_CONFTEST, encoding="utf-8")
     return B3_CASES
 
 
@@ -782,9 +814,9 @@ def b5_xdist(runs: int, tmp: Path) -> Result:
             "run by run; every run writes `--prompt-report` and a fresh MLflow store."
         ),
         not_yet=(
-            "Under xdist, peak RSS is not the memory of the whole run: `os.wait4` on the controller reports the "
-            "highest peak of any one process among the controller and the workers it reaped (Linux takes the maximum "
-            "over a process and its waited-for descendants), not the sum of the three processes that run at once; "
+            "Under xdist, peak RSS is not the memory of the whole run: it is the controller's own peak plus the "
+            "highest peak among its children (the workers and the tracking agent; Linux reports the maximum over "
+            "waited-for children), not the sum of the four processes that run at once; "
             "CPU seconds do include the workers'. The target returns at once, so this checks correctness rather "
             "than a speed-up, and on this 2-core machine the controller and two workers share 2 cores. "
             "Wall times include writing the JSON report."

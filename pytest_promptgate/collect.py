@@ -84,6 +84,7 @@ class EvalFile(pytest.File):
             raise EvalFileError([loaded.problem(("eval",), f"eval name {loaded.name!r} is already used by {other['path']}")])
         plan = EvalPlan.build(loaded, state, registry, self)
         state.evals[loaded.name] = plan.info()
+        loaded.release_source()
         for variant in loaded.variants:
             yield VariantNode.from_parent(self, name=variant.name, plan=plan, variant=variant)
 
@@ -364,6 +365,9 @@ class EvalItem(pytest.Item):
         assert self.result is not None
         if not self.result.passed:
             raise CaseFailed()
+
+    def teardown(self) -> None:
+        self.result = None  # it is on the reports by now; kept, 10000 items would hold 10 MB of them
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, CaseFailed) and self.result is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .verdicts import (
 
 if TYPE_CHECKING:
     from .tracking import Baseline, Tracker, TrackingStatus
+    from .tracking_agent import TrackingAgent
 
 _OFF_WORDS = ("off", "false", "0", "no")
 
@@ -45,6 +47,8 @@ class TrackingSettings:
     pinned: tuple[str, ...]
     significance: float | None
     fail_on: frozenset[str]
+    #: When to open MLflow in a tracking agent: ``auto``, ``on`` or ``off`` (``tracking_agent.mode``).
+    agent: str = "auto"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
@@ -69,6 +73,12 @@ class TrackingSettings:
             what = "--prompt-require-tracking" if required else "--prompt-baseline"
             raise pytest.UsageError(f"promptgate: {what} needs tracking, which is switched off "
                                     "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)")
+        from .tracking_agent import mode
+
+        try:
+            agent = mode()
+        except ValueError as exc:
+            raise pytest.UsageError(f"promptgate: {exc}") from None
         ini_uri = config.getini("promptgate_tracking_uri").strip()
         if ini_uri and config.inipath is not None:  # a relative SQLite path in the ini file is relative to that file
             ini_uri = anchor_sqlite(ini_uri, config.inipath.parent)
@@ -84,6 +94,7 @@ class TrackingSettings:
             pinned=pinned,
             significance=significance,
             fail_on=fail_on,
+            agent=agent,
         )
 
 
@@ -113,7 +124,9 @@ class EvalSession:
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
-        self._tracker: Tracker | None = None
+        self._tracker: Tracker | None = None  # opened in this process
+        self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
+        self._connected = False  # the store answered (in the agent or here)
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
@@ -131,6 +144,7 @@ class EvalSession:
             self._pin_registry_prompts()
         settings = self.settings
         if not (settings.pinned or settings.required):
+            self._start_agent()
             return
         from .tracking import BaselineError, pinned_baseline
 
@@ -191,6 +205,35 @@ class EvalSession:
 
     # ------------------------------------------------------------------ during the session
 
+    def _start_agent(self) -> None:
+        """Start the tracking agent (:mod:`tracking_agent`), so that MLflow opens while collection and the items run.
+
+        Not when MLflow is open here already or tracking is off; with ``auto``, not when MLflow is
+        imported in this process already (opening it here costs little then), nor when the session
+        registers the best variant (which opens it here). A session that runs no eval after all
+        stops the agent at its finish, and one that opens MLflow here meanwhile (a registry prompt)
+        stops it then.
+        """
+        settings = self.settings
+        if not settings.enabled or settings.agent == "off" or self._tracker is not None or self._down is not None:
+            return
+        if self.config.option.collectonly:
+            return
+        if settings.agent == "auto" and ("mlflow" in sys.modules or self.config.getoption("prompt_register_best")):
+            return
+        from .tracking import anchor_sqlite
+        from .tracking_agent import TrackingAgent
+
+        try:
+            self._agent = TrackingAgent(anchor_sqlite(settings.uri, Path.cwd()), settings.experiment_prefix)
+        except OSError:  # no process could be started: MLflow is opened here, as without the agent
+            self._agent = None
+
+    def _stop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not report.failed:
             return
@@ -226,6 +269,7 @@ class EvalSession:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.results and not self.bad_eval_files:
+            self._stop_agent()
             return
         evals = self.state.evals
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
@@ -233,7 +277,10 @@ class EvalSession:
         stopped_early = bool(session.shouldfail or session.shouldstop)
         interrupted = stopped_early or exitstatus == pytest.ExitCode.INTERRUPTED
         outcomes = _outcomes(self.results)
-        self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, interrupted)
+        try:
+            self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, interrupted)
+        finally:
+            self._stop_agent()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
         fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
@@ -267,17 +314,16 @@ class EvalSession:
             self.tracking = TrackingStatus(state="off")
             return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
 
-        from .tracking import TrackingStatus, display_uri, rejected_spool, send_spooled, spool_dir, spooled
+        from .tracking import TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
 
         spool = spool_dir(self.config.rootpath)
         status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
         if self._down is not None:  # found down before the session (--prompt-baseline): say so here too
             status.state = "unavailable"
             status.problems.append(self._down)
-        tracker = self._open()
-        if tracker is not None and spooled(spool):
+        if self._connect() and spooled(spool):
             refused = len(rejected_spool(spool))
-            sent = self._call(lambda: send_spooled(tracker, spool))
+            sent = self._call(lambda: self._via("send_spooled", spool))
             status.sent_earlier = len(sent or ())
             refused = len(rejected_spool(spool)) - refused
             if refused:
@@ -289,14 +335,14 @@ class EvalSession:
         return logged
 
     def _judge(self, check: EvalCheck, outcomes: dict[tuple[str, str], dict[str, bool]]) -> EvalCheck:
-        from .tracking import TrackingError, find_baseline
+        from .tracking import TrackingError
 
         s, settings = check.summary, self.settings
         baseline = self._pins.get(s.eval)
-        if baseline is None and self._tracker is not None and self._down is None:
+        if baseline is None and self._connect():
             try:
-                baseline = self._call(lambda: find_baseline(
-                    self._tracker, s.eval, s.variant, branch=settings.baseline_branch, exclude_session=self.session_id,
+                baseline = self._call(lambda: self._via(
+                    "find_baseline", s.eval, s.variant, branch=settings.baseline_branch, exclude_session=self.session_id,
                     exclude_verdicts=sorted({"REGRESSION", *(name.upper() for name in settings.fail_on)}),
                 ))
             except TrackingError as exc:
@@ -306,7 +352,7 @@ class EvalSession:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
             return judge(check, None, None, settings.significance, no_baseline=why)
         try:
-            before = self._call(baseline.case_outcomes) or {}
+            before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
         except TrackingError as exc:
             self._problem(check, str(exc))
             before = {}
@@ -324,14 +370,14 @@ class EvalSession:
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
-        from .tracking import TrackingError, log_eval_run, spool, spool_dir
+        from .tracking import TrackingError, spool, spool_dir
 
         record = self._record(check, interrupted)
         status = self.tracking
         assert status is not None
-        if self._tracker is not None and self._down is None:
+        if self._connect():
             try:
-                run_id = self._call(lambda: log_eval_run(self._tracker, record))
+                run_id = self._call(lambda: self._via("log_eval_run", record))
             except TrackingError as exc:  # refused (a deleted experiment, a value MLflow rejects)
                 self._problem(check, str(exc))
                 run_id = None
@@ -393,14 +439,49 @@ class EvalSession:
     # ------------------------------------------------------------------ MLflow, carefully
 
     def _open(self) -> Tracker | None:
-        """The tracker, opened on first use; None when MLflow cannot be reached (``_down`` says why)."""
+        """The tracker of this process, opened on first use; None when MLflow cannot be reached (``_down`` says why)."""
         if self._tracker is None and self._down is None:
+            self._call(self._local)
+        return self._tracker
+
+    def _local(self) -> Tracker:
+        """The tracker of this process, opened on first use; raises TrackingError as ``Tracker.open`` does."""
+        if self._tracker is None:
             from .tracking import Tracker
 
+            self._stop_agent()  # MLflow is needed here (a registry prompt, a promotion): no use opening it twice
             tracker = Tracker(self.settings.uri, experiment_prefix=self.settings.experiment_prefix)
-            if self._call(tracker.open) is not None:
-                self._tracker = tracker
+            self._tracker = tracker.open()
         return self._tracker
+
+    def _connect(self) -> bool:
+        """Whether MLflow answers: asked once, of the tracking agent when it runs, else by opening it here."""
+        if not self._connected and self._down is None:
+            self._connected = self._call(lambda: self._via("open")) is not None
+        return self._connected and self._down is None
+
+    def _via(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """``tracking.{name}(tracker, *args, **kwargs)``, in the tracking agent when it runs, else here.
+
+        ``open`` opens the store (and returns True). When the agent has died, the call is
+        made here instead (MLflow is opened here), except logging a run: the agent may have
+        logged it just before it died, so that run is kept on disk rather than logged twice.
+        """
+        from . import tracking
+        from .tracking_agent import AgentGone
+
+        if self._agent is not None:
+            try:
+                result = self._agent.call(name, *args, **kwargs)
+                return True if name == "open" else result
+            except AgentGone as exc:
+                self._stop_agent()
+                if name == "log_eval_run":
+                    raise tracking.TrackingUnavailable(f"{exc}, while logging a run") from None
+                if self.tracking is not None:
+                    self.tracking.problems.append(f"{exc}; MLflow was opened in pytest's process instead")
+        tracker = self._local()
+        return True if name == "open" else getattr(tracking, name)(tracker, *args, **kwargs)
 
     def _call(self, action: Any) -> Any:
         """``action()``; None once MLflow is unreachable, which is remembered so it is not asked again."""
@@ -449,6 +530,9 @@ class EvalSession:
             except OSError as exc:
                 problems.append(f"promptgate: could not write the report {path}: {exc.strerror or exc}")
         return problems
+
+    def pytest_unconfigure(self) -> None:
+        self._stop_agent()  # a session that ended before its finish (an internal error, an exit in a hook)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.outcome is None:

@@ -990,24 +990,28 @@ class Baseline:
         return self.tags.get("git.branch")
 
     def case_outcomes(self) -> dict[str, bool]:
-        """``{case_id: passed}`` from the run's results table, for the paired (McNemar) test.
-
-        Downloads :data:`RESULTS_FILE`; {} when the run has none (it was not
-        logged by this plugin, or its upload failed).
-        """
-        tracker = self._tracker
-        if tracker is None:
+        """``{case_id: passed}`` from the run's results table, for the paired (McNemar) test (:func:`baseline_outcomes`)."""
+        if self._tracker is None:
             raise TrackingError("this baseline was not read from a tracker")
-        client = tracker.client
-        what = f"reading the results of run {self.run_id}"
-        with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp, tracker._calling(what):
-            names = {item.path for item in client.list_artifacts(self.run_id)}
-            if RESULTS_FILE not in names:
-                return {}
-            path = client.download_artifacts(self.run_id, RESULTS_FILE, tmp)
-            with open(path, encoding="utf-8") as f:
-                table = json.load(f)
-        return outcomes_from_table(table)
+        return baseline_outcomes(self._tracker, self.run_id)
+
+
+def baseline_outcomes(tracker: Tracker, run_id: str) -> dict[str, bool]:
+    """``{case_id: passed}`` of run ``run_id``, from its results table.
+
+    Downloads :data:`RESULTS_FILE`; {} when the run has none (it was not
+    logged by this plugin, or its upload failed).
+    """
+    client = tracker.client
+    what = f"reading the results of run {run_id}"
+    with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp, tracker._calling(what):
+        names = {item.path for item in client.list_artifacts(run_id)}
+        if RESULTS_FILE not in names:
+            return {}
+        path = client.download_artifacts(run_id, RESULTS_FILE, tmp)
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    return outcomes_from_table(table)
 
 
 def outcomes_from_table(table: Mapping[str, Any]) -> dict[str, bool]:

@@ -39,15 +39,35 @@ cases:
 """ + "".join(f"  - {{id: {c}, vars: {{id: {c}}}}}\n" for c in CASES)
 
 
+IMPORTS_MLFLOW = (
+    "import sys\n"
+    "def pytest_unconfigure(config):\n"
+    "    open('imported.txt', 'w').write(str(any(m.split('.')[0] == 'mlflow' for m in sys.modules)))\n"
+)
+
+
 @pytest.fixture
-def story(project, pytester, tracking_on):
-    """The story eval in the project, tracking on; returns a function running one session with N wrong answers."""
+def story(project, pytester, tracking_on, request, monkeypatch):
+    """The story eval in the project, tracking on; returns a function running one session with N wrong answers.
+
+    Sessions run in this process (MLflow is imported here already, so they open it in pytest's process);
+    parametrized indirectly with ``"agent"``, each runs in a process of its own whose MLflow calls are made by
+    the tracking agent: that process must never import MLflow itself.
+    """
     pytester.makepyfile(quality=QUALITY)
     project("story.eval.yaml", STORY)
+    agent = getattr(request, "param", "here") == "agent"
+    if agent:
+        monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", "on")
+        pytester.makeconftest(IMPORTS_MLFLOW)
 
     def run(wrong: int, *args: str) -> pytest.RunResult:
         (pytester.path / "wrong.txt").write_text(" ".join(CASES[:wrong]))
-        return pytester.runpytest("--prompt-suite", "core", "--prompt-report", "report.json", *args)
+        if not agent:
+            return pytester.runpytest("--prompt-suite", "core", "--prompt-report", "report.json", *args)
+        result = pytester.runpytest_subprocess("--prompt-suite", "core", "--prompt-report", "report.json", *args)
+        assert (pytester.path / "imported.txt").read_text() == "False"
+        return result
 
     run.uri = tracking_on
     run.report = lambda: json.loads((pytester.path / "report.json").read_text())
@@ -72,6 +92,7 @@ def only(report: dict) -> dict:
     return entry
 
 
+@pytest.mark.parametrize("story", ["here", "agent"], indirect=True)
 def test_first_run_then_pass_regression_warning_improved(story):
     first = story(0)
     assert first.ret == 0
@@ -308,17 +329,21 @@ def test_stopped_and_interrupted_sessions_are_logged_but_incomplete(story, pytes
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
-def test_mlflow_is_imported_only_when_evals_ran(story, pytester):
-    pytester.makeconftest(
-        "import sys\n"
-        "def pytest_unconfigure(config):\n"
-        "    open('imported.txt', 'w').write(str(any(m.split('.')[0] == 'mlflow' for m in sys.modules)))\n"
-    )
+def test_mlflow_is_imported_only_when_evals_ran(story, pytester, monkeypatch):
+    """pytest's own process never imports MLflow when its tracking agent logs the runs; without the agent, only
+    when evals ran."""
+    pytester.makeconftest(IMPORTS_MLFLOW)
     pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
-    nothing_selected = pytester.runpytest_subprocess("--prompt-suite", "nightly", "test_plain.py")
-    assert nothing_selected.ret == 0
-    assert (pytester.path / "imported.txt").read_text() == "False"
-    assert not runs_of_any(story.uri)
-    evals_ran = pytester.runpytest_subprocess("--prompt-suite", "core")
-    assert evals_ran.ret == 0
-    assert (pytester.path / "imported.txt").read_text() == "True"
+    for agent, imported in (("auto", "False"), ("off", "True")):
+        monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", agent)
+        nothing_selected = pytester.runpytest_subprocess("--prompt-suite", "nightly", "test_plain.py")
+        assert nothing_selected.ret == 0
+        assert (pytester.path / "imported.txt").read_text() == "False"
+        assert not runs_of_any(story.uri)
+    for agent, imported in (("auto", "False"), ("off", "True")):
+        monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", agent)
+        before = len(runs_of_any(story.uri))
+        evals_ran = pytester.runpytest_subprocess("--prompt-suite", "core")
+        assert evals_ran.ret == 0
+        assert (pytester.path / "imported.txt").read_text() == imported
+        assert len(runs_of_any(story.uri)) == before + 1

@@ -1,0 +1,263 @@
+"""The tracking agent: :mod:`tracking`'s calls, run in a child process that opened MLflow while the items ran.
+
+Importing MLflow and opening its store costs seconds of CPU (about 3.5 s on a
+SQLite store here: ``mlflow`` and its SQLAlchemy store, docs/benchmarks.md), and
+the controller needs MLflow only once the items have run. So when collection
+finds eval items, the controller starts this agent; it imports MLflow and opens
+the store on another core while pytest runs the items, then waits. At the end of
+the session the controller sends it the calls that compare and log the runs
+(:data:`CALLS`), one at a time, and gets their results back -- the same values,
+and the same :class:`~pytest_promptgate.tracking.TrackingError` exceptions, as
+calling :mod:`tracking` in-process.
+
+The channel is the agent's stdin and stdout: one pickled message each way per
+call (both ends are this package, in processes of the same user). The agent
+writes nothing else to its stdout; what MLflow prints goes to its stderr, which
+the controller keeps in a temporary file and quotes when the agent dies. The
+agent ignores Ctrl-C (the controller decides what an interrupted session
+logs) and exits when its stdin closes, so it never outlives the controller.
+
+Runs as ``python -c`` with the package's directory on ``sys.path`` (not
+``multiprocessing``, whose spawn would import the user's ``__main__`` again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+#: The :mod:`tracking` functions the agent runs, each with the agent's tracker as the first argument.
+CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "log_eval_run", "send_spooled"})
+
+#: ``PROMPTGATE_TRACKING_AGENT``: ``auto`` (the default) starts the agent when MLflow is not imported yet.
+AGENT_ENV = "PROMPTGATE_TRACKING_AGENT"
+_MODES = {"auto": "auto", "": "auto", "on": "on", "1": "on", "true": "on", "yes": "on",
+          "off": "off", "0": "off", "false": "off", "no": "off"}
+
+# How long the controller waits for the agent to exit after "close", before it kills it.
+_CLOSE_TIMEOUT_S = 10.0
+
+_BOOT = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); sys.path.append({path!r}); "
+    "from pytest_promptgate.tracking_agent import main; main()"
+)
+
+
+def mode(env: Any = None) -> str:
+    """``auto``, ``on`` or ``off``, from :data:`AGENT_ENV`; anything else is a ValueError saying what is expected."""
+    value = (os.environ if env is None else env).get(AGENT_ENV, "").strip().lower()
+    if value not in _MODES:
+        raise ValueError(f"{AGENT_ENV}={value!r}: expected auto, on or off")
+    return _MODES[value]
+
+
+class AgentGone(Exception):
+    """The agent exited (or never started); the message says how, with the end of what it printed."""
+
+
+class AgentBug(RuntimeError):
+    """An exception in the agent that is not a TrackingError: a bug, shown with the agent's traceback."""
+
+
+class TrackingAgent:
+    """The controller's end of one agent process, which opens the store ``uri`` as soon as it starts."""
+
+    def __init__(self, uri: str, experiment_prefix: str) -> None:
+        self._stderr = tempfile.TemporaryFile()
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _BOOT.format(path=package_parent)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            start_new_session=True,  # the terminal's Ctrl-C and Ctrl-Z go to pytest, not to the agent
+        )
+        self._gone: str | None = None
+        self._asked = False  # whether anything was asked of the agent (else closing it just stops it)
+        # Sent now: the agent opens the store while the items run. The URI may hold a password: never on argv.
+        self._send(("start", (uri, experiment_prefix), {}))
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """``tracking.{name}(tracker, *args, **kwargs)`` in the agent; ``open`` waits until the store is open.
+
+        Raises what the call raised there (TrackingError and its kinds), :class:`AgentBug`
+        for anything else, and :class:`AgentGone` when the agent is not there to answer.
+        """
+        self._asked = True
+        self._send((name, args, kwargs))
+        try:
+            reply = pickle.load(self._process.stdout)  # type: ignore[arg-type]
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise self._lost(exc) from None
+        kind, value = reply
+        if kind == "ok":
+            return value
+        if kind == "error":
+            from . import tracking
+
+            cls, message = value
+            raise getattr(tracking, cls, tracking.TrackingError)(message)
+        raise AgentBug(f"the tracking agent failed in {name}:\n{value}")
+
+    def close(self) -> None:
+        """End the agent and wait for it (killed after a while); calling it again does nothing.
+
+        An agent that was asked something is told to exit once it has answered; one that was
+        not (the session ran no eval) is stopped at once -- or, when it is writing to the store
+        just then (creating it), as soon as that write is done.
+        """
+        process = self._process
+        if process.poll() is None:
+            if self._asked:
+                with contextlib.suppress(AgentGone):
+                    self._send(("close", (), {}))
+            else:
+                process.terminate()
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # type: ignore[union-attr]
+            try:
+                process.wait(_CLOSE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdin, process.stdout, self._stderr):
+            if stream is not None and not stream.closed:
+                with contextlib.suppress(OSError):  # a pipe the agent left: what was buffered for it is moot
+                    stream.close()
+
+    def _send(self, message: tuple[str, tuple[Any, ...], dict[str, Any]]) -> None:
+        if self._gone is not None:
+            raise AgentGone(self._gone)
+        try:
+            pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.flush()  # type: ignore[union-attr]
+        except (OSError, ValueError) as exc:  # BrokenPipeError; ValueError once the pipe is closed
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> AgentGone:
+        """The agent stopped answering: wait for it, and say how it ended, with the end of its stderr."""
+        process = self._process
+        try:
+            code = process.wait(_CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        self._stderr.seek(0)
+        tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
+        self._gone = f"the tracking agent exited with code {code} ({type(exc).__name__})" + (f": {tail}" if tail else "")
+        return AgentGone(self._gone)
+
+
+# --------------------------------------------------------------------------- the agent process
+
+
+def main() -> None:
+    """The agent process: :func:`serve`, then exit at once.
+
+    Every call into MLflow has returned (and committed) by then; skipping the interpreter's
+    shutdown saves about a second with MLflow and SQLAlchemy loaded, which pytest would wait for.
+    """
+    code = 0
+    try:
+        serve()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """The agent's main loop: open the store named by the first message, then answer calls until told to close.
+
+    The agent's own stdout (fd 1) is pointed at its stderr before MLflow is imported, so
+    nothing MLflow prints can break the channel, which keeps the original stdout.
+    """
+    if stdout is None:
+        stdout = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    from . import tracking
+
+    _, (uri, prefix), _ = pickle.load(stdin)
+    tracker = tracking.Tracker(uri, experiment_prefix=prefix)
+    _import_mlflow(uri)
+    with _writing():
+        opened = _attempt(tracker.open)
+    if opened[0] == "ok":
+        opened = ("ok", None)  # the tracker itself stays here
+    while True:
+        try:
+            name, args, kwargs = pickle.load(stdin)
+        except EOFError:
+            return
+        if name == "close":
+            return
+        if name == "open":
+            reply = opened
+        elif name in CALLS:
+            with _writing():
+                reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)))
+        else:
+            reply = ("bug", f"no such call: {name!r}")
+        pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+
+def _import_mlflow(uri: str) -> None:
+    """Import what opening the store imports, before anything is written (the agent may be stopped meanwhile)."""
+    with contextlib.suppress(Exception):  # an import that fails fails again, with its reason, in Tracker.open
+        import mlflow.tracking  # noqa: F401
+
+        if uri.split(":", 1)[0].split("+", 1)[0].lower() in ("sqlite", "postgresql", "mysql", "mssql"):
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """Defer SIGTERM (``TrackingAgent.close`` of an unused agent) while the agent may be writing to the store.
+
+    A store stopped half way through its creation (MLflow's schema migrations, when no
+    migrated template can be copied) would be left unusable. Where signals cannot be
+    blocked (Windows), termination is immediate.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _attempt(action: Any) -> tuple[str, Any]:
+    from .tracking import TrackingError
+
+    try:
+        return ("ok", action())
+    except TrackingError as exc:
+        return ("error", (type(exc).__name__, str(exc)))
+    except Exception:
+        import traceback
+
+        return ("bug", traceback.format_exc())
+
+
+def _portable(value: Any) -> Any:
+    """A value that can cross to the controller: a baseline without its tracker (it reads through the agent)."""
+    import dataclasses
+
+    from .tracking import Baseline
+
+    if isinstance(value, Baseline):
+        return dataclasses.replace(value, _tracker=None)
+    return value

@@ -1,0 +1,269 @@
+"""The tracking agent: MLflow opened in a child process while the items run, and nothing lost when it fails.
+
+Sessions run in processes of their own (``runpytest_subprocess``), where MLflow is not
+imported, with ``PROMPTGATE_TRACKING_AGENT=on``. Runs are read back through an
+``MlflowClient`` of the test's own; the agent process is found through ``/proc`` as a
+child of the pytest process, killed for real, and looked for after the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlflow_server import MlflowServer, mlflow_server  # noqa: F401  (a real `mlflow server`)
+from pytest_promptgate.tracking import BaselineError, TrackedRun, Tracker, log_eval_run
+from pytest_promptgate.tracking_agent import AgentBug, AgentGone, TrackingAgent
+from test_tracking_down import EVAL, SERVED, arm, assert_run_of_the_eval, kept, restart, runs_of, spool
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the agent process through /proc")
+
+# Helpers for targets and conftests: the agent is the child of the pytest process running tracking_agent.
+AGENTS = '''
+import os
+from pathlib import Path
+
+def agents(parent=None):
+    """{pid: command line} of the tracking agents that are children of ``parent`` (default: this process)."""
+    parent = os.getpid() if parent is None else parent
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and "tracking_agent" in cmdline:
+            found[int(proc.name)] = cmdline
+    return found
+'''
+
+# The target kills the agent on its first call (SIGKILL), after writing down what it found; calls run concurrently.
+KILLER = AGENTS + '''
+import json, signal
+
+def label(vars):
+    try:
+        claim = os.open("agent.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # one call of the concurrent ones
+    except FileExistsError:
+        pass
+    else:
+        found = agents()
+        os.write(claim, json.dumps({"agents": found}).encode())
+        os.close(claim)
+        for pid in found:
+            os.kill(pid, signal.SIGKILL)
+    return {"refund": "refund", "money": "refund"}.get(vars["message"].split()[0], "other")
+'''
+
+# A conftest: after the session, which agents are still children of the pytest process, and was MLflow imported here.
+AFTER = AGENTS + '''
+import sys
+
+def pytest_unconfigure(config):
+    Path("after.json").write_text(json.dumps({
+        "agents": agents(), "mlflow_imported": any(m.split(".")[0] == "mlflow" for m in sys.modules),
+    }))
+
+import json
+'''
+
+
+@pytest.fixture
+def agent_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", "on")
+
+
+@pytest.fixture
+def evals(project, pytester, agent_on):
+    """One eval over ``target`` (module ``served`` by default), 2 variants × 3 cases, pass rate 2/3."""
+
+    def write(name: str, threshold: float = 0.5, target: str = SERVED) -> None:
+        project("served.py", target)
+        project(f"{name}.eval.yaml", EVAL.replace("NAME", name).replace("THRESHOLD", str(threshold)))
+        pytester.makeconftest(AFTER)
+
+    return write
+
+
+def run_eval(pytester: pytest.Pytester, uri: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("--prompt-suite", "core", "--prompt-tracking-uri", uri, *args)
+
+
+def after(pytester: pytest.Pytester) -> dict:
+    """What the session's conftest found at its end: agents left, and whether pytest's process imported MLflow."""
+    return json.loads((pytester.path / "after.json").read_text())
+
+
+def test_the_agent_logs_and_judges_while_pytest_never_imports_mlflow(evals, pytester, tracking_on):
+    evals("agent-ok")
+    first = run_eval(pytester, tracking_on)
+    assert first.ret == 0
+    first.stdout.fnmatch_lines(["agent-ok*a*3*66.7%*PASS (first run)*", f"logged 2 run(s) to MLflow at {tracking_on}*"])
+    assert after(pytester) == {"agents": {}, "mlflow_imported": False}
+    second = run_eval(pytester, tracking_on, "--prompt-report", "report.json")
+    assert second.ret == 0
+    client = MlflowClient(tracking_uri=tracking_on)
+    [experiment] = [e for e in client.search_experiments() if e.name == "promptgate/agent-ok"]
+    runs = sorted(client.search_runs([experiment.experiment_id]), key=lambda r: r.info.start_time)
+    assert len(runs) == 4
+    for run in runs:
+        assert_run_of_the_eval(run)
+    first_runs = {r.data.tags["promptgate.variant"]: r.info.run_id for r in runs[:2]}
+    report = json.loads((pytester.path / "report.json").read_text())
+    # The baselines were found, and their results tables read, by the agent: a paired test on 3 shared cases.
+    assert {row["variant"]: row["baseline_run_id"] for row in report["evals"]} == first_runs
+    assert {(row["test"], row["shared_cases"]) for row in report["evals"]} == {("mcnemar", 3)}
+    assert after(pytester) == {"agents": {}, "mlflow_imported": False}
+
+
+def test_the_agent_is_started_at_once_and_the_password_never_on_its_command_line(evals, pytester, tracking_on):
+    uri = "http://user:s3cret@127.0.0.1:9"  # nothing listens: the session keeps its runs on disk
+    evals("agent-killed", target=KILLER)
+    result = run_eval(pytester, uri)
+    found = json.loads((pytester.path / "agent.json").read_text())
+    [cmdline] = found["agents"].values()  # the agent was running when the first item ran
+    assert "s3cret" not in cmdline and "127.0.0.1" not in cmdline
+    assert result.ret == 0
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_killed_agent_leaves_mlflow_to_pytest_and_loses_nothing(evals, pytester, tracking_on):
+    evals("agent-killed", target=KILLER)
+    result = run_eval(pytester, tracking_on)
+    assert result.ret == 0
+    assert len(json.loads((pytester.path / "agent.json").read_text())["agents"]) == 1
+    result.stdout.fnmatch_lines([
+        f"logged 2 run(s) to MLflow at {tracking_on}*",
+        "the tracking agent exited with code -9 (*); MLflow was opened in pytest's process instead",
+    ])
+    assert after(pytester) == {"agents": {}, "mlflow_imported": True}
+    assert kept(pytester) == []
+    client = MlflowClient(tracking_uri=tracking_on)
+    [experiment] = [e for e in client.search_experiments() if e.name == "promptgate/agent-killed"]
+    for run in client.search_runs([experiment.experiment_id]):
+        assert_run_of_the_eval(run)
+
+
+# Makes the agent process (``python -c``) die as it starts logging a run; pytest's process (``-m pytest``) is untouched.
+DIES_LOGGING = '''
+import sys
+if sys.argv and sys.argv[0] == "-c":
+    import os
+    import pytest_promptgate.tracking as tracking
+
+    def log_eval_run(tracker, record):
+        os._exit(3)
+
+    tracking.log_eval_run = log_eval_run
+'''
+
+
+def test_an_agent_that_dies_while_logging_keeps_the_runs_on_disk_for_the_next_session(
+    evals, pytester, tracking_on, monkeypatch, tmp_path
+):
+    evals("agent-dies")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DIES_LOGGING)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    first = run_eval(pytester, tracking_on)
+    assert first.ret == 0  # thresholds still decide
+    first.stdout.fnmatch_lines([
+        "agent-dies*a*3*66.7%*PASS*",
+        "*the tracking agent exited with code 3 (EOFError), while logging a run",
+        f"kept 2 run(s) in {spool(pytester)}; the next session sends them, or pytest --prompt-sync",
+    ])
+    assert len(kept(pytester)) == 2
+    assert after(pytester)["agents"] == {}
+
+    monkeypatch.setenv("PYTHONPATH", os.environ["PYTHONPATH"].split(os.pathsep, 1)[1])
+    second = run_eval(pytester, tracking_on)
+    assert second.ret == 0
+    second.stdout.fnmatch_lines([f"sent 2 run(s) kept by earlier sessions to MLflow at {tracking_on}"])
+    assert kept(pytester) == []
+
+
+def test_a_server_lost_after_the_agent_opened_it(evals, pytester, mlflow_server, tracking_on):  # noqa: F811
+    server: MlflowServer = mlflow_server
+    evals("agent-crash")
+    arm(pytester, server)
+    try:
+        first = run_eval(pytester, server.uri)
+        assert not server.healthy()
+        assert first.ret == 0
+        first.stdout.fnmatch_lines([
+            "agent-crash*a*3*66.7%*unavailable*PASS*",
+            f"MLflow tracking at {server.uri} is unavailable (*): connection refused",
+            f"kept 2 run(s) in {spool(pytester)}; the next session sends them, or pytest --prompt-sync",
+        ])
+        assert after(pytester)["agents"] == {}
+    finally:
+        restart(server)
+    second = run_eval(pytester, server.uri)
+    assert second.ret == 0
+    second.stdout.fnmatch_lines([f"sent 2 run(s) kept by earlier sessions to MLflow at {server.uri}"])
+    assert len(runs_of(server, "agent-crash")) == 4
+
+
+def test_a_session_that_runs_no_eval_stops_the_agent(evals, pytester, tracking_on):
+    evals("agent-unused")
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("--prompt-suite", "nightly", "test_plain.py")
+    assert result.ret == 0
+    assert after(pytester) == {"agents": {}, "mlflow_imported": False}
+
+
+def test_a_bad_agent_setting_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", "sometimes")
+    result = pytester.runpytest("--prompt-suite", "core")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: promptgate: PROMPTGATE_TRACKING_AGENT='sometimes': expected auto, on or off"])
+
+
+# --------------------------------------------------------------------------- the channel, directly
+
+
+def test_calls_return_what_tracking_returns_and_raise_its_errors(tmp_path, migrated_store):
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(migrated_store.read_bytes())
+    uri = f"sqlite:///{store}"
+    here = Tracker(uri).open()
+    run_id = log_eval_run(here, TrackedRun(
+        eval="e", variant="v", suite="s", session="earlier", metrics={"passed_cases": 1, "total_cases": 2},
+        cases=[{"case_id": "c1", "passed": True, "outcome": "passed"}, {"case_id": "c2", "passed": False, "outcome": "failed"}],
+    ))
+    agent = TrackingAgent(uri, "promptgate")
+    try:
+        assert agent.call("open") is None
+        baseline = agent.call("pinned_baseline", run_id)
+        assert (baseline.run_id, baseline.eval, baseline.variant) == (run_id, "e", "v")
+        assert baseline.metrics == {"passed_cases": 1.0, "total_cases": 2.0}
+        assert agent.call("baseline_outcomes", run_id) == {"c1": True, "c2": False}
+        with pytest.raises(BaselineError, match="baseline run 'nope' does not exist"):
+            agent.call("pinned_baseline", "nope")
+        with pytest.raises(AgentBug, match="no such call: 'set_alias'"):
+            agent.call("set_alias", "p", "prod", 1)
+    finally:
+        agent.close()
+    assert agent._process.returncode == 0  # told to exit, it exited by itself
+
+
+def test_an_agent_nobody_asked_is_terminated_and_a_dead_one_says_how_it_ended(tmp_path):
+    unused = TrackingAgent(f"sqlite:///{tmp_path / 'unused.db'}", "promptgate")
+    unused.close()
+    assert unused._process.returncode == -signal.SIGTERM
+
+    dead = TrackingAgent(f"sqlite:///{tmp_path / 'dead.db'}", "promptgate")
+    dead._process.kill()
+    dead._process.wait()
+    with pytest.raises(AgentGone, match=r"the tracking agent exited with code -9 \((BrokenPipeError|EOFError)\)"):
+        dead.call("open")
+    with pytest.raises(AgentGone):  # and it stays gone
+        dead.call("open")
+    dead.close()
