@@ -85,6 +85,8 @@ class TrackingSettings:
         uri = resolve_tracking_uri(
             config.getoption("prompt_tracking_uri"), ini_uri, os.environ, cwd=config.invocation_params.dir,
         )
+        # A relative SQLite path is relative to where pytest was run, whichever process opens it, whenever.
+        uri = anchor_sqlite(uri, config.invocation_params.dir)
         return cls(
             enabled=bool(enabled),
             uri=uri,
@@ -117,6 +119,7 @@ class EvalSession:
         self.session_id = uuid.uuid4().hex
         self.started_ms = int(time.time() * 1000)
         self.results: list[CaseResult] = []
+        self._case_data: list[dict[str, Any]] = []  # each result as its report carried it (CaseResult.to_dict)
         self.ordinary_failures = 0
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
@@ -127,6 +130,7 @@ class EvalSession:
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
         self._connected = False  # the store answered (in the agent or here)
+        self.tracking_interrupted = False
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
@@ -144,7 +148,6 @@ class EvalSession:
             self._pin_registry_prompts()
         settings = self.settings
         if not (settings.pinned or settings.required):
-            self._start_agent()
             return
         from .tracking import BaselineError, pinned_baseline
 
@@ -205,28 +208,40 @@ class EvalSession:
 
     # ------------------------------------------------------------------ during the session
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Eval items will run: start the tracking agent, so that MLflow opens while they do."""
+        if self.state.evals:  # else no eval file was collected (and collect.py is not even imported)
+            from .collect import EvalItem
+
+            if any(isinstance(item, EvalItem) for item in session.items):
+                self._start_agent()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist, the controller learns here (from the first worker) that eval items will run."""
+        if any(self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids):
+            self._start_agent()
+
     def _start_agent(self) -> None:
-        """Start the tracking agent (:mod:`tracking_agent`), so that MLflow opens while collection and the items run.
+        """Start the tracking agent (:mod:`tracking_agent`) once eval items are known to run.
 
         Not when MLflow is open here already or tracking is off; with ``auto``, not when MLflow is
         imported in this process already (opening it here costs little then), nor when the session
-        registers the best variant (which opens it here). A session that runs no eval after all
-        stops the agent at its finish, and one that opens MLflow here meanwhile (a registry prompt)
-        stops it then.
+        registers the best variant (which opens it here). A session that opens MLflow here meanwhile
+        (a registry prompt) stops the agent then.
         """
         settings = self.settings
-        if not settings.enabled or settings.agent == "off" or self._tracker is not None or self._down is not None:
+        if self._agent is not None or self._tracker is not None or self._down is not None or self._connected:
             return
-        if self.config.option.collectonly:
+        if not settings.enabled or settings.agent == "off" or self.config.option.collectonly:
             return
         if settings.agent == "auto" and ("mlflow" in sys.modules or self.config.getoption("prompt_register_best")):
             return
-        from .tracking import anchor_sqlite
-        from .tracking_agent import TrackingAgent
+        from .tracking_agent import AgentGone, TrackingAgent
 
         try:
-            self._agent = TrackingAgent(anchor_sqlite(settings.uri, Path.cwd()), settings.experiment_prefix)
-        except OSError:  # no process could be started: MLflow is opened here, as without the agent
+            self._agent = TrackingAgent(settings.uri, settings.experiment_prefix)
+        except (OSError, AgentGone):  # no agent: MLflow is opened here at the end, as without one
             self._agent = None
 
     def _stop_agent(self) -> None:
@@ -262,6 +277,7 @@ class EvalSession:
         data = getattr(report, REPORT_ATTR, None)
         if data is not None:
             self.results.append(CaseResult.from_dict(data))
+            self._case_data.append(data)
         elif report.failed:
             self.ordinary_failures += 1
 
@@ -297,6 +313,8 @@ class EvalSession:
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
+        if self.tracking_interrupted:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
         self.report_problems = self._write_reports()
         if self.report_problems and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a CI step waiting for the report would get nothing
@@ -370,14 +388,16 @@ class EvalSession:
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
-        from .tracking import TrackingError, spool, spool_dir
+        from .tracking import TrackingError, results_json, spool, spool_dir
 
         record = self._record(check, interrupted)
         status = self.tracking
         assert status is not None
         if self._connect():
-            try:
-                run_id = self._call(lambda: self._via("log_eval_run", record))
+            try:  # the results table as text: the agent gets megabytes of text, not thousands of dicts
+                run_id = self._call(lambda: self._via(
+                    "log_eval_run", dataclasses.replace(record, cases=[]), results_json(record.cases),
+                ))
             except TrackingError as exc:  # refused (a deleted experiment, a value MLflow rejects)
                 self._problem(check, str(exc))
                 run_id = None
@@ -424,7 +444,7 @@ class EvalSession:
             eval=s.eval, variant=s.variant, suite=",".join(suites), session=self.session_id,
             params={k: v for k, v in params.items() if v is not None},
             metrics=summary_metrics(s), tags=tags,
-            cases=[r.to_dict() for r in self.results if r.eval == s.eval and r.variant == s.variant],
+            cases=[data for r, data in zip(self.results, self._case_data) if r.eval == s.eval and r.variant == s.variant],
             prompts=dict(run.get("prompts") or {}), complete=complete,
             verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
@@ -484,7 +504,11 @@ class EvalSession:
         return True if name == "open" else getattr(tracking, name)(tracker, *args, **kwargs)
 
     def _call(self, action: Any) -> Any:
-        """``action()``; None once MLflow is unreachable, which is remembered so it is not asked again."""
+        """``action()``; None once MLflow is unreachable, which is remembered so it is not asked again.
+
+        Ctrl-C while the session finish talks to MLflow counts as unreachable: the runs not
+        logged yet are kept on disk, and the session ends as interrupted (``tracking_interrupted``).
+        """
         from .tracking import TrackingUnavailable
 
         if self._down is not None:
@@ -493,10 +517,18 @@ class EvalSession:
             return action()
         except TrackingUnavailable as exc:
             self._down = str(exc)
-            if self.tracking is not None:
-                self.tracking.state = "unavailable"
-                self.tracking.problems.append(str(exc))
-            return None
+        except KeyboardInterrupt:
+            if self.tracking is None:  # before the session: nothing to keep yet
+                raise
+            self.tracking_interrupted = True
+            self._down = "interrupted (Ctrl-C) while talking to MLflow"
+            if self._agent is not None:
+                self._agent.abandon()  # it finishes its call; a run it logs and we keep is not sent twice
+                self._agent = None
+        if self.tracking is not None:
+            self.tracking.state = "unavailable"
+            self.tracking.problems.append(self._down)
+        return None
 
     def _problem(self, check: EvalCheck, message: str) -> EvalCheck:
         if self.tracking is not None:

@@ -723,8 +723,12 @@ def ci_tags(env: Mapping[str, str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- logging a run
 
 
-def log_eval_run(tracker: Tracker, record: TrackedRun) -> str:
+def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = None) -> str:
     """Log one (eval, variant) as one MLflow run and return its run id.
+
+    ``results`` is the results table's text (:func:`results_json`) when the caller has
+    made it already, in which case ``record.cases`` is not read: the session sends its
+    tracking agent a few megabytes of text rather than the cases as objects.
 
     In order: the run is created in the eval's experiment (named after the
     variant, with the record's start time and identity tags); params, metrics and
@@ -758,7 +762,7 @@ def log_eval_run(tracker: Tracker, record: TrackedRun) -> str:
             for batch in _batches(metrics, param_list, [RunTag(k, v) for k, v in tags.items()]):
                 client.log_batch(run_id, *batch)
             with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp:
-                _write_artifacts(Path(tmp), record)
+                _write_artifacts(Path(tmp), record, results)
                 client.log_artifacts(run_id, tmp)
             client.set_terminated(run_id, "FINISHED", end_time=end_time)
     except BaseException:
@@ -940,9 +944,18 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _write_artifacts(directory: Path, record: TrackedRun) -> None:
-    with open(directory / RESULTS_FILE, "w", encoding="utf-8") as f:
-        json.dump(results_table(record.cases), f, ensure_ascii=False, allow_nan=False)
+def results_json(cases: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`results_table` as the JSON text of :data:`RESULTS_FILE`.
+
+    Encoded a row at a time: ``json.dump`` of the whole table would hold every row at
+    once and encode in Python (only ``json.dumps`` uses the C encoder).
+    """
+    rows = ", ".join(json.dumps(_row(case), ensure_ascii=False, allow_nan=False) for case in cases)
+    return '{"columns": ' + json.dumps(list(RESULT_COLUMNS)) + ', "data": [' + rows + "]}"
+
+
+def _write_artifacts(directory: Path, record: TrackedRun, results: str | None = None) -> None:
+    (directory / RESULTS_FILE).write_text(results_json(record.cases) if results is None else results, encoding="utf-8")
     if record.prompts:
         prompts = directory / PROMPTS_DIR
         prompts.mkdir()

@@ -13,9 +13,12 @@ calling :mod:`tracking` in-process.
 The channel is the agent's stdin and stdout: one pickled message each way per
 call (both ends are this package, in processes of the same user). The agent
 writes nothing else to its stdout; what MLflow prints goes to its stderr, which
-the controller keeps in a temporary file and quotes when the agent dies. The
-agent ignores Ctrl-C (the controller decides what an interrupted session
-logs) and exits when its stdin closes, so it never outlives the controller.
+the controller keeps in a temporary file and quotes when the agent dies. Each
+call carries the controller's environment as it is then (a conftest or fixture
+may set ``MLFLOW_TRACKING_TOKEN`` after the agent started). The agent ignores
+Ctrl-C (the controller decides what an interrupted session logs), is never sent
+a signal while it may be writing to the store, and exits when told to or when
+its stdin closes, so it never outlives the controller for long.
 
 Runs as ``python -c`` with the package's directory on ``sys.path`` (not
 ``multiprocessing``, whose spawn would import the user's ``__main__`` again).
@@ -26,12 +29,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 #: The :mod:`tracking` functions the agent runs, each with the agent's tracker as the first argument.
 CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "log_eval_run", "send_spooled"})
@@ -41,11 +43,14 @@ AGENT_ENV = "PROMPTGATE_TRACKING_AGENT"
 _MODES = {"auto": "auto", "": "auto", "on": "on", "1": "on", "true": "on", "yes": "on",
           "off": "off", "0": "off", "false": "off", "no": "off"}
 
-# How long the controller waits for the agent to exit after "close", before it kills it.
-_CLOSE_TIMEOUT_S = 10.0
+# How long the controller waits for the agent to exit after "close" (it may be creating a store, or
+# waiting on a slow server) before it kills it.
+_CLOSE_TIMEOUT_S = 60.0
 
+# The package the controller runs, first on the path unless the path has it already (an installed package).
 _BOOT = (
-    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); sys.path.append({path!r}); "
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); p = {path!r}; "
+    "p in sys.path or sys.path.insert(0, p); "
     "from pytest_promptgate.tracking_agent import main; main()"
 )
 
@@ -70,17 +75,25 @@ class TrackingAgent:
     """The controller's end of one agent process, which opens the store ``uri`` as soon as it starts."""
 
     def __init__(self, uri: str, experiment_prefix: str) -> None:
+        """Start the agent; raises OSError when no process can be started, AgentGone when it exits at once."""
         self._stderr = tempfile.TemporaryFile()
         package_parent = str(Path(__file__).resolve().parent.parent)
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT.format(path=package_parent)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            start_new_session=True,  # the terminal's Ctrl-C and Ctrl-Z go to pytest, not to the agent
-        )
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT.format(path=package_parent)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                start_new_session=True,  # the terminal's Ctrl-C and Ctrl-Z go to pytest, not to the agent
+            )
+        except BaseException:
+            self._stderr.close()
+            raise
         self._gone: str | None = None
-        self._asked = False  # whether anything was asked of the agent (else closing it just stops it)
         # Sent now: the agent opens the store while the items run. The URI may hold a password: never on argv.
-        self._send(("start", (uri, experiment_prefix), {}))
+        try:
+            self._send(("start", (uri, experiment_prefix), {}))
+        except AgentGone:
+            self.close()
+            raise
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """``tracking.{name}(tracker, *args, **kwargs)`` in the agent; ``open`` waits until the store is open.
@@ -88,7 +101,6 @@ class TrackingAgent:
         Raises what the call raised there (TrackingError and its kinds), :class:`AgentBug`
         for anything else, and :class:`AgentGone` when the agent is not there to answer.
         """
-        self._asked = True
         self._send((name, args, kwargs))
         try:
             reply = pickle.load(self._process.stdout)  # type: ignore[arg-type]
@@ -105,26 +117,29 @@ class TrackingAgent:
         raise AgentBug(f"the tracking agent failed in {name}:\n{value}")
 
     def close(self) -> None:
-        """End the agent and wait for it (killed after a while); calling it again does nothing.
+        """Tell the agent to exit once it has done what it is doing, and wait for it; calling it again does nothing.
 
-        An agent that was asked something is told to exit once it has answered; one that was
-        not (the session ran no eval) is stopped at once -- or, when it is writing to the store
-        just then (creating it), as soon as that write is done.
+        It is never interrupted while it may be writing (a store half created would be
+        unusable); only one that has not exited after :data:`_CLOSE_TIMEOUT_S` is killed.
         """
         process = self._process
         if process.poll() is None:
-            if self._asked:
-                with contextlib.suppress(AgentGone):
-                    self._send(("close", (), {}))
-            else:
-                process.terminate()
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # type: ignore[union-attr]
+            with contextlib.suppress(AgentGone):
+                self._send(("close", (), {}))
             try:
                 process.wait(_CLOSE_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._release()
+
+    def abandon(self) -> None:
+        """Stop talking to the agent without waiting (Ctrl-C): it finishes the call under way, then exits."""
+        self._gone = self._gone or "the tracking agent was left (Ctrl-C)"
+        self._release()
+
+    def _release(self) -> None:
+        process = self._process
         for stream in (process.stdin, process.stdout, self._stderr):
             if stream is not None and not stream.closed:
                 with contextlib.suppress(OSError):  # a pipe the agent left: what was buffered for it is moot
@@ -134,7 +149,7 @@ class TrackingAgent:
         if self._gone is not None:
             raise AgentGone(self._gone)
         try:
-            pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((*message, dict(os.environ)), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()  # type: ignore[union-attr]
         except (OSError, ValueError) as exc:  # BrokenPipeError; ValueError once the pipe is closed
             raise self._lost(exc) from None
@@ -187,56 +202,38 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
     stdin = stdin if stdin is not None else sys.stdin.buffer
     from . import tracking
 
-    _, (uri, prefix), _ = pickle.load(stdin)
+    _, (uri, prefix), _, env = pickle.load(stdin)
+    _environ(env)
     tracker = tracking.Tracker(uri, experiment_prefix=prefix)
-    _import_mlflow(uri)
-    with _writing():
-        opened = _attempt(tracker.open)
-    if opened[0] == "ok":
-        opened = ("ok", None)  # the tracker itself stays here
+    opened = _attempt(tracker.open)
     while True:
         try:
-            name, args, kwargs = pickle.load(stdin)
+            name, args, kwargs, env = pickle.load(stdin)
         except EOFError:
             return
         if name == "close":
             return
+        changed = _environ(env)
         if name == "open":
-            reply = opened
+            if opened[0] != "ok" and (changed or opened[0] == "error" and opened[1][0] == "TrackingUnavailable"):
+                opened = _attempt(tracker.open)  # it may be up now, or reachable with the session's settings
+            reply = ("ok", None) if opened[0] == "ok" else opened
         elif name in CALLS:
-            with _writing():
-                reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)))
+            reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)))
         else:
             reply = ("bug", f"no such call: {name!r}")
         pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()
 
 
-def _import_mlflow(uri: str) -> None:
-    """Import what opening the store imports, before anything is written (the agent may be stopped meanwhile)."""
-    with contextlib.suppress(Exception):  # an import that fails fails again, with its reason, in Tracker.open
-        import mlflow.tracking  # noqa: F401
-
-        if uri.split(":", 1)[0].split("+", 1)[0].lower() in ("sqlite", "postgresql", "mysql", "mssql"):
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
-
-@contextlib.contextmanager
-def _writing() -> Iterator[None]:
-    """Defer SIGTERM (``TrackingAgent.close`` of an unused agent) while the agent may be writing to the store.
-
-    A store stopped half way through its creation (MLflow's schema migrations, when no
-    migrated template can be copied) would be left unusable. Where signals cannot be
-    blocked (Windows), termination is immediate.
-    """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+def _environ(env: dict[str, str]) -> bool:
+    """Make the agent's environment the controller's (MLflow reads its settings and credentials there);
+    whether it changed."""
+    if env == os.environ:
+        return False
+    os.environ.clear()
+    os.environ.update(env)
+    return True
 
 
 def _attempt(action: Any) -> tuple[str, Any]:

@@ -3,27 +3,33 @@
 Sessions run in processes of their own (``runpytest_subprocess``), where MLflow is not
 imported, with ``PROMPTGATE_TRACKING_AGENT=on``. Runs are read back through an
 ``MlflowClient`` of the test's own; the agent process is found through ``/proc`` as a
-child of the pytest process, killed for real, and looked for after the session.
+child of the pytest process (a zombie child counts too), killed for real, and looked
+for after the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mlflow_server import MlflowServer, mlflow_server  # noqa: F401  (a real `mlflow server`)
-from pytest_promptgate.tracking import BaselineError, TrackedRun, Tracker, log_eval_run
+from pytest_promptgate.tracking import BaselineError, TrackedRun, Tracker, TrackingUnavailable, log_eval_run
 from pytest_promptgate.tracking_agent import AgentBug, AgentGone, TrackingAgent
 from test_tracking_down import EVAL, SERVED, arm, assert_run_of_the_eval, kept, restart, runs_of, spool
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the agent process through /proc")
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the agent process through /proc")
 
-# Helpers for targets and conftests: the agent is the child of the pytest process running tracking_agent.
+# Helpers for targets and conftests: the agent is the child of the pytest process running tracking_agent;
+# a zombie child (an agent exited and never waited for; its command line is empty) counts as one too.
 AGENTS = '''
 import os
 from pathlib import Path
@@ -34,12 +40,12 @@ def agents(parent=None):
     found = {}
     for proc in Path("/proc").iterdir():
         try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == parent and "tracking_agent" in cmdline:
-            found[int(proc.name)] = cmdline
+        if int(fields[1]) == parent and ("tracking_agent" in cmdline or fields[0] == "Z"):
+            found[int(proc.name)] = cmdline or "<zombie>"
     return found
 '''
 
@@ -100,6 +106,7 @@ def after(pytester: pytest.Pytester) -> dict:
     return json.loads((pytester.path / "after.json").read_text())
 
 
+@needs_proc
 def test_the_agent_logs_and_judges_while_pytest_never_imports_mlflow(evals, pytester, tracking_on):
     evals("agent-ok")
     first = run_eval(pytester, tracking_on)
@@ -122,7 +129,8 @@ def test_the_agent_logs_and_judges_while_pytest_never_imports_mlflow(evals, pyte
     assert after(pytester) == {"agents": {}, "mlflow_imported": False}
 
 
-def test_the_agent_is_started_at_once_and_the_password_never_on_its_command_line(evals, pytester, tracking_on):
+@needs_proc
+def test_the_agent_runs_with_the_items_and_the_password_is_never_on_its_command_line(evals, pytester, tracking_on):
     uri = "http://user:s3cret@127.0.0.1:9"  # nothing listens: the session keeps its runs on disk
     evals("agent-killed", target=KILLER)
     result = run_eval(pytester, uri)
@@ -133,6 +141,7 @@ def test_the_agent_is_started_at_once_and_the_password_never_on_its_command_line
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
 
 
+@needs_proc
 def test_a_killed_agent_leaves_mlflow_to_pytest_and_loses_nothing(evals, pytester, tracking_on):
     evals("agent-killed", target=KILLER)
     result = run_eval(pytester, tracking_on)
@@ -157,13 +166,14 @@ if sys.argv and sys.argv[0] == "-c":
     import os
     import pytest_promptgate.tracking as tracking
 
-    def log_eval_run(tracker, record):
+    def log_eval_run(*args, **kwargs):
         os._exit(3)
 
     tracking.log_eval_run = log_eval_run
 '''
 
 
+@needs_proc
 def test_an_agent_that_dies_while_logging_keeps_the_runs_on_disk_for_the_next_session(
     evals, pytester, tracking_on, monkeypatch, tmp_path
 ):
@@ -189,6 +199,7 @@ def test_an_agent_that_dies_while_logging_keeps_the_runs_on_disk_for_the_next_se
     assert kept(pytester) == []
 
 
+@needs_proc
 def test_a_server_lost_after_the_agent_opened_it(evals, pytester, mlflow_server, tracking_on):  # noqa: F811
     server: MlflowServer = mlflow_server
     evals("agent-crash")
@@ -211,12 +222,58 @@ def test_a_server_lost_after_the_agent_opened_it(evals, pytester, mlflow_server,
     assert len(runs_of(server, "agent-crash")) == 4
 
 
-def test_a_session_that_runs_no_eval_stops_the_agent(evals, pytester, tracking_on):
+@needs_proc
+@pytest.mark.parametrize("args", [("--prompt-suite", "nightly"), ("--prompt-suite", "core", "-k", "plain")])
+def test_no_agent_and_no_store_when_no_eval_item_runs(evals, pytester, tracking_on, args):
+    """Evals selected by suite (as ini ``promptgate_suite`` does for every run) but none collected or kept."""
     evals("agent-unused")
-    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
-    result = pytester.runpytest_subprocess("--prompt-suite", "nightly", "test_plain.py")
-    assert result.ret == 0
+    pytester.makepyfile(test_plain=AGENTS + "\ndef test_plain_one():\n    assert agents() == {}\n")
+    result = pytester.runpytest_subprocess(*args, "--prompt-tracking-uri", "sqlite:///fresh.db", "test_plain.py")
+    result.assert_outcomes(passed=1)
     assert after(pytester) == {"agents": {}, "mlflow_imported": False}
+    assert not (pytester.path / "fresh.db").exists()
+
+
+# Records, in the agent process (``python -c``), a variable of its environment each time it logs a run.
+RECORDS_ENV = '''
+import sys
+if sys.argv and sys.argv[0] == "-c":
+    import os
+    import pytest_promptgate.tracking as tracking
+
+    logged = tracking.log_eval_run
+
+    def log_eval_run(*args, **kwargs):
+        with open(os.environ["AGENT_SAW"], "a") as f:
+            f.write(os.environ.get("LATE_SETTING", "-") + "\\n")
+        return logged(*args, **kwargs)
+
+    tracking.log_eval_run = log_eval_run
+'''
+
+LATE_CONFTEST = '''
+import os
+import pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def late_setting():
+    os.environ["LATE_SETTING"] = "set by a session fixture"  # after the agent started
+    yield
+'''
+
+
+def test_the_agent_calls_mlflow_with_the_environment_of_the_session_finish(evals, pytester, tracking_on, monkeypatch, tmp_path):
+    evals("agent-env")
+    pytester.makeconftest(LATE_CONFTEST)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(RECORDS_ENV)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("AGENT_SAW", str(tmp_path / "saw.txt"))
+    monkeypatch.delenv("LATE_SETTING", raising=False)
+    result = run_eval(pytester, tracking_on)
+    assert result.ret == 0
+    assert (tmp_path / "saw.txt").read_text().splitlines() == ["set by a session fixture"] * 2
 
 
 def test_a_bad_agent_setting_is_a_usage_error(pytester, monkeypatch):
@@ -254,11 +311,32 @@ def test_calls_return_what_tracking_returns_and_raise_its_errors(tmp_path, migra
     assert agent._process.returncode == 0  # told to exit, it exited by itself
 
 
-def test_an_agent_nobody_asked_is_terminated_and_a_dead_one_says_how_it_ended(tmp_path):
-    unused = TrackingAgent(f"sqlite:///{tmp_path / 'unused.db'}", "promptgate")
+def test_an_agent_closed_at_once_exits_by_itself_with_its_store_made(tmp_path):
+    """Told to close while it is still starting, the agent finishes opening (creating) the store first."""
+    store = tmp_path / "unused.db"
+    unused = TrackingAgent(f"sqlite:///{store}", "promptgate")
     unused.close()
-    assert unused._process.returncode == -signal.SIGTERM
+    assert unused._process.returncode == 0
+    assert [e.name for e in MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()] == ["Default"]
 
+
+def test_an_agent_asks_again_for_a_server_that_was_down_when_it_started(mlflow_server):  # noqa: F811
+    server: MlflowServer = mlflow_server
+    server.kill()
+    agent = TrackingAgent(server.uri, "promptgate")
+    try:
+        with pytest.raises(TrackingUnavailable, match="connection refused"):
+            agent.call("open")
+        server.start()
+        assert agent.call("open") is None
+        assert agent.call("find_baseline", "nothing-yet", "v") is None
+    finally:
+        agent.close()
+        if not server.healthy():
+            restart(server)
+
+
+def test_a_dead_agent_says_how_it_ended(tmp_path):
     dead = TrackingAgent(f"sqlite:///{tmp_path / 'dead.db'}", "promptgate")
     dead._process.kill()
     dead._process.wait()
@@ -267,3 +345,50 @@ def test_an_agent_nobody_asked_is_terminated_and_a_dead_one_says_how_it_ended(tm
     with pytest.raises(AgentGone):  # and it stays gone
         dead.call("open")
     dead.close()
+
+
+# In the agent process: logging a run announces itself (with the agent's pid) and then takes 20 seconds.
+SLOW_LOGGING = '''
+import sys
+if sys.argv and sys.argv[0] == "-c":
+    import os, time
+    import pytest_promptgate.tracking as tracking
+
+    def log_eval_run(*args, **kwargs):
+        with open(os.environ["AGENT_LOGGING"], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(20)
+        raise SystemExit(5)
+
+    tracking.log_eval_run = log_eval_run
+'''
+
+
+def test_ctrl_c_while_the_agent_logs_keeps_the_runs_and_ends_as_interrupted(evals, pytester, tracking_on, tmp_path):
+    evals("agent-ctrl-c")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_LOGGING)
+    marker = tmp_path / "logging.pid"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+           "AGENT_LOGGING": str(marker)}
+    argv = [sys.executable, "-m", "pytest", "--prompt-suite", "core", "--prompt-tracking-uri", tracking_on]
+    session = subprocess.Popen(argv, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and session.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), session.communicate(timeout=30)[0].decode()
+        session.send_signal(signal.SIGINT)  # as the terminal's Ctrl-C does (the agent is in a session of its own)
+        out = session.communicate(timeout=15)[0].decode()  # not the 20 s the agent still takes
+    finally:
+        if session.poll() is None:
+            session.kill()
+        agent = int(marker.read_text()) if marker.exists() else None
+        if agent is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent, signal.SIGKILL)
+    assert session.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "interrupted (Ctrl-C) while talking to MLflow" in out
+    assert f"kept 2 run(s) in {spool(pytester)}" in out
+    assert len(kept(pytester)) == 2
