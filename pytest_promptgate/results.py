@@ -17,7 +17,7 @@ from typing import Any
 MAX_OUTPUT_CHARS = 20_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a session holds one per grader, case and run (tens of thousands)
 class GraderRecord:
     """One grader's answer for one run."""
 
@@ -31,7 +31,7 @@ class GraderRecord:
     failure_mode: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One call of the target for a case, and how it graded."""
 
@@ -46,7 +46,7 @@ class RunRecord:
     model: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseResult:
     """The result of one item: one case under one variant, over ``repeat`` runs."""
 
@@ -78,9 +78,9 @@ class CaseResult:
         Built field by field rather than with ``dataclasses.asdict``, which deep-copies
         and cost about half a millisecond per item (benchmarks/run.py, b1).
         """
-        data = dict(self.__dict__)
+        data = _plain(self)
         data["runs"] = [
-            {**run.__dict__, "output": _cut(run.output), "graders": [dict(g.__dict__) for g in run.graders]}
+            {**_plain(run), "output": _cut(run.output), "graders": [_plain(g) for g in run.graders]}
             for run in self.runs
         ]
         data["tags"] = list(self.tags)
@@ -93,6 +93,11 @@ class CaseResult:
             RunRecord(**{**run, "graders": tuple(GraderRecord(**g) for g in run["graders"])}) for run in data["runs"]
         )
         return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ()))})
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict (one level: the fields' values are not copied)."""
+    return {name: getattr(record, name) for name in record.__slots__}
 
 
 def _cut(output: str) -> str:
