@@ -574,8 +574,10 @@ HOW = [
     "532 MB on; 43 s, 388 MB off), which favours promptfoo. `--no-write` runs are checked by promptfoo's summary "
     "lines, database-writing runs by the rows of the fresh database.",
     "Each configuration: one warm-up run, then N measured runs; the configurations of one benchmark alternate "
-    "in a rotating order. Wall time is spawn to exit of the child; peak RSS is `ru_maxrss` from `os.wait4`, which "
-    "for a process that starts others (promptfoo's Python workers) is the largest single process, not their sum.",
+    "in a rotating order. Wall time is spawn to exit of the child. Peak RSS: for ours, pytest's own peak plus its "
+    "tracking agent's (`getrusage` in the data directory's `conftest.py`); for promptfoo, `ru_maxrss` from "
+    "`os.wait4`, which for a process that starts others (its Python workers) is the largest single process, not "
+    "their sum -- a measure that favours promptfoo.",
 ]
 
 

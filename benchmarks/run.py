@@ -119,8 +119,26 @@ def pytest_unconfigure(config):
 '''
 
 
+#: Runs the measured command as its own child and writes what ``os.wait4`` says of it (JSON) to ``argv[1]``.
+#: Linux keeps the peak RSS of the memory a process had before ``exec`` in its ``ru_maxrss``; a child spawned
+#: directly by this script (vfork) would report at least this script's own peak -- hundreds of MB in peer.py,
+#: which holds every result of both tools. Spawned by this small launcher, it reports its own.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+proc.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+               "exitcode": proc.returncode}, f)
+"""
+
+
 def run_child(argv: Sequence[str], cwd: Path) -> Run:
-    """Run ``argv`` once; wall time and the child's own rusage (``os.wait4``), output captured to files.
+    """Run ``argv`` once; wall time and the child's own rusage (``os.wait4``, taken by LAUNCHER), output
+    captured to files.
 
     Peak RSS: when the child is a pytest session in a data directory with RSS_CONFTEST, pytest's own peak plus
     its largest child's (the tracking agent's), which bounds what the two used at once; else ``os.wait4``'s, the
@@ -128,25 +146,23 @@ def run_child(argv: Sequence[str], cwd: Path) -> Run:
     """
     rss_file = cwd / RSS_FILE
     rss_file.unlink(missing_ok=True)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        exitcode = os.waitstatus_to_exitcode(status)
-        proc.returncode = exitcode  # reaped here; keep Popen from waiting again
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as figures:
+        launcher = [sys.executable, "-c", LAUNCHER, figures.name, *argv]
+        subprocess.run(launcher, cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=True)
+        measured = json.loads(Path(figures.name).read_text(encoding="utf-8"))
         out.seek(0)
         err.seek(0)
-        maxrss = usage.ru_maxrss  # KiB on Linux
+        maxrss = measured["maxrss_kib"]
         if rss_file.exists():
             rss = json.loads(rss_file.read_text(encoding="utf-8"))
             maxrss = max(maxrss, rss["self_kib"] + rss["children_kib"])
             rss_file.unlink()
         return Run(
-            wall_s=wall,
-            cpu_s=usage.ru_utime + usage.ru_stime,
+            wall_s=measured["wall_s"],
+            cpu_s=measured["cpu_s"],
             maxrss_kib=maxrss,
-            exitcode=exitcode,
+            exitcode=measured["exitcode"],
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
         )
