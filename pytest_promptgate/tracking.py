@@ -873,16 +873,6 @@ RESULT_COLUMNS = (
 )
 
 
-def results_table(cases: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """The per-case results as an MLflow table: ``{"columns": [...], "data": [[...], ...]}``.
-
-    The shape ``MlflowClient.log_table`` writes (pandas' ``orient="split"``), which
-    the MLflow UI renders and ``load_table`` reads, built without pandas. ``cases``
-    are :meth:`CaseResult.to_dict` dicts; every cell is JSON (no NaN).
-    """
-    return {"columns": list(RESULT_COLUMNS), "data": [_row(case) for case in cases]}
-
-
 def _row(case: Mapping[str, Any]) -> list[Any]:
     runs = list(case.get("runs") or [])
     error = case.get("error")
@@ -945,10 +935,14 @@ def _cell(value: Any) -> Any:
 
 
 def results_json(cases: Sequence[Mapping[str, Any]]) -> str:
-    """:func:`results_table` as the JSON text of :data:`RESULTS_FILE`.
+    """The per-case results as the JSON text of an MLflow table (:data:`RESULTS_FILE`).
 
-    Encoded a row at a time: ``json.dump`` of the whole table would hold every row at
-    once and encode in Python (only ``json.dumps`` uses the C encoder).
+    ``{"columns": [...], "data": [[...], ...]}``: the shape ``MlflowClient.log_table``
+    writes (pandas' ``orient="split"``), which the MLflow UI renders and ``load_table``
+    reads, built without pandas. ``cases`` are :meth:`CaseResult.to_dict` dicts; every
+    cell is JSON (no NaN). Encoded a row at a time: ``json.dump`` of the whole table
+    would hold every row at once and encode in Python (only ``json.dumps`` uses the C
+    encoder).
     """
     rows = ", ".join(json.dumps(_row(case), ensure_ascii=False, allow_nan=False) for case in cases)
     return '{"columns": ' + json.dumps(list(RESULT_COLUMNS)) + ', "data": [' + rows + "]}"
@@ -1028,7 +1022,7 @@ def baseline_outcomes(tracker: Tracker, run_id: str) -> dict[str, bool]:
 
 
 def outcomes_from_table(table: Mapping[str, Any]) -> dict[str, bool]:
-    """``{case_id: passed}`` from a :func:`results_table`; {} for a table without those columns."""
+    """``{case_id: passed}`` from a results table (:func:`results_json`); {} for a table without those columns."""
     columns = list(table.get("columns") or [])
     if "case_id" not in columns or "passed" not in columns:
         return {}
