@@ -219,7 +219,9 @@ class EvalSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Under xdist, the controller learns here (from the first worker) that eval items will run."""
-        if any(self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids):
+        if self._agent is None and any(
+            self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids
+        ):  # every worker reports its whole collection: scanned until the agent runs
             self._start_agent()
 
     def _start_agent(self) -> None:

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 #: The :mod:`tracking` functions the agent runs, each with the agent's tracker as the first argument.
 CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "log_eval_run", "send_spooled"})
@@ -189,17 +189,16 @@ def main() -> None:
     os._exit(code)
 
 
-def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+def serve() -> None:
     """The agent's main loop: open the store named by the first message, then answer calls until told to close.
 
     The agent's own stdout (fd 1) is pointed at its stderr before MLflow is imported, so
     nothing MLflow prints can break the channel, which keeps the original stdout.
     """
-    if stdout is None:
-        stdout = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    stdin = sys.stdin.buffer
     from . import tracking
 
     _, (uri, prefix), _, env = pickle.load(stdin)
