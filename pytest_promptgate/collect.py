@@ -317,8 +317,13 @@ class VariantNode(pytest.Collector):
         self.variant = variant
 
     def collect(self) -> Iterator[EvalItem]:
+        fixtureinfo = None  # the same for every case: the same parents and markers ask for the same fixtures
         for case in self.plan.loaded.cases:
-            yield EvalItem.from_parent(self, name=case.id, plan=self.plan, variant=self.variant, case=case)
+            item = EvalItem.from_parent(
+                self, name=case.id, plan=self.plan, variant=self.variant, case=case, fixtureinfo=fixtureinfo
+            )
+            fixtureinfo = item._fixtureinfo
+            yield item
 
 
 class CaseFailed(Exception):
@@ -328,7 +333,9 @@ class CaseFailed(Exception):
 class EvalItem(pytest.Item):
     """One case under one variant."""
 
-    def __init__(self, *, plan: EvalPlan, variant: LoadedVariant, case: LoadedCase, **kwargs: Any) -> None:
+    def __init__(
+        self, *, plan: EvalPlan, variant: LoadedVariant, case: LoadedCase, fixtureinfo: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.variant = variant
@@ -341,11 +348,11 @@ class EvalItem(pytest.Item):
         if workerinput is not None and workerinput.get(DIST_KEY) == "loadgroup":
             self.add_marker(pytest.mark.xdist_group(self.xdist_group))
         # Fixture support, as pytest's DoctestItem does it: autouse fixtures apply,
-        # and fixture targets are looked up by name at setup.
+        # and fixture targets are looked up by name at setup. ``fixtureinfo``: a sibling's (VariantNode.collect).
         self.obj = None
         self.funcargs: dict[str, Any] = {}
-        self._fixtureinfo = self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
-        self.fixturenames = self._fixtureinfo.names_closure
+        self._fixtureinfo = fixtureinfo or self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
+        self.fixturenames = list(self._fixtureinfo.names_closure)
         self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
 
     # -- the pytest protocol

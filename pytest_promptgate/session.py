@@ -129,6 +129,7 @@ class EvalSession:
         self.report_problems: list[str] = []
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
+        self._agent_started = False  # one agent per session at most
         self._connected = False  # the store answered (in the agent or here)
         self.tracking_interrupted = False
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
@@ -208,13 +209,22 @@ class EvalSession:
 
     # ------------------------------------------------------------------ during the session
 
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> None:
+        """Collection meets an eval file: start the tracking agent, which imports MLflow while pytest reads it."""
+        if self._agent is None and self.state.is_eval_file(file_path.name):
+            self._start_agent()
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Eval items will run: start the tracking agent, so that MLflow opens while they do."""
-        if self.state.evals:  # else no eval file was collected (and collect.py is not even imported)
+        """Eval items will run: the tracking agent opens the store while they do. None will: it is stopped."""
+        if self._agent is None:
+            return
+        if self.state.evals:  # else no selected eval file was collected (and collect.py is not even imported)
             from .collect import EvalItem
 
             if any(isinstance(item, EvalItem) for item in session.items):
-                self._start_agent()
+                self._agent.go()
+                return
+        self._stop_agent()  # it has only imported modules, and is killed
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -223,17 +233,22 @@ class EvalSession:
             self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids
         ):  # every worker reports its whole collection: scanned until the agent runs
             self._start_agent()
+            if self._agent is not None:
+                self._agent.go()
 
     def _start_agent(self) -> None:
-        """Start the tracking agent (:mod:`tracking_agent`) once eval items are known to run.
+        """Start the tracking agent (:mod:`tracking_agent`), once per session, when eval items may run.
 
         Not when MLflow is open here already or tracking is off; with ``auto``, not when MLflow is
         imported in this process already (opening it here costs little then), nor when the session
         registers the best variant (which opens it here). A session that opens MLflow here meanwhile
         (a registry prompt) stops the agent then.
         """
+        if self._agent_started:
+            return
+        self._agent_started = True
         settings = self.settings
-        if self._agent is not None or self._tracker is not None or self._down is not None or self._connected:
+        if self._tracker is not None or self._down is not None or self._connected:
             return
         if not settings.enabled or settings.agent == "off" or self.config.option.collectonly:
             return

@@ -7,6 +7,7 @@ else is interpreted, so JSON or code in a prompt is left alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -33,14 +34,25 @@ def render(text: str, values: Mapping[str, Any]) -> str:
     Strings are inserted as they are, other values as JSON (``true``, ``3``,
     ``{"a": 1}``), which is what a model prompt wants to see.
     """
+    pieces = _pieces(text)
+    if len(pieces) == 1:
+        return text
+    out = [pieces[0]]
+    for k in range(1, len(pieces), 2):
+        name = pieces[k]
+        try:
+            value = _get(values, name)
+        except (KeyError, TypeError):
+            raise KeyError(name) from None
+        out.append(value if isinstance(value, str) else as_text(value))
+        out.append(pieces[k + 1])
+    return "".join(out)
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if not _has(values, name):
-            raise KeyError(name)
-        return as_text(_get(values, name))
 
-    return VARIABLE.sub(substitute, text)
+@functools.lru_cache(maxsize=1024)
+def _pieces(text: str) -> tuple[str, ...]:
+    """``text`` split at its variables: text, name, text, ..., text (every case renders the same few templates)."""
+    return tuple(VARIABLE.split(text))
 
 
 def as_text(value: Any) -> str:

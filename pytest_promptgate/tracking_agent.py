@@ -2,9 +2,12 @@
 
 Importing MLflow and opening its store costs seconds of CPU (about 3.5 s on a
 SQLite store here: ``mlflow`` and its SQLAlchemy store, docs/benchmarks.md), and
-the controller needs MLflow only once the items have run. So when collection
-finds eval items, the controller starts this agent; it imports MLflow and opens
-the store on another core while pytest runs the items, then waits. At the end of
+the controller needs MLflow only once the items have run. So as soon as
+collection meets an eval file, the controller starts this agent, which imports
+MLflow and the store's module on another core while pytest reads the file. Once
+collection shows that eval items will run, the controller tells it to open the
+store (``go``), which it does while pytest runs the items; if none will run, the
+agent is killed: it has only imported modules, and never touched the store. At the end of
 the session the controller sends it the calls that compare and log the runs
 (:data:`CALLS`), one at a time, and gets their results back -- the same values,
 and the same :class:`~pytest_promptgate.tracking.TrackingError` exceptions, as
@@ -17,7 +20,7 @@ the controller keeps in a temporary file and quotes when the agent dies. Each
 call carries the controller's environment as it is then (a conftest or fixture
 may set ``MLFLOW_TRACKING_TOKEN`` after the agent started). The agent ignores
 Ctrl-C (the controller decides what an interrupted session logs), is never sent
-a signal while it may be writing to the store, and exits when told to or when
+a signal once it was told to open the store (it may be writing to it), and exits when told to or when
 its stdin closes, so it never outlives the controller for long.
 
 Runs as ``python -c`` with the package's directory on ``sys.path`` (not
@@ -72,7 +75,8 @@ class AgentBug(RuntimeError):
 
 
 class TrackingAgent:
-    """The controller's end of one agent process, which opens the store ``uri`` as soon as it starts."""
+    """The controller's end of one agent process for the store ``uri``: it imports what the store needs at once,
+    and opens the store when told to (:meth:`go`, or the first :meth:`call`)."""
 
     def __init__(self, uri: str, experiment_prefix: str) -> None:
         """Start the agent; raises OSError when no process can be started, AgentGone when it exits at once."""
@@ -88,12 +92,22 @@ class TrackingAgent:
             self._stderr.close()
             raise
         self._gone: str | None = None
-        # Sent now: the agent opens the store while the items run. The URI may hold a password: never on argv.
+        self._opening = False  # told to open the store: from then on it may be writing, and is never killed early
+        # The URI may hold a password: sent on the channel, never on argv.
         try:
             self._send(("start", (uri, experiment_prefix), {}))
         except AgentGone:
             self.close()
             raise
+
+    def go(self) -> None:
+        """Have the agent open the store now, while the items run; the answer comes with the next :meth:`call`.
+
+        An agent that is gone already is found so by that call.
+        """
+        self._opening = True
+        with contextlib.suppress(AgentGone):
+            self._send(("go", (), {}))
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """``tracking.{name}(tracker, *args, **kwargs)`` in the agent; ``open`` waits until the store is open.
@@ -101,6 +115,7 @@ class TrackingAgent:
         Raises what the call raised there (TrackingError and its kinds), :class:`AgentBug`
         for anything else, and :class:`AgentGone` when the agent is not there to answer.
         """
+        self._opening = True
         self._send((name, args, kwargs))
         try:
             reply = pickle.load(self._process.stdout)  # type: ignore[arg-type]
@@ -121,9 +136,13 @@ class TrackingAgent:
 
         It is never interrupted while it may be writing (a store half created would be
         unusable); only one that has not exited after :data:`_CLOSE_TIMEOUT_S` is killed.
+        An agent never told to open the store is killed at once: it has only imported modules.
         """
         process = self._process
-        if process.poll() is None:
+        if process.poll() is None and not self._opening:
+            process.kill()
+            process.wait()
+        elif process.poll() is None:
             with contextlib.suppress(AgentGone):
                 self._send(("close", (), {}))
             try:
@@ -190,7 +209,8 @@ def main() -> None:
 
 
 def serve() -> None:
-    """The agent's main loop: open the store named by the first message, then answer calls until told to close.
+    """The agent's main loop: import what the store named by the first message needs, open it when told to
+    (``go``, or the first call), and answer calls until told to close.
 
     The agent's own stdout (fd 1) is pointed at its stderr before MLflow is imported, so
     nothing MLflow prints can break the channel, which keeps the original stdout.
@@ -204,7 +224,8 @@ def serve() -> None:
     _, (uri, prefix), _, env = pickle.load(stdin)
     _environ(env)
     tracker = tracking.Tracker(uri, experiment_prefix=prefix)
-    opened = _attempt(tracker.open)
+    tracking.preload(uri)
+    opened: tuple[str, Any] | None = None
     while True:
         try:
             name, args, kwargs, env = pickle.load(stdin)
@@ -213,9 +234,15 @@ def serve() -> None:
         if name == "close":
             return
         changed = _environ(env)
+        if opened is None:
+            opened = _attempt(tracker.open)
+        elif name == "open" and opened[0] != "ok" and (
+            changed or opened[0] == "error" and opened[1][0] == "TrackingUnavailable"
+        ):
+            opened = _attempt(tracker.open)  # it may be up now, or reachable with the session's settings
+        if name == "go":  # no answer: the controller asks with its first call
+            continue
         if name == "open":
-            if opened[0] != "ok" and (changed or opened[0] == "error" and opened[1][0] == "TrackingUnavailable"):
-                opened = _attempt(tracker.open)  # it may be up now, or reachable with the session's settings
             reply = ("ok", None) if opened[0] == "ok" else opened
         elif name in CALLS:
             reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)))

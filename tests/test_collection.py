@@ -210,3 +210,26 @@ def test_a_suite_nothing_lists_names_the_known_ones(project, pytester):
     result = pytester.runpytest("--prompt-suite", "nigthly")
     result.stdout.fnmatch_lines(["promptgate: suite nigthly: 0 eval(s) selected of 2 eval file(s); the eval files that could be read list the suites: core, nightly"])
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_autouse_fixtures_apply_to_every_eval_item_under_their_conftest_only(project, pytester):
+    """Each item gets the fixtures visible where its eval file is: a conftest's autouse fixture runs once per
+    (case, variant) of the evals under that conftest, and never for an eval file elsewhere."""
+    project("evals/a/routing.eval.yaml", ROUTING)
+    project("evals/b/long.eval.yaml", NIGHTLY.replace("[nightly]", "[core]"))
+    project("app.py", "def label(prompt):\n    return 'refund' if 'refund' in prompt or 'money' in prompt else 'other'\n")
+    project("evals/a/conftest.py", """
+import pytest
+
+@pytest.fixture(autouse=True)
+def seen(request):
+    with open("seen.txt", "a") as f:
+        f.write(request.node.nodeid + "\\n")
+""")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-no-tracking")
+    result.assert_outcomes(passed=5, failed=2)  # other-thing fails under both variants
+    seen = (pytester.path / "seen.txt").read_text().splitlines()
+    assert sorted(seen) == sorted(
+        f"evals/a/routing.eval.yaml::{variant}::{case}"
+        for variant in ("control", "terse") for case in ("refund-plain", "money-back", "other-thing")
+    )

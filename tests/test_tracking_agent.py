@@ -225,11 +225,13 @@ def test_a_server_lost_after_the_agent_opened_it(evals, pytester, mlflow_server,
 @needs_proc
 @pytest.mark.parametrize("args", [("--prompt-suite", "nightly"), ("--prompt-suite", "core", "-k", "plain")])
 def test_no_agent_and_no_store_when_no_eval_item_runs(evals, pytester, tracking_on, args):
-    """Evals selected by suite (as ini ``promptgate_suite`` does for every run) but none collected or kept."""
+    """A suite is named (as ini ``promptgate_suite`` does for every run) and the eval file is collected,
+    but it is not in the suite, or its items are deselected: the agent started for it is gone before
+    the first test runs, and no store was made."""
     evals("agent-unused")
     pytester.makepyfile(test_plain=AGENTS + "\ndef test_plain_one():\n    assert agents() == {}\n")
-    result = pytester.runpytest_subprocess(*args, "--prompt-tracking-uri", "sqlite:///fresh.db", "test_plain.py")
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(*args, "--prompt-tracking-uri", "sqlite:///fresh.db")
+    result.assert_outcomes(passed=1, deselected=6 if "-k" in args else 0)
     assert after(pytester) == {"agents": {}, "mlflow_imported": False}
     assert not (pytester.path / "fresh.db").exists()
 
@@ -311,13 +313,22 @@ def test_calls_return_what_tracking_returns_and_raise_its_errors(tmp_path, migra
     assert agent._process.returncode == 0  # told to exit, it exited by itself
 
 
-def test_an_agent_closed_at_once_exits_by_itself_with_its_store_made(tmp_path):
-    """Told to close while it is still starting, the agent finishes opening (creating) the store first."""
-    store = tmp_path / "unused.db"
+def test_an_agent_told_to_open_and_closed_at_once_exits_by_itself_with_its_store_made(tmp_path):
+    """Once told to open the store, the agent is never killed early: it finishes creating the store first."""
+    store = tmp_path / "made.db"
+    agent = TrackingAgent(f"sqlite:///{store}", "promptgate")
+    agent.go()
+    agent.close()
+    assert agent._process.returncode == 0
+    assert [e.name for e in MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()] == ["Default"]
+
+
+def test_an_agent_never_told_to_open_is_killed_and_touches_nothing(tmp_path):
+    store = tmp_path / "untouched" / "unused.db"
     unused = TrackingAgent(f"sqlite:///{store}", "promptgate")
     unused.close()
-    assert unused._process.returncode == 0
-    assert [e.name for e in MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()] == ["Default"]
+    assert unused._process.returncode == -signal.SIGKILL
+    assert not store.parent.exists()
 
 
 def test_an_agent_asks_again_for_a_server_that_was_down_when_it_started(mlflow_server):  # noqa: F811
