@@ -352,7 +352,7 @@ class EvalItem(pytest.Item):
         self.obj = None
         self.funcargs: dict[str, Any] = {}
         self._fixtureinfo = fixtureinfo or self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
-        self.fixturenames = list(self._fixtureinfo.names_closure)
+        self.fixturenames = self._fixtureinfo.names_closure
         self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
 
     # -- the pytest protocol

@@ -6,10 +6,9 @@ Builds text and data; never writes to the terminal or to files itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .results import CaseResult
 from .verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict, format_p
 
 if TYPE_CHECKING:
@@ -53,10 +52,11 @@ def markdown(
 
 
 def json_report(
-    checks: Sequence[EvalCheck], outcome: SessionOutcome, results: Sequence[CaseResult],
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
 ) -> dict[str, Any]:
-    """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case."""
+    """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
+    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
     return {
         "version": JSON_REPORT_VERSION,
         "passed": not outcome.failed,
@@ -67,7 +67,7 @@ def json_report(
         "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
-        "cases": [result.to_dict() for result in results],
+        "cases": list(cases),
     }
 
 

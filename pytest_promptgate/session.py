@@ -118,6 +118,7 @@ class EvalSession:
         self.settings = TrackingSettings.from_config(config)
         self.session_id = uuid.uuid4().hex
         self.started_ms = int(time.time() * 1000)
+        #: The results as objects, during the session finish only (before and after it, ``_case_data`` is kept).
         self.results: list[CaseResult] = []
         self._case_data: list[dict[str, Any]] = []  # each result as its report carried it (CaseResult.to_dict)
         self.ordinary_failures = 0
@@ -293,17 +294,25 @@ class EvalSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTR, None)
         if data is not None:
-            self.results.append(CaseResult.from_dict(data))
-            self._case_data.append(data)
+            self._case_data.append(data)  # pytest keeps the report, and so its data, to the end anyway
         elif report.failed:
             self.ordinary_failures += 1
 
     # ------------------------------------------------------------------ after the session
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.results and not self.bad_eval_files:
+        if not self._case_data and not self.bad_eval_files:
             self._stop_agent()
             return
+        # Result objects for the finish only: 10 000 items make some 70 000 objects, which every garbage
+        # collection of the session (and of its teardown) would otherwise visit.
+        self.results = [CaseResult.from_dict(data) for data in self._case_data]
+        try:
+            self._finish(session, exitstatus)
+        finally:
+            self.results = []
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         evals = self.state.evals
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
         summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
@@ -562,7 +571,7 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self.results, self.best, self.tracking)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):

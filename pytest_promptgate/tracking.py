@@ -900,43 +900,59 @@ RESULT_COLUMNS = (
 
 
 def _row(case: Mapping[str, Any]) -> list[Any]:
-    runs = list(case.get("runs") or [])
+    """One case's cells, in :data:`RESULT_COLUMNS` order (one pass over its runs: one call per case of the session)."""
+    runs = case.get("runs") or ()
     error = case.get("error")
-    latencies = [r["latency_ms"] for r in runs if r.get("latency_ms") is not None]
     several = len(runs) > 1
-    outputs = [f"--- run {i} ---\n{r.get('output', '')}" if several else str(r.get("output", ""))
-               for i, r in enumerate(runs, 1)]
     grader_lines = []
+    modes = set()
+    latencies = []
+    totals: list[Any] = [None, None, None]  # input tokens, output tokens, cost: None unless some run knows it
+    runs_passed, model = 0, None
     for i, run in enumerate(runs, 1):
+        runs_passed += bool(run.get("passed"))
+        if run.get("latency_ms") is not None:
+            latencies.append(run["latency_ms"])
+        for k, key in enumerate(("input_tokens", "output_tokens", "cost_usd")):
+            value = run.get(key)
+            if value is not None:
+                totals[k] = value if totals[k] is None else totals[k] + value
+        model = model or run.get("model") or None
         for g in run.get("graders") or ():
-            line = f"{g['name']}: {'pass' if g['passed'] else 'FAIL'} ({_number(g.get('score'))})"
-            if not g["passed"] and g.get("reason"):
-                line += f" {g['reason']}"
+            passed = g["passed"]
+            line = f"{g['name']}: {'pass' if passed else 'FAIL'} ({_number(g.get('score'))})"
+            if not passed:
+                if g.get("reason"):
+                    line += f" {g['reason']}"
+                if g.get("failure_mode"):
+                    modes.add(g["failure_mode"])
             grader_lines.append(f"run {i}: {line}" if several else line)
-    failed = [g for r in runs for g in r.get("graders") or () if not g["passed"]]
-    modes = sorted({g["failure_mode"] for g in failed if g.get("failure_mode")})
-    values = {
-        "case_id": case.get("case_id"),
-        "outcome": "error" if error is not None else ("passed" if case.get("passed") else "failed"),
-        "passed": bool(case.get("passed")) and error is None,
-        "score": case.get("score"),
-        "flaky": bool(case.get("flaky")),
-        "runs": len(runs),
-        "runs_passed": sum(bool(r.get("passed")) for r in runs),
-        "latency_ms": sum(latencies) / len(latencies) if latencies else None,
-        "input_tokens": _sum(r.get("input_tokens") for r in runs),
-        "output_tokens": _sum(r.get("output_tokens") for r in runs),
-        "cost_usd": _sum(r.get("cost_usd") for r in runs),
-        "model": next((r["model"] for r in runs if r.get("model")), None),
-        "output": "\n".join(outputs) if runs else None,
-        "graders": "\n".join(grader_lines),
-        "failure_modes": ", ".join(modes),
-        "error": error,
-        "vars": json.dumps(case.get("vars") or {}, ensure_ascii=False, default=str),
-        "expected": _json_text(case.get("expected")),
-        "tags": ", ".join(case.get("tags") or ()),
-    }
-    return [_cell(values[column]) for column in RESULT_COLUMNS]
+    if several:
+        output = "\n".join(f"--- run {i} ---\n{r.get('output', '')}" for i, r in enumerate(runs, 1))
+    else:
+        output = str(runs[0].get("output", "")) if runs else None
+    passed = bool(case.get("passed"))
+    return [
+        case.get("case_id"),
+        "error" if error is not None else ("passed" if passed else "failed"),
+        passed and error is None,
+        _cell(case.get("score")),
+        bool(case.get("flaky")),
+        len(runs),
+        runs_passed,
+        _cell(sum(latencies) / len(latencies)) if latencies else None,
+        _cell(totals[0]),
+        _cell(totals[1]),
+        _cell(totals[2]),
+        model,
+        output,
+        "\n".join(grader_lines),
+        ", ".join(sorted(modes)),
+        error,
+        json.dumps(case.get("vars") or {}, ensure_ascii=False, default=str),
+        _json_text(case.get("expected")),
+        ", ".join(case.get("tags") or ()),
+    ]
 
 
 def _json_text(value: Any) -> str | None:
@@ -947,11 +963,6 @@ def _json_text(value: Any) -> str | None:
 
 def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
-
-
-def _sum(values: Any) -> Any:
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
 
 
 def _cell(value: Any) -> Any:
@@ -970,7 +981,8 @@ def results_json(cases: Sequence[Mapping[str, Any]]) -> str:
     would hold every row at once and encode in Python (only ``json.dumps`` uses the C
     encoder).
     """
-    rows = ", ".join(json.dumps(_row(case), ensure_ascii=False, allow_nan=False) for case in cases)
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    rows = ", ".join(encode(_row(case)) for case in cases)
     return '{"columns": ' + json.dumps(list(RESULT_COLUMNS)) + ', "data": [' + rows + "]}"
 
 
