@@ -212,7 +212,7 @@ class EvalSession:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> None:
         """Collection meets an eval file: start the tracking agent, which imports MLflow while pytest reads it."""
-        if self._agent is None and self.state.is_eval_file(file_path.name):
+        if not self._agent_started and self.state.is_eval_file(file_path.name):
             self._start_agent()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -230,9 +230,9 @@ class EvalSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Under xdist, the controller learns here (from the first worker) that eval items will run."""
-        if self._agent is None and any(
+        if not self._agent_started and any(
             self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids
-        ):  # every worker reports its whole collection: scanned until the agent runs
+        ):  # every worker reports its whole collection: scanned until the agent is started
             self._start_agent()
             if self._agent is not None:
                 self._agent.go()
@@ -470,7 +470,7 @@ class EvalSession:
             eval=s.eval, variant=s.variant, suite=",".join(suites), session=self.session_id,
             params={k: v for k, v in params.items() if v is not None},
             metrics=summary_metrics(s), tags=tags,
-            cases=[data for r, data in zip(self.results, self._case_data) if r.eval == s.eval and r.variant == s.variant],
+            cases=[data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant],
             prompts=dict(run.get("prompts") or {}), complete=complete,
             verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),

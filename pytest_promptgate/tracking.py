@@ -977,9 +977,8 @@ def results_json(cases: Sequence[Mapping[str, Any]]) -> str:
     ``{"columns": [...], "data": [[...], ...]}``: the shape ``MlflowClient.log_table``
     writes (pandas' ``orient="split"``), which the MLflow UI renders and ``load_table``
     reads, built without pandas. ``cases`` are :meth:`CaseResult.to_dict` dicts; every
-    cell is JSON (no NaN). Encoded a row at a time: ``json.dump`` of the whole table
-    would hold every row at once and encode in Python (only ``json.dumps`` uses the C
-    encoder).
+    cell is JSON (no NaN). Encoded a row at a time with the C encoder: ``json.dump``
+    of the whole table to a file would hold every row at once and encode in Python.
     """
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     rows = ", ".join(encode(_row(case)) for case in cases)

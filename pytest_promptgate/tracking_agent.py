@@ -139,17 +139,14 @@ class TrackingAgent:
         An agent never told to open the store is killed at once: it has only imported modules.
         """
         process = self._process
-        if process.poll() is None and not self._opening:
-            process.kill()
-            process.wait()
-        elif process.poll() is None:
+        if process.poll() is None and self._opening:
             with contextlib.suppress(AgentGone):
                 self._send(("close", (), {}))
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(_CLOSE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
         self._release()
 
     def abandon(self) -> None:
