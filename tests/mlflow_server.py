@@ -41,13 +41,15 @@ def free_port() -> int:
 class MlflowServer:
     """One ``mlflow server`` on 127.0.0.1: its URI, its backend store, and its process group."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend_store_uri: str | None = None, workers: int = 1) -> None:
         self.root = root
         self.port = free_port()
         self.db = root / "server.db"
         self.artifacts = root / "artifacts"
         self.log = root / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.workers = workers
+        self._backend = backend_store_uri
 
     @property
     def uri(self) -> str:
@@ -56,8 +58,8 @@ class MlflowServer:
 
     @property
     def backend_store_uri(self) -> str:
-        """The server's own store, which a test may also open directly."""
-        return f"sqlite:///{self.db}"
+        """The server's own store (SQLite unless another was given), which a test may also open directly."""
+        return self._backend or f"sqlite:///{self.db}"
 
     def start(self) -> None:
         """Start the server (again) on the same port and store; return once ``/health`` answers."""
@@ -67,7 +69,7 @@ class MlflowServer:
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         command = [
             sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             "--backend-store-uri", self.backend_store_uri,
             "--default-artifact-root", "mlflow-artifacts:/",
             "--artifacts-destination", str(self.artifacts),
