@@ -149,6 +149,21 @@ def test_commands_on_a_store_of_another_mlflow_version_say_so_in_one_line(pytest
     assert len(kept(pytester)) == 1
 
 
+@pytest.mark.parametrize(("args", "status"), [
+    (("--promote", "router"), pytest.ExitCode.USAGE_ERROR),
+    (("--rollback", "router", "--rollback-reason", "it answers rudely"), 1),
+])
+def test_promote_and_rollback_on_a_store_of_another_mlflow_version_say_so_in_one_line(pytester, tracking_on, args,
+                                                                                      status):
+    damage(pytester.path / "mlflow.db", "update alembic_version set version_num = '0123456789ab'")
+    result = pytester.runpytest_subprocess(*args, "--prompt-tracking-uri", tracking_on, timeout=120)
+    assert result.ret == status
+    assert_clean(result)
+    output = result.stdout.str() + result.stderr.str()
+    assert f"MLflow tracking at {tracking_on} is unavailable (opening the store): the store was written by another " \
+           "MLflow version (schema 0123456789ab" in output
+
+
 # --------------------------------------------------------------------------- looking for baselines
 
 
