@@ -107,6 +107,17 @@ _SQLALCHEMY_UNREACHABLE = ("OperationalError", "InterfaceError", "DisconnectionE
 _SPOOL_FORMAT = 1
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_ .:/-]" if os.name != "nt" else r"[^A-Za-z0-9_ ./-]")
 _UNSAFE_PATH_PART = re.compile(r"[^A-Za-z0-9_.-]+")
+#: The longest file name made of a name from an eval file (file systems take 255 bytes).
+_MAX_PATH_PART = 100
+
+
+def _path_part(name: str, empty: str) -> str:
+    """``name`` as one file name: safe characters only, never hidden, and at most :data:`_MAX_PATH_PART`
+    characters (a longer name keeps its start and 8 hex digits of a hash of the whole)."""
+    part = _UNSAFE_PATH_PART.sub("_", name).strip(".") or empty
+    if len(part) <= _MAX_PATH_PART:
+        return part
+    return part[:_MAX_PATH_PART - 9] + "-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:8]
 
 
 class TrackingError(Exception):
@@ -354,7 +365,7 @@ class Tracker:
     def _artifact_location(self, experiment_name: str) -> str | None:
         if self.artifact_root is None:
             return None
-        parts = [_UNSAFE_PATH_PART.sub("_", part).strip(".") or "_" for part in experiment_name.split("/") if part]
+        parts = [_path_part(part, "_") for part in experiment_name.split("/") if part]
         return self.artifact_root.joinpath(*parts).as_uri()
 
     @contextlib.contextmanager
@@ -1197,7 +1208,7 @@ def _write_artifacts(directory: Path, record: TrackedRun, results: str | None = 
         prompts.mkdir()
         taken: set[str] = set()
         for name, text in record.prompts.items():
-            stem = _UNSAFE_PATH_PART.sub("_", name).strip(".") or "prompt"
+            stem = _path_part(name, "prompt")
             while stem in taken:
                 stem += "_"
             taken.add(stem)

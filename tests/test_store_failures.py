@@ -400,8 +400,8 @@ def test_names_of_any_length_make_spool_files_the_file_system_takes(tmp_path, mi
     shutil.copy(migrated_store, db)
     directory = spool_dir(tmp_path)
     records = [
-        TrackedRun(eval="e" * 200, variant="v" * 300, suite="core", session="s"),
-        TrackedRun(eval="e" * 200, variant="v" * 299 + "w", suite="core", session="s"),  # the same cut, not the same run
+        TrackedRun(eval="e" * 300, variant="v" * 300, suite="core", session="s", prompts={"p" * 300: "Hi {{x}}"}),
+        TrackedRun(eval="e" * 300, variant="v" * 299 + "w", suite="core", session="s"),  # the same cut, not the same run
         TrackedRun(eval="../../etc/passwd", variant="a/b\\c:d", suite="core", session="s"),
     ]
     paths = [spool(directory, record) for record in records]
@@ -418,3 +418,7 @@ def test_names_of_any_length_make_spool_files_the_file_system_takes(tmp_path, mi
     )
     assert list(directory.glob("*.json")) == []
     assert os.listdir(directory) == [".gitignore"]
+    # The artifacts too: no name longer than 100 characters (and ".txt"), whatever the eval's and the prompt's names.
+    stored = list((tmp_path / "mlartifacts").rglob("*"))
+    assert any(path.name == "prompts" for path in stored)
+    assert max(len(path.name.removesuffix(".txt")) for path in stored) == 100
