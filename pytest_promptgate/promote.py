@@ -194,7 +194,7 @@ def trend(config: pytest.Config) -> int:
 
     from .plugin import EVERY_SUITE
     from .session import TrackingSettings
-    from .tracking import Tracker, TrackingError, display_uri, eval_runs
+    from .tracking import Tracker, display_uri, eval_runs, tracking_failure
 
     if config.getoption("prompt_no_tracking"):
         raise pytest.UsageError("promptgate: --prompt-trend reads the runs in MLflow; "
@@ -203,14 +203,15 @@ def trend(config: pytest.Config) -> int:
     suites = _names(config.getoption("prompt_suite"))
     evals = _names(config.getoption("prompt_trend_eval"))
     limit = config.getoption("prompt_trend_limit")
-    tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
+    tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix, read_only=True)
     try:
         histories = eval_runs(
             tracker, sorted(evals) if evals else None, () if suites & EVERY_SUITE else sorted(suites),
             limit=limit, complete_runs=DIRECTION_RUNS,
         )
-    except TrackingError as exc:
-        create_terminal_writer(config, sys.stderr).line(f"promptgate: --prompt-trend: {exc}", red=True)
+    except Exception as exc:  # a TrackingError; anything else in its words (tracking_failure), never a traceback
+        create_terminal_writer(config, sys.stderr).line(
+            f"promptgate: --prompt-trend: {tracking_failure(exc, settings.uri)}", red=True)
         return 1
     trends = [eval_trend(history) for history in histories.values()]
     source = display_uri(tracker.uri)
@@ -380,7 +381,7 @@ class Promotion:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Resolve the candidate and pin it for every eval that uses the prompt, before anything runs."""
-        from .tracking import TrackingError, alias_version, resolve_prompt
+        from .tracking import alias_version, resolve_prompt, tracking_failure
 
         r = self.request
         evals = self._session()
@@ -393,8 +394,8 @@ class Promotion:
         try:
             self.candidate = resolve_prompt(tracker, r.name, alias=r.from_alias, version=r.version)
             self.current = alias_version(tracker, r.name, r.to_alias)
-        except TrackingError as exc:
-            raise pytest.UsageError(f"promptgate: --promote {r.name}: {exc}") from None
+        except Exception as exc:  # a TrackingError; anything else in its words (tracking_failure)
+            raise pytest.UsageError(f"promptgate: --promote {r.name}: {tracking_failure(exc, tracker.uri)}") from None
         version = self.candidate["version"]
         if self.current == version:
             pytest.exit(f"promptgate: {r.name} version {version} is already at alias {r.to_alias!r}: nothing to promote",
@@ -419,7 +420,7 @@ class Promotion:
         session.exitstatus = pytest.ExitCode.OK if self.promoted else pytest.ExitCode.TESTS_FAILED
 
     def _promote(self, evals: Any, run_ids: list[str]) -> bool:
-        from .tracking import TrackingError, record_audit, set_alias
+        from .tracking import record_audit, set_alias, tracking_failure
 
         r, candidate = self.request, self.candidate
         assert candidate is not None
@@ -435,8 +436,8 @@ class Promotion:
         try:
             read_back = set_alias(tracker, r.name, r.to_alias, candidate["version"])
             record_audit(tracker, event, run_ids)
-        except TrackingError as exc:
-            self.messages.append((f"promptgate: promotion failed: {exc}", {"red": True}))
+        except Exception as exc:  # a TrackingError; anything else in its words (tracking_failure)
+            self.messages.append((f"promptgate: promotion failed: {tracking_failure(exc, tracker.uri)}", {"red": True}))
             return False
         if read_back != candidate["version"]:
             self.messages.append((f"promptgate: alias {r.to_alias!r} reads back as version {read_back}, "
@@ -517,7 +518,7 @@ def rollback(config: pytest.Config) -> int:
     from _pytest.config import create_terminal_writer
 
     from .session import TrackingSettings
-    from .tracking import Tracker, TrackingError, alias_version, audit_history, display_uri, record_audit, set_alias
+    from .tracking import Tracker, alias_version, audit_history, display_uri, record_audit, set_alias, tracking_failure
 
     write = create_terminal_writer(config).line
     name, alias = config.getoption("rollback"), config.getoption("rollback_alias")
@@ -543,8 +544,8 @@ def rollback(config: pytest.Config) -> int:
             "action": "rollback", "prompt_name": name, "from_version": current, "to_version": previous,
             "alias": alias, "timestamp": _now(), "actor": actor(config), "reason": reason, "reverts": target["key"],
         })
-    except TrackingError as exc:
-        write(f"promptgate: rollback of {name}@{alias} failed: {exc}", red=True)
+    except Exception as exc:  # a TrackingError; anything else in its words (tracking_failure)
+        write(f"promptgate: rollback of {name}@{alias} failed: {tracking_failure(exc, tracker.uri)}", red=True)
         return 1
     if read_back != previous:
         write(f"promptgate: alias {alias!r} reads back as version {read_back}, not {previous}", red=True)
@@ -631,7 +632,7 @@ class BestVariantActions:
                 self._apply(best, name, source, text, messages)
 
     def _register(self, evals: Any, best: Any, name: str, source: dict[str, Any], text: str, messages: Any) -> None:
-        from .tracking import TrackingError, register_prompt_version
+        from .tracking import register_prompt_version, tracking_failure
 
         registry_name = source.get("registry_name") or f"{best.eval}.{name}"
         tracker = evals._open()
@@ -653,8 +654,9 @@ class BestVariantActions:
                 tracker, registry_name, template, alias="candidate", tags=tags,
                 message=f"best variant {best.variant} of eval {best.eval} (pytest-promptgate)",
             )
-        except TrackingError as exc:
-            self.lines.append((f"promptgate: cannot register {registry_name}: {exc}", {"red": True}))
+        except Exception as exc:  # a TrackingError; anything else in its words (tracking_failure)
+            self.lines.append((f"promptgate: cannot register {registry_name}: {tracking_failure(exc, tracker.uri)}",
+                               {"red": True}))
             self.refused = True
             return
         self.lines.append((f"promptgate: registered {registry_name} version {version} (alias 'candidate') from the "

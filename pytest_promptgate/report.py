@@ -188,7 +188,10 @@ def _tracking_lines(t: TrackingStatus | None) -> list[str]:
     if t.spooled:
         lines.append(f"kept {t.spooled} run(s) in {t.spool}; the next session sends them, or pytest --prompt-sync")
     earlier = t.waiting - t.spooled
-    if earlier > 0:
+    if earlier > 0 and t.state == "unavailable":  # this store's among them, most likely
+        lines.append(f"{earlier} run(s) of earlier sessions wait in {t.spool} too; "
+                     "the next session that reaches MLflow sends them, or pytest --prompt-sync")
+    elif earlier > 0:
         lines.append(f"{earlier} run(s) of earlier sessions wait in {t.spool} for another tracking URI; "
                      "send them with pytest --prompt-sync --prompt-tracking-uri URI")
     return lines
@@ -252,6 +255,8 @@ def _conclusion(outcome: SessionOutcome) -> str:
             reasons.append(f"{outcome.ordinary_failures} failure(s) outside eval cases (tests, fixtures, teardowns)")
         if outcome.tracking_required:
             reasons.append("MLflow tracking unavailable and --prompt-require-tracking")
+        if outcome.lost_runs:
+            reasons.append(f"{outcome.lost_runs} run(s) neither logged to MLflow nor kept on disk")
         if outcome.strict and tolerated:
             reasons.append(f"--prompt-strict and {tolerated} failed or errored case(s)")
         return "promptgate: session FAILED: " + "; ".join(reasons)

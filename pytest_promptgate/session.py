@@ -151,7 +151,7 @@ class EvalSession:
         settings = self.settings
         if not (settings.pinned or settings.required):
             return
-        from .tracking import BaselineError, pinned_baseline
+        from .tracking import TrackingError, pinned_baseline
 
         tracker = self._open()
         if tracker is None:
@@ -161,7 +161,7 @@ class EvalSession:
         for run_id in settings.pinned:
             try:
                 baseline = self._call(lambda run_id=run_id: pinned_baseline(tracker, run_id))
-            except BaselineError as exc:
+            except TrackingError as exc:  # BaselineError, or the store refused to say
                 raise pytest.UsageError(f"promptgate: --prompt-baseline: {exc}") from None
             if baseline is None:
                 return
@@ -336,6 +336,7 @@ class EvalSession:
             stopped_early=stopped_early,
             fail_on=fail_on,
             tracking_required=self._down if self.settings.required and self._down else None,
+            lost_runs=self.tracking.lost if self.tracking is not None else 0,
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
@@ -358,7 +359,7 @@ class EvalSession:
             self.tracking = TrackingStatus(state="off")
             return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
 
-        from .tracking import TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
+        from .tracking import TrackingError, TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
 
         spool = spool_dir(self.config.rootpath)
         status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
@@ -367,8 +368,13 @@ class EvalSession:
             status.problems.append(self._down)
         if self._connect() and spooled(spool):
             refused = len(rejected_spool(spool))
-            sent = self._call(lambda: self._via("send_spooled", spool))
+            try:
+                sent = self._call(lambda: self._via("send_spooled", spool))
+            except TrackingError as exc:  # the spool itself failed (the store's failures are the calls' own)
+                status.problems.append(str(exc))
+                sent = None
             status.sent_earlier = len(sent or ())
+            status.problems += getattr(sent, "problems", [])
             refused = len(rejected_spool(spool)) - refused
             if refused:
                 status.problems.append(f"{refused} run(s) kept by earlier sessions were refused by MLflow and moved to "
@@ -436,8 +442,10 @@ class EvalSession:
         try:
             spool(spool_dir(self.config.rootpath), record)
             status.spooled += 1
-        except OSError as exc:
-            status.problems.append(f"could not keep the run of {check.label} on disk: {exc}")
+        except Exception as exc:  # OSError mostly; whatever it is, the run is lost, and the session says so
+            status.lost += 1
+            why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else repr(exc)
+            status.problems.append(f"could not keep the run of {check.label} on disk: {why}: the run is lost")
         status.state = "unavailable"
         return check
 
@@ -487,7 +495,7 @@ class EvalSession:
     def _open(self) -> Tracker | None:
         """The tracker of this process, opened on first use; None when MLflow cannot be reached (``_down`` says why)."""
         if self._tracker is None and self._down is None:
-            self._call(self._local)
+            self._call(self._local, opening=True)
         return self._tracker
 
     def _local(self) -> Tracker:
@@ -503,7 +511,7 @@ class EvalSession:
     def _connect(self) -> bool:
         """Whether MLflow answers: asked once, of the tracking agent when it runs, else by opening it here."""
         if not self._connected and self._down is None:
-            self._connected = self._call(lambda: self._via("open")) is not None
+            self._connected = self._call(lambda: self._via("open"), opening=True) is not None
         return self._connected and self._down is None
 
     def _via(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -529,20 +537,32 @@ class EvalSession:
         tracker = self._local()
         return True if name == "open" else getattr(tracking, name)(tracker, *args, **kwargs)
 
-    def _call(self, action: Any) -> Any:
+    def _call(self, action: Any, *, opening: bool = False) -> Any:
         """``action()``; None once MLflow is unreachable, which is remembered so it is not asked again.
+
+        The safety net of every call into MLflow (here or in the agent): whatever ``action``
+        raises comes out as a :class:`~pytest_promptgate.tracking.TrackingError` for the
+        caller to report (:func:`~pytest_promptgate.tracking.tracking_failure`), or, when it
+        means the store cannot be used (:class:`TrackingUnavailable`, or any failure while
+        ``opening`` it), as None with the reason in ``_down``: the session then compares
+        with no baseline and keeps its runs on disk.
 
         Ctrl-C while the session finish talks to MLflow counts as unreachable: the runs not
         logged yet are kept on disk, and the session ends as interrupted (``tracking_interrupted``).
         """
-        from .tracking import TrackingUnavailable
+        from .tracking import TrackingUnavailable, tracking_failure
 
         if self._down is not None:
             return None
         try:
             return action()
-        except TrackingUnavailable as exc:
-            self._down = str(exc)
+        except Exception as exc:
+            failure = tracking_failure(exc, self.settings.uri)
+            if not (opening or isinstance(failure, TrackingUnavailable)):
+                if failure is exc:
+                    raise
+                raise failure from exc
+            self._down = str(failure)
         except KeyboardInterrupt:
             if self.tracking is None:  # before the session: nothing to keep yet
                 raise
@@ -607,7 +627,7 @@ class EvalSession:
 def sync_spool(config: pytest.Config) -> int:
     """``pytest --prompt-sync``: send the spooled runs now; 0 when none is left waiting, else 1."""
     from .tracking import (
-        Tracker, TrackingError, display_uri, rejected_spool, same_store, send_spooled, spool_dir, spooled,
+        Tracker, display_uri, rejected_spool, same_store, send_spooled, spool_dir, spooled, tracking_failure,
     )
 
     from _pytest.config import create_terminal_writer  # the terminal reporter does not exist yet
@@ -630,13 +650,17 @@ def sync_spool(config: pytest.Config) -> int:
     tracker = Tracker(settings.uri, experiment_prefix=settings.experiment_prefix)
     try:
         sent = send_spooled(tracker.open(), directory)
-    except TrackingError as exc:
-        write(f"promptgate: {exc}", red=True)
+    except Exception as exc:  # TrackingError; anything else in its words too (tracking_failure): never a traceback
+        write(f"promptgate: {tracking_failure(exc, settings.uri)}", red=True)
         write(f"promptgate: {len(spooled(directory))} run(s) still waiting in {directory}")
         return 1
     write(f"promptgate: sent {len(sent)} run(s) to MLflow at {display_uri(settings.uri)}")
+    for problem in sent.problems:
+        write(f"promptgate: {problem}", red=True)
     left = _waiting_uris(spooled(directory))
     for uri, count in sorted(left.items()):
+        if uri == "?":  # unreadable: said in the problems above
+            continue
         shown = uri if "***" not in uri else f"'{uri}' (with its password in place of ***)"
         write(f"promptgate: {count} run(s) wait for MLflow at {uri}; send them with "
               f"pytest --prompt-sync --prompt-tracking-uri {shown}", yellow=True)
@@ -644,16 +668,18 @@ def sync_spool(config: pytest.Config) -> int:
     if rejected:
         write(f"promptgate: {len(rejected)} run(s) refused by MLflow are kept in {directory / 'rejected'} "
               "with the reason beside each", red=True)
-    return 1 if left or rejected else 0
+    return 1 if left or rejected or sent.problems else 0
 
 
 def _waiting_uris(paths: list[Path]) -> dict[str, int]:
-    """How many spooled runs wait for each tracking URI."""
+    """How many spooled runs wait for each tracking URI (runs another sender took meanwhile are not counted)."""
     counts: dict[str, int] = {}
     for path in paths:
         try:
             uri = json.loads(path.read_text(encoding="utf-8")).get("tracking_uri") or "?"
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError):  # AttributeError: JSON that is not an object
             uri = "?"
         counts[uri] = counts.get(uri, 0) + 1
     return counts

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import posixpath
@@ -97,12 +98,26 @@ _MLFLOW_ENV = {
 # once per process, on the first open of any SQL store.
 _SQLALCHEMY_NOLOAD_WARNING = r"The ``noload`` loader strategy is deprecated"
 
+# The logger of MLflow's SQL store: it logs every database error with its traceback and SQL.
+_MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
+
 # SQLAlchemy errors that mean the database could not be reached (or was locked), not that it refused.
 _SQLALCHEMY_UNREACHABLE = ("OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError")
 
 _SPOOL_FORMAT = 1
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_ .:/-]" if os.name != "nt" else r"[^A-Za-z0-9_ ./-]")
 _UNSAFE_PATH_PART = re.compile(r"[^A-Za-z0-9_.-]+")
+#: The longest file name made of a name from an eval file (file systems take 255 bytes).
+_MAX_PATH_PART = 100
+
+
+def _path_part(name: str, empty: str) -> str:
+    """``name`` as one file name: safe characters only, never hidden, and at most :data:`_MAX_PATH_PART`
+    characters (a longer name keeps its start and 8 hex digits of a hash of the whole)."""
+    part = _UNSAFE_PATH_PART.sub("_", name).strip(".") or empty
+    if len(part) <= _MAX_PATH_PART:
+        return part
+    return part[:_MAX_PATH_PART - 9] + "-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:8]
 
 
 class TrackingError(Exception):
@@ -227,11 +242,15 @@ class Tracker:
     :class:`TrackingError` when MLflow refuses an operation.
     """
 
-    def __init__(self, uri: str, *, experiment_prefix: str = DEFAULT_EXPERIMENT_PREFIX) -> None:
+    def __init__(
+        self, uri: str, *, experiment_prefix: str = DEFAULT_EXPERIMENT_PREFIX, read_only: bool = False
+    ) -> None:
         uri = anchor_sqlite(uri, Path.cwd())
         db = _sqlite_path(uri)
         self.uri = uri
         self.experiment_prefix = experiment_prefix
+        #: Only reads (``--prompt-trend``): a SQLite store need not be writable then.
+        self.read_only = read_only
         #: Where experiments created here keep their artifacts: a directory beside a
         #: SQLite database. None for servers (they decide) and file stores (artifacts
         #: already live inside the store's directory).
@@ -253,14 +272,22 @@ class Tracker:
         Call it on the controller before any worker starts: a fresh SQLite file is
         created and migrated here, once (several processes migrating one new file
         at the same time crash in MLflow's migrations, DESIGN §6.1). Calling it
-        again does nothing.
+        again does nothing. Any failure is :class:`TrackingUnavailable`: a store
+        that cannot be opened is as good as unreachable. A SQLite store (unless
+        :attr:`read_only`) is checked for writing before MLflow touches it
+        (:func:`_unwritable`).
         """
         if self._client is not None:
             return self
-        with self._calling("opening the store"):
+        with self._calling("opening the store", opening=True):
+            db = _sqlite_path(self.uri)
+            problem = _unwritable(db, self.artifact_root) if db is not None and not self.read_only else None
+            if problem is not None:
+                raise TrackingUnavailable(
+                    f"MLflow tracking at {display_uri(self.uri)} is unavailable (opening the store): {problem}"
+                )
             from mlflow.tracking import MlflowClient
 
-            db = _sqlite_path(self.uri)
             if db is not None and not db.exists():
                 _seed_from_template(db)
             client = MlflowClient(tracking_uri=self.uri)
@@ -338,31 +365,36 @@ class Tracker:
     def _artifact_location(self, experiment_name: str) -> str | None:
         if self.artifact_root is None:
             return None
-        parts = [_UNSAFE_PATH_PART.sub("_", part).strip(".") or "_" for part in experiment_name.split("/") if part]
+        parts = [_path_part(part, "_") for part in experiment_name.split("/") if part]
         return self.artifact_root.joinpath(*parts).as_uri()
 
     @contextlib.contextmanager
-    def _calling(self, action: str) -> Iterator[None]:
-        """Around every call into MLflow: quick HTTP failure, the one SQLAlchemy warning, errors in our words."""
+    def _calling(self, action: str, *, opening: bool = False) -> Iterator[None]:
+        """Around every call into MLflow: quick HTTP failure, the one SQLAlchemy warning, errors in our words.
+
+        Whatever is raised inside comes out as a :class:`TrackingError` (:func:`tracking_failure`);
+        with ``opening``, as :class:`TrackingUnavailable`. MLflow's SQL store logs each database
+        error with its traceback and SQL; those lines are held back, the error is said once, translated.
+        """
         added = [name for name in _MLFLOW_ENV if name not in os.environ]
         os.environ.update({name: _MLFLOW_ENV[name] for name in added})
+        quiet = logging.getLogger(_MLFLOW_DB_LOGGER)
+        was_disabled, quiet.disabled = quiet.disabled, True
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings(
                     "ignore", message=_SQLALCHEMY_NOLOAD_WARNING, category=DeprecationWarning, module=r"mlflow\.store\."
                 )
                 yield
-        except TrackingError:
-            raise
         except Exception as exc:
-            if _unreachable(exc, remote=self.is_remote):
-                raise TrackingUnavailable(
-                    f"MLflow tracking at {display_uri(self.uri)} is unavailable ({action}): {_reason(exc)}"
-                ) from exc
-            if _is_mlflow_error(exc) or isinstance(exc, OSError):
-                raise TrackingError(f"MLflow tracking at {display_uri(self.uri)}: {action} failed: {_reason(exc)}") from exc
-            raise
+            failure = tracking_failure(exc, self.uri, action, remote=self.is_remote)
+            if opening and not isinstance(failure, TrackingUnavailable):
+                failure = TrackingUnavailable(str(failure))
+            if failure is exc:
+                raise
+            raise failure from exc
         finally:
+            quiet.disabled = was_disabled
             for name in added:
                 os.environ.pop(name, None)
 
@@ -409,7 +441,8 @@ def _seed_from_template(db: Path) -> None:
     :func:`template_dir`) and copied (milliseconds). The template holds no
     experiment: MLflow adds its Default experiment when it opens the copy, with
     an artifact location of its own. Anything that fails here leaves ``db``
-    absent, and MLflow creates it the slow way.
+    absent, and MLflow creates it the slow way; a cache directory that cannot be
+    written is found first (MLflow would retry for minutes, :func:`_unwritable`).
     """
     import sqlite3
 
@@ -420,6 +453,8 @@ def _seed_from_template(db: Path) -> None:
         template = directory / f"mlflow-{mlflow.__version__}.db"
         if not template.exists():
             directory.mkdir(parents=True, exist_ok=True)
+            if _cannot_create_in(directory) is not None:
+                return
             fresh = directory / f".{uuid.uuid4().hex}.db"
             try:
                 from mlflow.tracking import MlflowClient
@@ -440,7 +475,7 @@ def _seed_from_template(db: Path) -> None:
         finally:
             with contextlib.suppress(OSError):
                 copy.unlink()
-    except (OSError, sqlite3.Error):
+    except Exception:  # OSError, sqlite3.Error, MLflow refusing the template: the slow way still works
         return
 
 
@@ -493,6 +528,43 @@ def _is_mlflow_error(exc: BaseException) -> bool:
     return any(base.__name__ == "MlflowException" and base.__module__.startswith("mlflow") for base in type(exc).__mro__)
 
 
+def tracking_failure(exc: BaseException, uri: str, action: str | None = None, *, remote: bool = False) -> TrackingError:
+    """``exc``, raised while ``action`` on the store ``uri``, as the :class:`TrackingError` that says what happened.
+
+    Known failures get their reason in a line: a store of another MLflow version (what to
+    do about it), a server or database that cannot be reached (:class:`TrackingUnavailable`),
+    a request MLflow or the database refused, a file that could not be written.
+    Anything else is ``MLflow failed: <type>: <first line>`` (:func:`describe_failure`).
+    Database errors are given by the database's own message, never SQLAlchemy's text
+    with its SQL. A :class:`TrackingError` is returned as it is.
+    """
+    if isinstance(exc, TrackingError):
+        return exc
+    where = display_uri(uri)
+    down = f"MLflow tracking at {where} is unavailable" + (f" ({action})" if action else "")
+    failed = f"MLflow tracking at {where}: " + (f"{action} failed: " if action else "")
+    schema = _schema_mismatch(exc, where)
+    if schema is not None:
+        return TrackingUnavailable(f"{down}: {schema}")
+    if _unreachable(exc, remote=remote):
+        return TrackingUnavailable(f"{down}: {_reason(exc)}")
+    if _is_mlflow_error(exc) or isinstance(exc, OSError) or _database_error(exc) is not None:
+        return TrackingError(failed + _reason(exc))
+    return TrackingError(failed + describe_failure(exc))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``MLflow failed: <type>: <first line>``: an exception nothing more is known about, in one line."""
+    lines = str(exc).strip().splitlines()
+    first = _cut_line(lines[0]) if lines else ""
+    return f"MLflow failed: {type(exc).__name__}" + (f": {first}" if first else "")
+
+
+def _cut_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _reason(exc: BaseException) -> str:
     for error in _chain(exc):
         text = str(error)
@@ -502,8 +574,111 @@ def _reason(exc: BaseException) -> str:
             return "connection lost"
         if isinstance(error, TimeoutError) or "timed out" in text.lower():
             return "timed out"
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:300] + "…"
+    database = _database_error(exc)
+    if database is not None:
+        return database
+    for error in _chain(exc):
+        if isinstance(error, OSError) and error.strerror:
+            names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+            return _cut_line(f"{error.strerror}: {' -> '.join(names)}" if names else error.strerror)
+    return _cut_line(str(exc))
+
+
+def _database_error(exc: BaseException) -> str | None:
+    """The database's own message when ``exc`` comes from SQLAlchemy: without SQLAlchemy's wrapping, its SQL, its link."""
+    for error in _chain(exc):
+        if type(error).__module__.startswith("sqlalchemy"):
+            orig = getattr(error, "orig", None)
+            text = str(orig) if orig is not None else str(error)
+            text = _SQLALCHEMY_NOISE.sub(" ", text).split("[SQL:", 1)[0]
+            return _cut_line(text) or type(error).__name__
+    return None
+
+
+# What SQLAlchemy adds to a database's message: the autoflush note, the "(sqlite3.OperationalError)" prefix, the link.
+_SQLALCHEMY_NOISE = re.compile(
+    r"\(raised as a result of Query-invoked autoflush;[^)]*\)|\(Background on this error at:[^)]*\)|^\s*\([\w.]+\)\s*"
+)
+
+
+def _schema_mismatch(exc: BaseException, where: str) -> str | None:
+    """What to do about a SQL store whose schema is not the one this MLflow expects; None for other errors."""
+    for error in _chain(exc):
+        found = _SCHEMA_MISMATCH.search(str(error))
+        if found is None:
+            continue
+        store, expected = found.group(1), found.group(2)
+        import mlflow
+
+        this = f"schema {store}, this MLflow {mlflow.__version__} expects {expected}"
+        if _known_revision(store):
+            return (f"the store has the schema of an older MLflow ({this}); upgrade it with "
+                    f"'mlflow db upgrade {where}' after a backup, or point --prompt-tracking-uri elsewhere")
+        return (f"the store was written by another MLflow version ({this}); "
+                "upgrade MLflow, or point --prompt-tracking-uri elsewhere")
+    return None
+
+
+# MLflow's message (mlflow.store.db.utils._verify_schema) when a store's schema is not its own.
+_SCHEMA_MISMATCH = re.compile(r"out-of-date database schema \(found version (\S+), but expected (\S+?)\)")
+
+
+def _known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this MLflow's own schema migrations (the store is older), not a later one."""
+    try:
+        from alembic.script import ScriptDirectory
+        from mlflow.store.db.utils import _get_alembic_config
+
+        return ScriptDirectory.from_config(_get_alembic_config("")).get_revision(revision) is not None
+    except Exception:  # an unknown revision raises; so does an MLflow that moved its migrations: not known either
+        return False
+
+
+def _unwritable(db: Path, artifacts: Path | None) -> str | None:
+    """Why the SQLite store ``db`` or its artifact directory cannot be written, with what to do; None when they can.
+
+    MLflow finds out by itself only after its engine's retries, about 100 s per open of a
+    new store in a directory it cannot write. ``access(2)`` alone would not do: it lets root
+    write anywhere but on a read-only file system (sysfs, say, refuses all the same), so a
+    file is made and removed in each directory that must take new files: the store's
+    (SQLite keeps its journal beside the database), or the nearest one that exists when
+    the store's must be made, and the artifact directory when it exists already.
+    """
+    directory = db.parent
+    problem = None
+    existing = next((p for p in (directory, *directory.parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif existing is not None:
+        problem = _cannot_create_in(existing)
+    if problem is None and os.path.lexists(db):
+        if not db.is_file():
+            problem = "it is not a file"
+        else:
+            try:
+                os.close(os.open(db, os.O_RDWR))
+            except OSError as exc:
+                problem = f"the file cannot be opened for writing ({exc.strerror})"
+    if problem is None and artifacts is not None and os.path.lexists(artifacts):
+        if not artifacts.is_dir():
+            problem = f"its artifact directory {artifacts} is not a directory"
+        else:
+            problem = _cannot_create_in(artifacts)
+    if problem is None:
+        return None
+    return f"cannot write the SQLite store {db}: {problem}; fix that, or point --prompt-tracking-uri at a store in a writable directory"
+
+
+def _cannot_create_in(directory: Path) -> str | None:
+    """Why no file can be made in ``directory`` (tried for real), or None."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".promptgate-probe-", dir=directory)
+    except OSError as exc:
+        return f"no file can be made in {directory} ({exc.strerror})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
 
 
 # --------------------------------------------------------------------------- what a session did
@@ -525,6 +700,8 @@ class TrackingStatus:
     sent_earlier: int = 0
     #: Spooled runs that are waiting still, from earlier sessions or this one.
     waiting: int = 0
+    #: Runs of this session neither logged nor spooled (the spool could not be written): lost.
+    lost: int = 0
     #: Why tracking failed, and anything else MLflow refused, one sentence each.
     problems: list[str] = field(default_factory=list)
     experiments: list[str] = field(default_factory=list)
@@ -761,25 +938,26 @@ def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = Non
     tags go in one ``log_batch``; the results table (:data:`RESULTS_FILE`) and
     the prompt texts (``prompts/{name}.txt``) are uploaded; the run is set
     FINISHED. Only a FINISHED run can become a baseline, so a run whose logging
-    fails half way never does: it is marked FAILED when MLflow still answers,
-    and its record can be spooled and sent again (:func:`send_spooled` closes
-    any half-logged run of the same record first).
+    fails half way never does: it is ended FAILED (:func:`_end_failed`), so that
+    the store never holds a run that looks in progress, and its record can be
+    spooled and sent again (:func:`send_spooled` closes any half-logged run of the
+    same record first).
     """
-    from mlflow.entities import Metric, Param, RunTag
-
     experiment_id = tracker.experiment_for(record.eval, record.experiment_prefix)
-    params, tags, truncated = _run_params_and_tags(record)
-    end_time = record.end_time_ms if record.end_time_ms is not None else int(time.time() * 1000)
-    values: dict[str, float] = {}
-    for key, value in record.metrics.items():
-        values[_unique_key(metric_key(key), values)] = float(value)
-    metrics = [Metric(key, value, end_time, 0) for key, value in values.items()]
-    identity = {k: tags.pop(k) for k in _IDENTITY_TAGS}
-    if truncated:
-        tags[TRUNCATED_TAG] = _cut(",".join(truncated), MAX_TAG_VALUE)[0]
     client = tracker.client
     what = f"logging run {record.eval}/{record.variant}"
+    end_time = record.end_time_ms if record.end_time_ms is not None else int(time.time() * 1000)
     with tracker._calling(what):
+        from mlflow.entities import Metric, Param, RunTag
+
+        params, tags, truncated = _run_params_and_tags(record)
+        values: dict[str, float] = {}
+        for key, value in record.metrics.items():
+            values[_unique_key(metric_key(key), values)] = float(value)
+        metrics = [Metric(key, value, end_time, 0) for key, value in values.items()]
+        identity = {k: tags.pop(k) for k in _IDENTITY_TAGS}
+        if truncated:
+            tags[TRUNCATED_TAG] = _cut(",".join(truncated), MAX_TAG_VALUE)[0]
         run = client.create_run(experiment_id, start_time=record.start_time_ms, tags=identity, run_name=record.variant)
     run_id = run.info.run_id
     try:
@@ -792,10 +970,48 @@ def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = Non
                 client.log_artifacts(run_id, tmp)
             client.set_terminated(run_id, "FINISHED", end_time=end_time)
     except BaseException:
-        with contextlib.suppress(Exception), tracker._calling(what):
-            client.set_terminated(run_id, "FAILED", end_time=end_time)
+        _end_failed(tracker, run_id, end_time)
         raise
     return run_id
+
+
+def _end_failed(tracker: Tracker, run_id: str, end_time: int) -> None:
+    """End the half-logged run ``run_id`` FAILED; best effort, never raises.
+
+    A full disk refuses that too, and what the run's artifacts took of the disk is why:
+    their half-written files are worth nothing (the record is kept and sent again as a
+    new run), so when the first try fails and they lie under :attr:`Tracker.artifact_root`,
+    they are removed and the run is ended again.
+    """
+    client = tracker.client
+    for attempt in (1, 2):
+        try:
+            with tracker._calling(f"ending run {run_id} FAILED"):
+                client.set_terminated(run_id, "FAILED", end_time=end_time)
+            return
+        except Exception:
+            if attempt == 2 or not _drop_local_artifacts(tracker, run_id):
+                return
+
+
+def _drop_local_artifacts(tracker: Tracker, run_id: str) -> bool:
+    """Remove the artifacts of run ``run_id`` when they lie under the tracker's own artifact directory; whether it did."""
+    root = tracker.artifact_root
+    if root is None:
+        return False
+    try:
+        with tracker._calling(f"reading run {run_id}"):
+            uri = tracker.client.get_run(run_id).info.artifact_uri
+        parts = urlsplit(uri)
+        if parts.scheme not in ("", "file"):
+            return False
+        directory = Path(unquote(parts.path)).resolve()
+        if directory.parent.name != run_id or not directory.is_relative_to(root.resolve()):
+            return False
+        shutil.rmtree(directory.parent)  # the run's directory: RUN_ID/artifacts
+    except Exception:
+        return False
+    return True
 
 
 def _run_params_and_tags(record: TrackedRun) -> tuple[dict[str, str], dict[str, str], list[str]]:
@@ -944,7 +1160,7 @@ def _row(case: Mapping[str, Any]) -> list[Any]:
         _cell(totals[0]),
         _cell(totals[1]),
         _cell(totals[2]),
-        model,
+        None if model is None else str(model),  # a target's own value: text in the table, whatever it was
         output,
         "\n".join(grader_lines),
         ", ".join(sorted(modes)),
@@ -992,7 +1208,7 @@ def _write_artifacts(directory: Path, record: TrackedRun, results: str | None = 
         prompts.mkdir()
         taken: set[str] = set()
         for name, text in record.prompts.items():
-            stem = _UNSAFE_PATH_PART.sub("_", name).strip(".") or "prompt"
+            stem = _path_part(name, "prompt")
             while stem in taken:
                 stem += "_"
             taken.add(stem)
@@ -1171,7 +1387,8 @@ def _baseline(run: Run, tracker: Tracker) -> Baseline:
         start_time=run.info.start_time,
         status=run.info.status,
         complete=tags.get("promptgate.complete") == "true",
-        metrics=dict(run.data.metrics),
+        # Numbers only: a store whose values are not (a damaged or foreign one) must not break the comparison.
+        metrics={k: float(v) for k, v in run.data.metrics.items() if isinstance(v, (int, float))},
         params=dict(run.data.params),
         tags=tags,
         _tracker=tracker,
@@ -1324,21 +1541,40 @@ def spool_dir(rootdir: str | os.PathLike[str]) -> Path:
 def spool(directory: str | os.PathLike[str], record: TrackedRun) -> Path:
     """Write ``record`` into the spool ``directory`` (see :func:`spool_dir`) and return its path.
 
-    Atomic: the JSON goes to a hidden temporary file in the same directory, is
-    flushed to disk, then renamed into place, so a reader sees a whole record or
-    none. File names sort by the run's start time, so records are sent oldest first.
-    The directory gets a ``.gitignore`` so spooled runs are never committed.
+    Atomic (:func:`write_atomically`): a reader sees a whole record or none. File names
+    sort by the run's start time, so records are sent oldest first, and are bounded
+    whatever the eval's and variant's names (:func:`spool_name`). The directory gets a
+    ``.gitignore`` so spooled runs are never committed.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ignore = directory / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# Runs waiting to be sent to MLflow (pytest-promptgate).\n*\n", encoding="utf-8")
-    parts = (f"{record.start_time_ms:013d}", record.eval, record.variant, record.record_id)
-    name = "-".join(_UNSAFE_PATH_PART.sub("_", part) for part in parts) + ".json"
-    final = directory / name
+    final = directory / spool_name(record)
     write_atomically(final, json.dumps(record.to_dict(), ensure_ascii=False, default=str))
     return final
+
+
+#: How much of the eval's and of the variant's name a spool file name keeps.
+_NAME_PART = 40
+
+
+def spool_name(record: TrackedRun) -> str:
+    """``{start ms}-{eval}-{variant}-{hash}-{record id}.json``: at most about 160 characters, of ``[A-Za-z0-9_.-]``.
+
+    The eval and variant are cut to their first 40 safe characters; 8 hex digits of a
+    hash of the whole names keep two runs whose names share that much apart (the record
+    id would too; the hash says which names they were). File systems take 255 bytes.
+    """
+    def part(text: str, limit: int = _NAME_PART) -> str:
+        return _UNSAFE_PATH_PART.sub("_", text)[:limit] or "_"
+
+    digest = hashlib.sha256(f"{record.eval}\0{record.variant}".encode("utf-8", "replace")).hexdigest()[:8]
+    return "-".join((
+        f"{int(record.start_time_ms):013d}"[:16], part(record.eval), part(record.variant), digest,
+        part(str(record.record_id), 40),
+    )) + ".json"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -1380,40 +1616,140 @@ def rejected_spool(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(rejected.glob("*.json")) if rejected.is_dir() else []
 
 
-def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> list[str]:
-    """Log every record in the spool ``directory``, oldest first; return the run ids.
+class SentRuns(list):  # type: ignore[type-arg]
+    """What :func:`send_spooled` did: the run ids it logged (the list itself), and :attr:`problems`."""
+
+    def __init__(self, run_ids: Sequence[str] = (), problems: Sequence[str] = ()) -> None:
+        super().__init__(run_ids)
+        #: Spool files that could not be dealt with (they stay in the spool), one sentence each.
+        self.problems: list[str] = list(problems)
+
+
+def send_spooled(tracker: Tracker, directory: str | os.PathLike[str]) -> SentRuns:
+    """Log every record in the spool ``directory``, oldest first; return the run ids (:class:`SentRuns`).
+
+    Several senders may share a spool (sessions and ``--prompt-sync`` at once): each
+    record is **claimed** before it is sent, by renaming it into a directory of this
+    sender's own (``.sending-{pid}-{random}``), which exactly one sender can do; a record
+    another sender claimed first is skipped. Claims still there when the sending ends
+    (the store went away, Ctrl-C) go back into the spool; those a dead sender left are
+    taken back by the next one (:func:`_reclaim`).
 
     A file is removed only once its run reads back FINISHED. A record whose run
-    already arrived (a previous send that lost its answer) is not logged twice:
-    runs are matched by the record's ``promptgate.record`` tag, and a half-logged
-    run of the record is marked FAILED before it is logged again. When the store
-    becomes unreachable this raises :class:`TrackingUnavailable`; the records not
-    yet sent stay. A record MLflow refuses (say, its experiment was deleted), or
-    a file that is not a record, is moved to ``rejected/`` with the reason beside
-    it (:func:`rejected_spool`), so it cannot block the others; moving it back
-    into the spool sends it again. A record meant for another store (its
-    ``tracking_uri``) is left waiting for a session that uses that store.
+    already arrived (a previous send that lost its answer, or a sender that died
+    after logging) is not logged twice: runs are matched by the record's
+    ``promptgate.record`` tag, and a half-logged run of the record is marked FAILED
+    before it is logged again. When the store becomes unreachable this raises
+    :class:`TrackingUnavailable`; the records not yet sent stay. A record MLflow
+    refuses (say, its experiment was deleted), or a file that is not a record, is
+    moved to ``rejected/`` with the reason beside it (:func:`rejected_spool`), so it
+    cannot block the others; moving it back into the spool sends it again. A record
+    meant for another store (its ``tracking_uri``) is left waiting for a session that
+    uses that store. A file that cannot be set aside stays in the spool, and
+    :attr:`SentRuns.problems` says why.
     """
+    directory = Path(directory)
+    _reclaim(directory)
     sent: list[str] = []
+    stuck: list[str] = []
     here = display_uri(tracker.uri)
-    for path in spooled(directory):
+    claims: Path | None = None
+    try:
+        for path in spooled(directory):
+            try:
+                record: TrackedRun | None = TrackedRun.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                unreadable = None
+            except FileNotFoundError:
+                continue  # another sender has it
+            except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+                record, unreadable = None, f"unreadable spool file: {exc}"
+            if record is not None and record.tracking_uri is not None and not same_store(record.tracking_uri, here):
+                continue
+            if claims is None:
+                claims = _claims_dir(directory)
+            claimed = _claim(path, claims)
+            if claimed is None:
+                continue
+            if record is None:
+                _reject(claimed, directory, unreadable or "", stuck)
+                continue
+            try:
+                run_id = _deliver(tracker, record)
+            except TrackingUnavailable:
+                raise
+            except TrackingError as exc:
+                _reject(claimed, directory, str(exc), stuck)
+                continue
+            with contextlib.suppress(FileNotFoundError):  # taken back by a sender that thought this one dead
+                claimed.unlink()
+            sent.append(run_id)
+    except OSError as exc:
+        raise TrackingError(f"the spool {directory} cannot be read or changed: {_reason(exc)}") from exc
+    finally:
+        if claims is not None:
+            _release(claims, directory)
+    return SentRuns(sent, stuck)
+
+
+#: A claim older than this is taken back even when its sender's process seems to run (its pid may be another's now).
+CLAIM_TIMEOUT_S = 15 * 60
+_CLAIMS_PREFIX = ".sending-"
+
+
+def _claims_dir(directory: Path) -> Path:
+    claims = directory / f"{_CLAIMS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    claims.mkdir()
+    return claims
+
+
+def _claim(path: Path, claims: Path) -> Path | None:
+    """Move ``path`` into this sender's ``claims``: the one atomic step that makes a record this sender's; None
+    when another sender moved it first."""
+    claimed = claims / path.name
+    try:
+        os.rename(path, claimed)
+    except FileNotFoundError:
+        return None
+    return claimed
+
+
+def _release(claims: Path, directory: Path) -> None:
+    """Put what is still claimed in ``claims`` back into the spool, and remove the claims directory; best effort."""
+    with contextlib.suppress(OSError):
+        for path in claims.iterdir():
+            with contextlib.suppress(OSError):
+                os.rename(path, directory / path.name)
+        claims.rmdir()
+
+
+def _reclaim(directory: Path) -> None:
+    """Take back into the spool the records claimed by senders that died: a claims directory whose process is
+    not running, or that has not changed for :data:`CLAIM_TIMEOUT_S`."""
+    try:
+        found = [p for p in directory.iterdir() if p.name.startswith(_CLAIMS_PREFIX) and p.is_dir()]
+    except OSError:
+        return
+    for claims in found:
         try:
-            record = TrackedRun.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-            _reject(path, f"unreadable spool file: {exc}")
+            pid = int(claims.name[len(_CLAIMS_PREFIX):].split("-", 1)[0])
+            age = time.time() - claims.stat().st_mtime
+        except (ValueError, OSError):
             continue
-        if record.tracking_uri is not None and not same_store(record.tracking_uri, here):
-            continue
-        try:
-            run_id = _deliver(tracker, record)
-        except TrackingUnavailable:
-            raise
-        except TrackingError as exc:
-            _reject(path, str(exc))
-            continue
-        path.unlink()
-        sent.append(run_id)
-    return sent
+        if age > CLAIM_TIMEOUT_S or (pid != os.getpid() and not _running(pid)):
+            _release(claims, directory)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (where that cannot be asked cheaply, it counts as running)."""
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would end it there; the claim's age decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
 
 
 def _deliver(tracker: Tracker, record: TrackedRun) -> str:
@@ -1438,11 +1774,19 @@ def _deliver(tracker: Tracker, record: TrackedRun) -> str:
     return run_id
 
 
-def _reject(path: Path, reason: str) -> None:
-    rejected = path.parent / REJECTED_DIR
-    rejected.mkdir(exist_ok=True)
-    (rejected / f"{path.stem}.reason.txt").write_text(reason + "\n", encoding="utf-8")
-    os.replace(path, rejected / path.name)
+def _reject(claimed: Path, directory: Path, reason: str, stuck: list[str]) -> None:
+    """Move the claimed record into ``rejected/`` with ``reason`` beside it; when that fails, back into the spool,
+    and why goes into ``stuck``."""
+    rejected = directory / REJECTED_DIR
+    try:
+        rejected.mkdir(exist_ok=True)
+        (rejected / f"{claimed.stem}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+        os.replace(claimed, rejected / claimed.name)
+    except OSError as exc:
+        why = f"{rejected} is not a directory" if rejected.exists() and not rejected.is_dir() else _reason(exc)
+        stuck.append(f"the spool cannot set aside {claimed.name} ({_cut_line(reason, 200)}): {why}; it stays in {directory}")
+        with contextlib.suppress(OSError):
+            os.rename(claimed, directory / claimed.name)
 
 
 # --------------------------------------------------------------------------- trend

@@ -71,7 +71,7 @@ class AgentGone(Exception):
 
 
 class AgentBug(RuntimeError):
-    """An exception in the agent that is not a TrackingError: a bug, shown with the agent's traceback."""
+    """The agent was asked for a call it does not know (the controller and the agent disagree: a bug)."""
 
 
 class TrackingAgent:
@@ -112,8 +112,9 @@ class TrackingAgent:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """``tracking.{name}(tracker, *args, **kwargs)`` in the agent; ``open`` waits until the store is open.
 
-        Raises what the call raised there (TrackingError and its kinds), :class:`AgentBug`
-        for anything else, and :class:`AgentGone` when the agent is not there to answer.
+        Raises what the call raised there (TrackingError and its kinds: any other exception
+        arrives as the TrackingError that says what it was), :class:`AgentBug` for a call the
+        agent does not know, and :class:`AgentGone` when the agent is not there to answer.
         """
         self._opening = True
         self._send((name, args, kwargs))
@@ -232,17 +233,17 @@ def serve() -> None:
             return
         changed = _environ(env)
         if opened is None:
-            opened = _attempt(tracker.open)
+            opened = _attempt(tracker.open, uri)
         elif name == "open" and opened[0] != "ok" and (
             changed or opened[0] == "error" and opened[1][0] == "TrackingUnavailable"
         ):
-            opened = _attempt(tracker.open)  # it may be up now, or reachable with the session's settings
+            opened = _attempt(tracker.open, uri)  # it may be up now, or reachable with the session's settings
         if name == "go":  # no answer: the controller asks with its first call
             continue
         if name == "open":
             reply = ("ok", None) if opened[0] == "ok" else opened
         elif name in CALLS:
-            reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)))
+            reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)), uri)
         else:
             reply = ("bug", f"no such call: {name!r}")
         pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
@@ -259,17 +260,24 @@ def _environ(env: dict[str, str]) -> bool:
     return True
 
 
-def _attempt(action: Any) -> tuple[str, Any]:
-    from .tracking import TrackingError
+def _attempt(action: Any, uri: str) -> tuple[str, Any]:
+    """``("ok", value)``, or ``("error", (class name, message))`` of the TrackingError it raised.
+
+    Any other exception is the TrackingError :func:`~pytest_promptgate.tracking.tracking_failure`
+    makes of it in pytest's process too, so the session treats it as it would there; its
+    traceback goes to the agent's stderr, which the controller quotes if the agent dies.
+    """
+    from .tracking import tracking_failure
 
     try:
         return ("ok", action())
-    except TrackingError as exc:
-        return ("error", (type(exc).__name__, str(exc)))
-    except Exception:
-        import traceback
+    except Exception as exc:
+        failure = tracking_failure(exc, uri)
+        if failure is not exc:
+            import traceback
 
-        return ("bug", traceback.format_exc())
+            traceback.print_exc()
+        return ("error", (type(failure).__name__, str(failure)))
 
 
 def _portable(value: Any) -> Any:

@@ -158,6 +158,8 @@ class SessionOutcome:
     fail_on: frozenset[str] = DEFAULT_FAIL_ON
     #: With --prompt-require-tracking: why tracking failed, which fails the session.
     tracking_required: str | None = None
+    #: Runs neither logged to MLflow nor kept on disk: what they measured is lost, which fails the session.
+    lost_runs: int = 0
 
     @property
     def failed(self) -> bool:
@@ -165,7 +167,7 @@ class SessionOutcome:
         strict_failure = self.strict and (self.failed_cases or self.error_cases)
         return bool(
             self.failing_verdicts or self.failed_gates or self.ordinary_failures or self.bad_eval_files
-            or strict_failure or self.tracking_required
+            or strict_failure or self.tracking_required or self.lost_runs
         )
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pytest_promptgate.schema import GATE_METRICS
 from pytest_promptgate.tracking import (
     MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, Baseline, BaselineError, TrackedRun, Tracker, TrackingError,
     TrackingUnavailable, ci_tags, display_uri, find_baseline, git_tags, log_eval_run, metric_key, prompt_digest,
-    rejected_spool, resolve_tracking_uri, send_spooled, spool, spool_dir, spooled, summary_metrics,
+    rejected_spool, resolve_tracking_uri, send_spooled, spool, spool_dir, spooled, summary_metrics, tracking_failure,
 )
 
 SYSTEM = "You label support messages. Message: {{ message }}"
@@ -457,6 +458,38 @@ def test_unreadable_spool_files_are_set_aside(store, tmp_path):
     [rejected] = rejected_spool(directory)
     assert rejected.name == "0000000000000-broken.json"
     assert "unreadable spool file" in (rejected.parent / "0000000000000-broken.reason.txt").read_text()
+
+
+# --------------------------------------------------------------------------- failures in our words
+
+
+def test_every_failure_becomes_a_tracking_error_in_one_line(tmp_path):
+    import sqlalchemy
+
+    uri = "sqlite:////stores/mlflow.db"
+    where = "MLflow tracking at sqlite:////stores/mlflow.db"
+    refused = TrackingError("as it was")
+    assert tracking_failure(refused, uri, "x") is refused
+    # Anything nothing more is known about: its type and the first line of its message.
+    failure = tracking_failure(KeyError("runs"), uri, "logging run e/v")
+    assert (type(failure), str(failure)) == (TrackingError, f"{where}: logging run e/v failed: MLflow failed: KeyError: 'runs'")
+    assert str(tracking_failure(ValueError("first\nsecond"), uri)) == f"{where}: MLflow failed: ValueError: first"
+    # A database's own words, without SQLAlchemy's: no autoflush note, no SQL, no link.
+    try:
+        try:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        except sqlite3.OperationalError as orig:
+            raise sqlalchemy.exc.OperationalError("INSERT INTO runs VALUES (?)", ("x",), orig) from orig
+    except sqlalchemy.exc.OperationalError as error:
+        wrapped = error
+    assert "[SQL:" in str(wrapped) and "sqlalche.me" in str(wrapped)
+    failure = tracking_failure(wrapped, uri, "logging run e/v")
+    assert (type(failure), str(failure)) == (
+        TrackingUnavailable, f"{where} is unavailable (logging run e/v): attempt to write a readonly database",
+    )
+    # A file: its error and its name.
+    failure = tracking_failure(FileNotFoundError(2, "No such file or directory", "/stores/x"), uri, "reading")
+    assert str(failure) == f"{where}: reading failed: No such file or directory: /stores/x"
 
 
 # --------------------------------------------------------------------------- unreachable tracking

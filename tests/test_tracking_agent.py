@@ -22,7 +22,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlflow_server import MlflowServer, mlflow_server  # noqa: F401  (a real `mlflow server`)
-from pytest_promptgate.tracking import BaselineError, TrackedRun, Tracker, TrackingUnavailable, log_eval_run
+from pytest_promptgate.tracking import (
+    BaselineError, TrackedRun, Tracker, TrackingError, TrackingUnavailable, log_eval_run,
+)
 from pytest_promptgate.tracking_agent import AgentBug, AgentGone, TrackingAgent
 from test_tracking_down import EVAL, SERVED, arm, assert_run_of_the_eval, kept, restart, runs_of, spool
 
@@ -308,6 +310,10 @@ def test_calls_return_what_tracking_returns_and_raise_its_errors(tmp_path, migra
             agent.call("pinned_baseline", "nope")
         with pytest.raises(AgentBug, match="no such call: 'set_alias'"):
             agent.call("set_alias", "p", "prod", 1)
+        # Anything else it raises arrives as the TrackingError pytest's process would make of it.
+        with pytest.raises(TrackingError, match=r": MLflow failed: TypeError: .*unexpected keyword argument 'colour'$"):
+            agent.call("find_baseline", "e", "v", colour="red")
+        assert agent.call("baseline_outcomes", run_id) == {"c1": True, "c2": False}  # and it still answers
     finally:
         agent.close()
     assert agent._process.returncode == 0  # told to exit, it exited by itself
