@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -180,7 +181,7 @@ def test_timeout_on_every_try(make_target: MakeTarget, openai_server: OpenAIServ
 
     text = failure(make_target(timeout=0.5, retries=1))
 
-    assert text == f"request to {openai_server.base_url} timed out after 0.5 s (1 retry)"
+    assert text == f"request to {openai_server.base_url} timed out: the deadline of 0.5 s per attempt passed after 2 attempts"
     assert openai_server.count == 2
 
 
@@ -282,7 +283,7 @@ def test_stall_while_reading_the_body_is_a_timeout(openai_server, monkeypatch):
     """Headers arrive, then the body stops: the SDK's retry loop is over, its HTTP library raises raw."""
     openai_server.reply_with(lambda request: Reply(body=completion("half"), stall=2.0))
     target = ProviderTarget(Provider(base_url=openai_server.base_url, model="m", timeout=0.5, retries=0))
-    with pytest.raises(TargetError, match=r"timed out after 0.5 s"):
+    with pytest.raises(TargetError, match=r"timed out: the deadline of 0.5 s per attempt passed after 1 attempt$"):
         target(TargetRequest(prompt="hi", prompts={"p": "hi"}, vars={}, params={}, variant="v"))
     target.close()
 
@@ -297,3 +298,21 @@ def test_a_rotated_key_is_still_masked_when_a_server_echoes_the_old_one(make_tar
     openai_server.reply_with(echo_key)
     text = failure(target)  # asserts SECRET is nowhere in the error
     assert "Bearer ***" in text
+
+
+def dripped(seconds: float, every: float = 0.2) -> Reply:
+    """A whole completion, sent one byte every ``every`` s so that the body takes ``seconds`` to arrive."""
+    body = json.dumps(completion("finally")).encode()
+    return Reply(body=body + b" " * max(0, int(seconds / every) - len(body)), drip=every,
+                 headers={"Content-Type": "application/json"})
+
+
+def test_a_slow_drip_body_is_cut_off_at_the_deadline_of_each_attempt(make_target, openai_server):
+    """Each byte arrives well within the read timeout; the attempt's deadline still ends it (issue 12, defect 7)."""
+    openai_server.reply_with(lambda request: dripped(60))
+
+    text = failure(make_target(timeout=1, retries=1))
+
+    assert text == (f"request to {openai_server.base_url} timed out: "
+                    "the deadline of 1 s per attempt passed after 2 attempts")
+    assert openai_server.count == 2

@@ -14,13 +14,16 @@ in a message, a repr or an identity.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
 import threading
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import deadline
 from .base import TargetError, TargetRequest, TargetResult
 
 if TYPE_CHECKING:
@@ -160,8 +163,11 @@ class ProviderTarget:
                 # version; a callable key needs a recent one); each call still checks that
                 # the variable is set.
                 self._sent_key = self._api_key()
+                # The SDK's own HTTP client (its defaults, proxies from the environment), with a deadline per attempt.
+                http_client = openai.DefaultHttpxClient(event_hooks=deadline.event_hooks(_http_library(openai), self.timeout))
                 self._client = openai.OpenAI(
-                    base_url=self.base_url, api_key=self._sent_key, timeout=self.timeout, max_retries=self.retries
+                    base_url=self.base_url, api_key=self._sent_key, timeout=self.timeout, max_retries=self.retries,
+                    http_client=http_client,
                 )
                 self._keywords = frozenset(inspect.signature(self._client.chat.completions.create).parameters) - {
                     "extra_body",
@@ -210,12 +216,12 @@ class ProviderTarget:
             raise exc
         retries = _retries_taken(exc)
         after = f" after {_plural(retries, 'retry', 'retries')}" if retries else ""
-        tries = f" ({_plural(retries, 'retry', 'retries')})" if retries is not None else ""
         if isinstance(exc, openai.APIStatusError):
             said = _server_message(exc.body) or exc.response.reason_phrase
             return f"HTTP {exc.status_code} from {self.base_url}{after}: {said}"
         if isinstance(exc, openai.APITimeoutError):
-            return f"request to {self.base_url} timed out after {self.timeout} s{tries}"
+            attempts = f" after {_plural(retries + 1, 'attempt', 'attempts')}" if retries is not None else ""
+            return f"request to {self.base_url} timed out: the deadline of {self.timeout:g} s per attempt passed{attempts}"
         if isinstance(exc, openai.APIConnectionError):
             return f"connection to {self.base_url} failed{after}: {exc.__cause__ or exc.message}"
         return f"request to {self.base_url} failed{after}: {exc.message}"
@@ -226,6 +232,14 @@ class ProviderTarget:
         for key in {current, self._sent_key} - {"", NO_KEY}:
             text = text.replace(key, "***")
         return text
+
+
+def _http_library(openai: Any) -> ModuleType:
+    """The HTTP library the SDK's client is built on: ``httpx``, or ``httpx2`` in recent SDKs."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        if cls.__name__ == "Client":
+            return importlib.import_module(cls.__module__.partition(".")[0])
+    raise TargetError(f"the openai SDK {openai.__version__} has no HTTP client this plugin knows (httpx or httpx2)")
 
 
 def _several_prompts(names: tuple[str, ...]) -> str:
