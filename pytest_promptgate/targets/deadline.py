@@ -4,21 +4,25 @@ An HTTP client's timeouts are per operation: each read may wait the whole timeou
 so a server that sends its body one byte at a time keeps a call for as long as it
 likes (issue 12 measured 121 s with ``timeout: 2, retries: 2``). :func:`event_hooks`
 holds each attempt to one deadline through the event hooks of the HTTP client the
-``openai`` SDK uses (``httpx``, or ``httpx2`` in recent SDKs; the hooks are public
-API of both): the request hook stamps the attempt's deadline on the request; the
-response hook, called when the headers are in, checks it, shortens the wait for
-each chunk of the body to what remains, and wraps the body so that every chunk
-checks it again. A passed deadline raises the library's ``ReadTimeout`` and the
-response is closed unread: the SDK counts the attempt as timed out (retried, then
-``APITimeoutError``) and the connection is dropped, not left reading.
+``openai`` SDK uses (``httpx``, or ``httpx2`` in recent SDKs; event hooks, the
+response's ``stream`` and its ``network_stream`` extension are public API of both):
 
-Connecting and each wait for the headers are bounded by the client's own timeout
-(equal to the deadline), and the deadline is checked as soon as the headers are in.
+- the request hook stamps the attempt's deadline on the request;
+- the response hook, called when the headers are in, checks it; then it wraps the
+  body so that every chunk checks it again, and sets a watchdog that hangs up the
+  connection at the deadline, which ends a read waiting for the next byte.
+
+A passed deadline raises the library's ``ReadTimeout`` and the response is closed
+unread: the SDK counts the attempt as timed out (retried, then ``APITimeoutError``)
+and the connection is dropped, not left reading. Connecting and each wait for the
+headers are bounded by the client's own timeout, which equals the deadline.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -38,41 +42,68 @@ def event_hooks(http: ModuleType, seconds: float) -> dict[str, list[Callable[[An
     def check(response: Any) -> None:
         request = response.request
         deadline = request.extensions.get(DEADLINE)
-        if deadline is None:
-            return
-        remaining = _remaining(http, request, deadline, seconds)
-        # The body is read after this hook: its reads take the request's timeouts then (httpcore reads them when
-        # the body starts), so each wait is shortened to what remains. The chunk check below holds either way.
-        timeouts = request.extensions.get("timeout")
-        if isinstance(timeouts, dict) and timeouts.get("read") is not None:
-            request.extensions["timeout"] = {**timeouts, "read": min(timeouts["read"], remaining)}
-        response.stream = _stream_class(http)(response.stream, http, request, deadline, seconds)
+        if deadline is not None:
+            response.stream = _stream_class(http)(response, http, deadline, seconds)
 
     return {"request": [stamp], "response": [check]}
 
 
-def _remaining(http: ModuleType, request: Any, deadline: float, seconds: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise http.ReadTimeout(f"the response took longer than its deadline of {seconds:g} s", request=request)
-    return remaining
+def _timeout(http: ModuleType, request: Any, seconds: float) -> Exception:
+    return http.ReadTimeout(f"the response took longer than its deadline of {seconds:g} s", request=request)
 
 
 @functools.cache
 def _stream_class(http: ModuleType) -> type:
-    """A body stream of ``http`` (the client checks the type) that checks the deadline at every chunk."""
+    """A body stream of ``http`` (the client checks the type) held to the attempt's deadline."""
 
     class DeadlineStream(http.SyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, inner: Any, http: ModuleType, request: Any, deadline: float, seconds: float) -> None:
-            self._inner, self._http, self._request = inner, http, request
+        def __init__(self, response: Any, http: ModuleType, deadline: float, seconds: float) -> None:
+            self._inner, self._request, self._http = response.stream, response.request, http
             self._deadline, self._seconds = deadline, seconds
+            self._lock = threading.Lock()
+            self._reading = True
+            self._watchdog: threading.Timer | None = None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _timeout(http, self._request, seconds)
+            # Only an HTTP/1 connection is this response's alone: hanging up an HTTP/2 one would end others too.
+            network = response.extensions.get("network_stream") if response.http_version.startswith("HTTP/1") else None
+            sock = network.get_extra_info("socket") if network is not None else None
+            if isinstance(sock, socket.socket):
+                self._watchdog = threading.Timer(remaining, self._hang_up, (sock,))
+                self._watchdog.daemon = True
+                self._watchdog.start()
 
         def __iter__(self) -> Iterator[bytes]:
-            for chunk in self._inner:
-                _remaining(self._http, self._request, self._deadline, self._seconds)
-                yield chunk
+            try:
+                for chunk in self._inner:
+                    if time.monotonic() >= self._deadline:
+                        raise _timeout(self._http, self._request, self._seconds)
+                    yield chunk
+            except self._http.TransportError:
+                if time.monotonic() >= self._deadline:  # the watchdog hung up: the read ended at the deadline
+                    raise _timeout(self._http, self._request, self._seconds) from None
+                raise
+            finally:
+                self._stop_watchdog()
 
         def close(self) -> None:
+            self._stop_watchdog()
             self._inner.close()
+
+        def _stop_watchdog(self) -> None:
+            with self._lock:
+                self._reading = False
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+        def _hang_up(self, sock: socket.socket) -> None:
+            with self._lock:
+                if not self._reading:
+                    return
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the read blocked on it; close() would not
+                except OSError:
+                    pass  # already closed
 
     return DeadlineStream
