@@ -220,12 +220,56 @@ def test_malformed_body(make_target: MakeTarget, openai_server: OpenAIServer, re
     assert openai_server.count == 1
 
 
-def test_missing_usage_and_content_are_tolerated(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(body={"choices": [{"message": {"role": "assistant", "content": None}}]}))
+def test_missing_usage_is_tolerated(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
+    openai_server.queue(Reply(body={"choices": [{"message": {"role": "assistant", "content": "hi"}}]}))
 
     result = make_target()(ask())
 
-    assert (result.output, result.input_tokens, result.output_tokens, result.model) == ("", None, None, "gpt-test")
+    assert (result.output, result.input_tokens, result.output_tokens, result.model) == ("hi", None, None, "gpt-test")
+
+
+def tool_calls(*names: str, content: str | None = None) -> dict[str, Any]:
+    """A completion whose message calls tools, as OpenAI sends it (content null)."""
+    body = completion(content, finish_reason="tool_calls")
+    body["choices"][0]["message"]["tool_calls"] = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": '{"city": "Oslo"}'}}
+        for i, name in enumerate(names)
+    ]
+    return body
+
+
+def refusal(text: str) -> dict[str, Any]:
+    body = completion(None)
+    body["choices"][0]["message"]["refusal"] = text
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (completion(None, finish_reason="content_filter"),
+         "its message content is null (finish_reason: content_filter)"),
+        ({"choices": [{"message": {"role": "assistant", "content": None}}]},
+         "its message content is null (finish_reason: none given)"),
+        (tool_calls("get_weather"), "the model called a tool (get_weather) instead"),
+        (tool_calls("get_weather", "get_time"), "the model called 2 tools (get_weather, get_time) instead"),
+        (tool_calls("lookup", content=""), "the model called a tool (lookup) instead"),
+        (refusal("I can't help with that."), "the model refused: I can't help with that."),
+    ],
+    ids=["null-content-filter", "null-no-reason", "tool-call", "tool-calls", "tool-call-empty-text", "refusal"],
+)
+def test_a_reply_without_text_is_an_error(make_target: MakeTarget, openai_server: OpenAIServer, body, why) -> None:
+    """No text is not an empty output: grading "" would pass not_contains and fail silently (issue 12, defect 8)."""
+    openai_server.queue(Reply(body=body))
+
+    assert failure(make_target()) == f"the reply from {openai_server.base_url} has no text: {why}"
+    assert openai_server.count == 1
+
+
+def test_an_empty_text_is_an_output(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
+    openai_server.queue(Reply(body=completion("", finish_reason="length")))
+
+    assert make_target()(ask()).output == ""
 
 
 # ----------------------------------------------------------------------------- keys and set-up

@@ -130,3 +130,35 @@ def test_a_slow_drip_reply_is_an_error_case_at_its_deadline(project, pytester, o
         "request to http://127.0.0.1:*/v1 timed out: the deadline of 1 s per attempt passed after 2 attempts",
     ])
     assert openai_server.count == 2
+
+
+def test_replies_without_text_are_error_cases_not_empty_outputs(project, pytester, openai_server):
+    """Graded as "", both would pass not_contains: a silent failure (issue 12, defect 8)."""
+    def reply(request):
+        if request["messages"][-1]["content"] == "weather":
+            body = completion(None, finish_reason="tool_calls")
+            body["choices"][0]["message"]["tool_calls"] = [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]
+            return Reply(body=body)
+        return Reply(body=completion(None, finish_reason="content_filter"))
+
+    openai_server.reply_with(reply)
+    project("quiet.eval.yaml", f"""
+        eval: quiet
+        suites: [core]
+        prompts: {{ask: {{template: "{{{{message}}}}"}}}}
+        target: {{provider: {{base_url: "{openai_server.base_url}", model: m}}}}
+        threshold: 0
+        graders: [{{type: not_contains, value: sorry}}]
+        cases:
+          - {{id: weather, vars: {{message: weather}}}}
+          - {{id: filtered, vars: {{message: filtered}}}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of quiet::default::weather*",
+        "the reply from http://127.0.0.1:*/v1 has no text: the model called a tool (get_weather) instead",
+        "*ERROR at setup of quiet::default::filtered*",
+        "the reply from http://127.0.0.1:*/v1 has no text: its message content is null (finish_reason: content_filter)",
+    ])

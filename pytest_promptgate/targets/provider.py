@@ -195,10 +195,14 @@ class ProviderTarget:
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
             raise self._malformed("choices[0].message.content is missing or not text")
+        without_text = _without_text(message, choice.get("finish_reason"))
+        if without_text:
+            # Graded as "", a tool call or a filtered reply would pass not_contains and fail silently.
+            raise TargetError(self._redact(f"the reply from {self.base_url} has no text: {without_text}"))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         model = data.get("model")
         return TargetResult(
-            output=content or "",
+            output=content or "",  # "" only when the model said "" (a null content is refused above)
             input_tokens=_count(usage.get("prompt_tokens")),
             output_tokens=_count(usage.get("completion_tokens")),
             model=model if isinstance(model, str) and model else self.model,
@@ -232,6 +236,27 @@ class ProviderTarget:
         for key in {current, self._sent_key} - {"", NO_KEY}:
             text = text.replace(key, "***")
         return text
+
+
+def _without_text(message: Mapping[str, Any], finish_reason: Any) -> str:
+    """Why a reply's message has no text to grade (a tool call, a refusal, a null content), or ``""``."""
+    calls = message.get("tool_calls")
+    functions = [call.get("function") for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
+    functions.append(message.get("function_call"))  # the older API's single call
+    names = [str(f.get("name")) for f in functions if isinstance(f, dict)]
+    content = message.get("content")
+    if names and not content:
+        listed = _snippet(", ".join(names))
+        if len(names) == 1:
+            return f"the model called a tool ({listed}) instead"
+        return f"the model called {len(names)} tools ({listed}) instead"
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip() and not content:
+        return f"the model refused: {_snippet(refusal)}"
+    if content is None:
+        reason = _snippet(finish_reason) if isinstance(finish_reason, str) and finish_reason else "none given"
+        return f"its message content is null (finish_reason: {reason})"
+    return ""
 
 
 def _http_library(openai: Any) -> ModuleType:
