@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from pytest_promptgate.graders import GraderRegistry, GradeContext, GradeResult, builtin_types
+from pytest_promptgate.graders import CannotGrade, GraderRegistry, GradeContext, GradeResult, builtin_types
 from pytest_promptgate.graders.base import Options
 from pytest_promptgate.schema import EvalFileError, ProviderTarget, load_eval
 from pytest_promptgate.targets.base import TargetResult
@@ -258,8 +258,23 @@ def test_not_regex():
 
 def test_invalid_regex_is_rejected_when_options_are_checked():
     message = invalid("regex", {"pattern": "(unclosed"})
-    assert "invalid regex '(unclosed': missing ), unterminated subpattern" in message
-    assert "invalid regex" in invalid("not_regex", {"pattern": "[a-"})
+    assert "invalid regex '(unclosed': missing ) at position 9" in message
+    assert "invalid regex '[a-': unterminated character set at position 3" in invalid("not_regex", {"pattern": "[a-"})
+
+
+def test_a_regex_that_backtracks_catastrophically_gives_up():
+    """Issue 12, defect 13: the grader cannot say pass or fail, so the case is an error case (CannotGrade)."""
+    with pytest.raises(CannotGrade) as info:
+        grade("regex", {"pattern": "^(a|aa)+$", "timeout": 0.1}, "a" * 50 + "!")
+    assert str(info.value) == (
+        "regex '^(a|aa)+$' gave up after 0.1 s: the pattern backtracks catastrophically on this output; simplify it"
+    )
+    assert grade("regex", {"pattern": "^(a+)+$"}, "a" * 34 + "!").reason == "output does not match '^(a+)+$'"
+
+
+def test_regex_timeout_option_is_checked():
+    assert "timeout\n  Input should be greater than 0" in invalid("regex", {"pattern": "a", "timeout": 0})
+    assert "timeout\n  Input should be less than or equal to 60" in invalid("not_regex", {"pattern": "a", "timeout": 61})
 
 
 def test_templated_regex_that_renders_invalid_fails_the_case():
