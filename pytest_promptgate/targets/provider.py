@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import deadline
-from .base import TargetError, TargetRequest, TargetResult
+from . import deadline, secrets
+from .base import TargetError, TargetRequest, TargetResult, scrubbed
 
 if TYPE_CHECKING:
     import openai
@@ -71,6 +71,8 @@ class ProviderTarget:
         self.model = str(model)
         self.params = merged
         self.api_key_env = provider.api_key_env
+        if self.api_key_env is not None:
+            secrets.watch(self.api_key_env)
         self.timeout = provider.timeout
         self.retries = provider.retries
         self.prompt_name = provider.prompt
@@ -201,13 +203,14 @@ class ProviderTarget:
             raise TargetError(self._redact(f"the reply from {self.base_url} has no text: {without_text}"))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         model = data.get("model")
-        return TargetResult(
+        # A server may echo the key anywhere it writes text: nothing it sent leaves here unscrubbed.
+        return scrubbed(TargetResult(
             output=content or "",  # "" only when the model said "" (a null content is refused above)
             input_tokens=_count(usage.get("prompt_tokens")),
             output_tokens=_count(usage.get("completion_tokens")),
             model=model if isinstance(model, str) and model else self.model,
             metadata={"finish_reason": choice.get("finish_reason"), "response_id": data.get("id")},
-        )
+        ), self._keys())
 
     def _malformed(self, why: str) -> TargetError:
         return TargetError(self._redact(f"malformed response from {self.base_url}: {why}"))
@@ -232,10 +235,11 @@ class ProviderTarget:
 
     def _redact(self, text: str) -> str:
         """A server may echo what it was sent; never let the key through."""
-        current = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        for key in {current, self._sent_key} - {"", NO_KEY}:
-            text = text.replace(key, "***")
-        return text
+        return secrets.redact(text, self._keys())
+
+    def _keys(self) -> list[str]:
+        """The keys to mask: the one the client was made with (rotated or not), and every watched one."""
+        return [key for key in {self._sent_key, *secrets.values()} if key and key != NO_KEY]
 
 
 def _without_text(message: Mapping[str, Any], finish_reason: Any) -> str:
