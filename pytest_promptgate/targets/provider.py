@@ -2,14 +2,17 @@
 
 Covers OpenAI, vLLM, Ollama, LM Studio and llama.cpp servers through the official
 ``openai`` SDK, which is imported only when a provider target first runs (the
-plugin stays light). Timeouts and retries are the SDK's: it retries timeouts,
-connection errors, 408, 409, 429 and 5xx with exponential backoff (0.5 s doubling
-to 8 s, less up to 25 % jitter) and waits what ``retry-after-ms`` / ``Retry-After``
-say instead when that is between 0 and 120 s (a longer one is not retried).
+plugin stays light). ``timeout`` is a deadline per attempt for the whole response
+(:mod:`.deadline`). Retries are the SDK's: it retries timeouts, connection
+errors, 408, 409, 429 and 5xx with exponential backoff (0.5 s doubling to 8 s,
+less up to 25 % jitter) and waits what ``retry-after-ms`` / ``Retry-After`` say
+instead when that is between 0 and 120 s (a longer one is not retried). A reply
+without text (a tool call, a refusal, a null content) is an error, not ``""``.
 
 The API key is read from the environment variable the eval file names when the
 client is made (every call checks the variable is still set), and never appears
-in a message, a repr or an identity.
+in a message, a repr, an identity or a result: a server that reflects it finds
+it masked (:mod:`.secrets`).
 """
 
 from __future__ import annotations
