@@ -175,11 +175,35 @@ _SECRETS_MESSAGE = "API keys never go in eval files: put the key in an environme
 
 
 def _no_secrets(params: dict[str, Any]) -> dict[str, Any]:
-    """Params are sent to models and recorded: a key-like name among them is refused."""
-    found = [name for name in params if _SECRET_NAME.search(name)]
-    if found:
-        raise ValueError(f"params may not hold {', '.join(map(repr, found))}: {_SECRETS_MESSAGE}")
+    """Params are sent to models and recorded (MLflow params, cache keys): a key-like name holding a value is
+    refused at any depth (``extra_body: {api_key: ...}``, ``headers: {Authorization: ...}``), each error located
+    at that name. A mapping under such a name is searched, not refused: a JSON schema may describe a
+    ``password`` field. The value itself is never shown.
+    """
+    from pydantic_core import PydanticCustomError
+
+    errors = [
+        {"type": PydanticCustomError("value_error", "{name} looks like a credential: {why}",
+                                     {"name": repr(loc[-1]), "why": _SECRETS_MESSAGE}),
+         "loc": loc, "input": loc[-1]}
+        for loc in _secret_names(params, ())
+    ]
+    if errors:
+        raise ValidationError.from_exception_data("params", errors)
     return params
+
+
+def _secret_names(value: Any, loc: tuple[Any, ...]) -> Iterable[tuple[Any, ...]]:
+    """Where key-like names hold something other than a mapping, in nested mappings and lists."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(name, str) and _SECRET_NAME.search(name) and not isinstance(item, dict):
+                yield (*loc, name)
+            else:
+                yield from _secret_names(item, (*loc, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_names(item, (*loc, index))
 
 
 class Provider(_Model):

@@ -2,9 +2,11 @@
 
 The ``openai_server`` fixture starts a ``ThreadingHTTPServer`` on a free port in a
 daemon thread and stops it after the test. Tests script it: queue one-off replies
-(status, headers, body, or a delay that outlasts the client's timeout), set the
-default reply, then assert on the recorded requests. Every handler is bounded:
-delays are capped and cut short at shutdown, idle keep-alive connections time out.
+(status, headers, body, a delay that outlasts the client's timeout, or a body
+dripped one byte at a time), set the default reply, then assert on the recorded
+requests. Every handler is bounded: delays are capped, delays and drips are cut
+short at shutdown (a drip also ends when the client hangs up), idle keep-alive
+connections time out.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Reply:
     delay: float = 0.0
     #: Seconds to stall after the headers and half the body (a server dying mid-response).
     stall: float = 0.0
+    #: Seconds between the bytes of the body, sent one at a time after the headers (a slow-drip server);
+    #: not capped by ``MAX_DELAY``: it ends when the client hangs up or the server stops.
+    drip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,14 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if reply.drip:
+            closing = self.server.owner._closing
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                if closing.wait(reply.drip):
+                    break
+            self.close_connection = True
+            return
         if reply.stall:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

@@ -458,7 +458,7 @@ def test_keys_hidden_in_params_are_refused(project, pytester):
         cases: [{id: a}]
     """)
     result.stdout.fnmatch_lines([
-        "evals/bad.eval.yaml:4:*: target.provider.params: params may not hold 'api_key': API keys never go in eval files*",
-        "evals/bad.eval.yaml:6:*: variants[0].params: params may not hold 'access_token': *",
+        "evals/bad.eval.yaml:4:*: target.provider.params.api_key: 'api_key' looks like a credential: API keys never go*",
+        "evals/bad.eval.yaml:6:*: variants[0].params.access_token: 'access_token' looks like a credential: *",
     ])
     assert "HIDDEN" not in result.result.stdout.str()

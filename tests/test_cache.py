@@ -55,7 +55,7 @@ def by_vars(prompt, vars):
 
 def judge(prompt):
     _count("judge")
-    return "polite"
+    return '{"label": "polite"}'
 '''
 
 EVAL = """

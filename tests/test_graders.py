@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from pytest_promptgate.graders import GraderRegistry, GradeContext, GradeResult, builtin_types
+from pytest_promptgate.graders import CannotGrade, GraderRegistry, GradeContext, GradeResult, builtin_types
 from pytest_promptgate.graders.base import Options
 from pytest_promptgate.schema import EvalFileError, ProviderTarget, load_eval
 from pytest_promptgate.targets.base import TargetResult
@@ -258,8 +258,23 @@ def test_not_regex():
 
 def test_invalid_regex_is_rejected_when_options_are_checked():
     message = invalid("regex", {"pattern": "(unclosed"})
-    assert "invalid regex '(unclosed': missing ), unterminated subpattern" in message
-    assert "invalid regex" in invalid("not_regex", {"pattern": "[a-"})
+    assert "invalid regex '(unclosed': missing ) at position 9" in message
+    assert "invalid regex '[a-': unterminated character set at position 3" in invalid("not_regex", {"pattern": "[a-"})
+
+
+def test_a_regex_that_backtracks_catastrophically_gives_up():
+    """Issue 12, defect 13: the grader cannot say pass or fail, so the case is an error case (CannotGrade)."""
+    with pytest.raises(CannotGrade) as info:
+        grade("regex", {"pattern": "^(a|aa)+$", "timeout": 0.1}, "a" * 50 + "!")
+    assert str(info.value) == (
+        "regex '^(a|aa)+$' gave up after 0.1 s: the pattern backtracks catastrophically on this output; simplify it"
+    )
+    assert grade("regex", {"pattern": "^(a+)+$"}, "a" * 34 + "!").reason == "output does not match '^(a+)+$'"
+
+
+def test_regex_timeout_option_is_checked():
+    assert "timeout\n  Input should be greater than 0" in invalid("regex", {"pattern": "a", "timeout": 0})
+    assert "timeout\n  Input should be less than or equal to 60" in invalid("not_regex", {"pattern": "a", "timeout": 61})
 
 
 def test_templated_regex_that_renders_invalid_fails_the_case():
@@ -647,10 +662,6 @@ def judge_prose(prompt):
     return "I think the answer is incorrect, not correct at all."
 
 
-def judge_subword(prompt):
-    return "The passenger was refused. Verdict: FAIL"
-
-
 def judge_embedded(prompt):
     return 'Here is my verdict: {"label": "incorrect"} as you asked.'
 
@@ -692,21 +703,47 @@ def test_label_model_reads_fenced_json():
     assert result == GradeResult(True, 1.0, "judge said 'correct': matches the expected intent")
 
 
-def test_label_model_reads_the_first_whole_word_label():
-    result = grade("label_model", {"judge": f"{HERE}:judge_prose", **LABELS}, "refund")
-    assert result == GradeResult(False, 0.0, "judge said 'incorrect'")
+def test_label_model_reads_the_first_json_object_with_a_label():
     assert grade("label_model", {"judge": f"{HERE}:judge_embedded", **LABELS}).reason == "judge said 'incorrect'"
-    options = {"judge": f"{HERE}:judge_subword", "labels": ["pass", "fail"], "passing_labels": ["pass"]}
-    assert grade("label_model", options) == GradeResult(False, 0.0, "judge said 'fail'")  # not "pass" in "passenger"
 
 
-def test_label_model_fails_on_an_answer_without_a_label():
-    result = grade("label_model", {"judge": f"{HERE}:judge_rambles", **LABELS})
-    assert not result.passed
-    assert result.reason.startswith("judge answered none of the labels correct, incorrect: 'It is hard to say.")
-    assert result.reason.endswith("…'")
-    result = grade("label_model", {"judge": f"{HERE}:judge_odd_label", **LABELS})
-    assert result == GradeResult(False, 0.0, "judge said 'maybe', which is not one of correct, incorrect")
+def cannot_grade(grader_type: str, options: dict[str, Any], output: str = "", **context: Any) -> str:
+    """The message of a grading that ends as an error case."""
+    with pytest.raises(CannotGrade) as info:
+        grade(grader_type, options, output, **context)
+    return str(info.value)
+
+
+def test_label_model_never_guesses_a_label_from_prose():
+    """Issue 12, defect 15: a label word in prose is not a judgment (the old reading took 'incorrect' here)."""
+    assert cannot_grade("label_model", {"judge": f"{HERE}:judge_prose", **LABELS}, "refund") == (
+        """the judge's reply has no {"label": ...} object: I think the answer is incorrect, not correct at all."""
+    )
+    message = cannot_grade("label_model", {"judge": f"{HERE}:judge_rambles", **LABELS})
+    assert message.startswith("""the judge's reply has no {"label": ...} object: It is hard to say. It is""")
+    assert len(message) < 300 and message.endswith("…")
+    assert cannot_grade("label_model", {"judge": f"{HERE}:judge_odd_label", **LABELS}) == (
+        "the judge said 'maybe', which is not one of the labels correct, incorrect"
+    )
+
+
+def judge_echo_then_answer(prompt):
+    return prompt + '\n{"label": "correct"}'
+
+
+def judge_echo_instruction(prompt):
+    return prompt.splitlines()[-1]  # the example object of the built-in prompt: {"label": "<one of the labels>", ...}
+
+
+def test_label_model_ignores_the_echoed_judge_prompt():
+    """Issue 12, defect 15: the echoed prompt lists the labels and an example object; neither is a judgment."""
+    assert cannot_grade("label_model", {"judge": f"{HERE}:judge_echo", **LABELS}, "refund") == (
+        """the judge's reply has no {"label": ...} object: it only repeats the judge prompt"""
+    )
+    assert grade("label_model", {"judge": f"{HERE}:judge_echo_then_answer", **LABELS}, "refund").passed
+    assert cannot_grade("label_model", {"judge": f"{HERE}:judge_echo_instruction", **LABELS}, "refund") == (
+        "the judge said '<one of the labels>', which is not one of the labels correct, incorrect"
+    )
 
 
 def test_label_model_default_prompt_includes_expected_only_when_the_case_has_one():
@@ -722,10 +759,10 @@ def test_label_model_default_prompt_includes_expected_only_when_the_case_has_one
 
 
 def test_label_model_custom_prompt_and_criteria_are_rendered():
-    options = {"judge": f"{HERE}:judge_echo", **LABELS, "prompt": "Is '{{output}}' right for {{message}}? correct"}
-    result = grade("label_model", options, "refund", vars={"message": "money back"})
-    assert result.passed
     PROMPTS.clear()
+    options = {"judge": f"{HERE}:judge_json", **LABELS, "prompt": "Is '{{output}}' right for {{message}}? correct"}
+    assert grade("label_model", options, "refund", vars={"message": "money back"}).passed
+    assert PROMPTS.pop() == "Is 'refund' right for money back? correct"
     grade("label_model", {"judge": f"{HERE}:judge_json", **LABELS, "criteria": "Polite to {{name}}"}, "hi", vars={"name": "Ann"})
     assert "<criteria>\nPolite to Ann\n</criteria>" in PROMPTS[0]
 
@@ -763,10 +800,7 @@ def test_score_model_reads_json_and_scales_the_score():
     assert "<expected>\nrefund\n</expected>" in PROMPTS[0]
 
 
-def test_score_model_reads_the_first_number_and_clamps():
-    assert grade("score_model", {"judge": f"{HERE}:judge_score_text"}) == GradeResult(
-        False, 0.25, "judge scored 2 of 1..5, below 4"
-    )
+def test_score_model_reads_a_score_given_as_text_and_clamps():
     assert grade("score_model", {"judge": f"{HERE}:judge_score_high"}) == GradeResult(
         True, 1.0, "judge scored 9 (clamped to 5) of 1..5, passes at 4"
     )
@@ -779,10 +813,18 @@ def test_score_model_threshold_default_and_explicit():
     assert result == GradeResult(False, 0.4, "judge scored 4 of 0..10, below 7.5: mostly right")
 
 
-def test_score_model_fails_on_an_answer_without_a_score():
-    result = grade("score_model", {"judge": f"{HERE}:judge_rambles"})
-    assert (result.passed, result.score) == (False, 0.0)
-    assert result.reason.startswith("judge answered no score: 'It is hard to say.")
+def judge_score_null(prompt):
+    return '{"score": null, "reason": "cannot tell"}'
+
+
+def test_score_model_never_guesses_a_score_from_prose():
+    assert cannot_grade("score_model", {"judge": f"{HERE}:judge_score_text"}) == (
+        """the judge's reply has no {"score": ...} object: I would give it 2 out of 5."""
+    )
+    assert cannot_grade("score_model", {"judge": f"{HERE}:judge_echo"}) == (
+        """the judge's reply has no {"score": ...} object: it only repeats the judge prompt"""
+    )
+    assert cannot_grade("score_model", {"judge": f"{HERE}:judge_score_null"}) == "the judge's score null is not a number"
 
 
 def test_score_model_option_errors():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -180,7 +181,7 @@ def test_timeout_on_every_try(make_target: MakeTarget, openai_server: OpenAIServ
 
     text = failure(make_target(timeout=0.5, retries=1))
 
-    assert text == f"request to {openai_server.base_url} timed out after 0.5 s (1 retry)"
+    assert text == f"request to {openai_server.base_url} timed out: the deadline of 0.5 s per attempt passed after 2 attempts"
     assert openai_server.count == 2
 
 
@@ -219,12 +220,56 @@ def test_malformed_body(make_target: MakeTarget, openai_server: OpenAIServer, re
     assert openai_server.count == 1
 
 
-def test_missing_usage_and_content_are_tolerated(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
-    openai_server.queue(Reply(body={"choices": [{"message": {"role": "assistant", "content": None}}]}))
+def test_missing_usage_is_tolerated(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
+    openai_server.queue(Reply(body={"choices": [{"message": {"role": "assistant", "content": "hi"}}]}))
 
     result = make_target()(ask())
 
-    assert (result.output, result.input_tokens, result.output_tokens, result.model) == ("", None, None, "gpt-test")
+    assert (result.output, result.input_tokens, result.output_tokens, result.model) == ("hi", None, None, "gpt-test")
+
+
+def tool_calls(*names: str, content: str | None = None) -> dict[str, Any]:
+    """A completion whose message calls tools, as OpenAI sends it (content null)."""
+    body = completion(content, finish_reason="tool_calls")
+    body["choices"][0]["message"]["tool_calls"] = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": '{"city": "Oslo"}'}}
+        for i, name in enumerate(names)
+    ]
+    return body
+
+
+def refusal(text: str) -> dict[str, Any]:
+    body = completion(None)
+    body["choices"][0]["message"]["refusal"] = text
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (completion(None, finish_reason="content_filter"),
+         "its message content is null (finish_reason: content_filter)"),
+        ({"choices": [{"message": {"role": "assistant", "content": None}}]},
+         "its message content is null (finish_reason: none given)"),
+        (tool_calls("get_weather"), "the model called a tool (get_weather) instead"),
+        (tool_calls("get_weather", "get_time"), "the model called 2 tools (get_weather, get_time) instead"),
+        (tool_calls("lookup", content=""), "the model called a tool (lookup) instead"),
+        (refusal("I can't help with that."), "the model refused: I can't help with that."),
+    ],
+    ids=["null-content-filter", "null-no-reason", "tool-call", "tool-calls", "tool-call-empty-text", "refusal"],
+)
+def test_a_reply_without_text_is_an_error(make_target: MakeTarget, openai_server: OpenAIServer, body, why) -> None:
+    """No text is not an empty output: grading "" would pass not_contains and fail silently (issue 12, defect 8)."""
+    openai_server.queue(Reply(body=body))
+
+    assert failure(make_target()) == f"the reply from {openai_server.base_url} has no text: {why}"
+    assert openai_server.count == 1
+
+
+def test_an_empty_text_is_an_output(make_target: MakeTarget, openai_server: OpenAIServer) -> None:
+    openai_server.queue(Reply(body=completion("", finish_reason="length")))
+
+    assert make_target()(ask()).output == ""
 
 
 # ----------------------------------------------------------------------------- keys and set-up
@@ -282,7 +327,7 @@ def test_stall_while_reading_the_body_is_a_timeout(openai_server, monkeypatch):
     """Headers arrive, then the body stops: the SDK's retry loop is over, its HTTP library raises raw."""
     openai_server.reply_with(lambda request: Reply(body=completion("half"), stall=2.0))
     target = ProviderTarget(Provider(base_url=openai_server.base_url, model="m", timeout=0.5, retries=0))
-    with pytest.raises(TargetError, match=r"timed out after 0.5 s"):
+    with pytest.raises(TargetError, match=r"timed out: the deadline of 0.5 s per attempt passed after 1 attempt$"):
         target(TargetRequest(prompt="hi", prompts={"p": "hi"}, vars={}, params={}, variant="v"))
     target.close()
 
@@ -297,3 +342,21 @@ def test_a_rotated_key_is_still_masked_when_a_server_echoes_the_old_one(make_tar
     openai_server.reply_with(echo_key)
     text = failure(target)  # asserts SECRET is nowhere in the error
     assert "Bearer ***" in text
+
+
+def dripped(seconds: float, every: float = 0.2) -> Reply:
+    """A whole completion, sent one byte every ``every`` s so that the body takes ``seconds`` to arrive."""
+    body = json.dumps(completion("finally")).encode()
+    return Reply(body=body + b" " * max(0, int(seconds / every) - len(body)), drip=every,
+                 headers={"Content-Type": "application/json"})
+
+
+def test_a_slow_drip_body_is_cut_off_at_the_deadline_of_each_attempt(make_target, openai_server):
+    """Each byte arrives well within the read timeout; the attempt's deadline still ends it (issue 12, defect 7)."""
+    openai_server.reply_with(lambda request: dripped(60))
+
+    text = failure(make_target(timeout=1, retries=1))
+
+    assert text == (f"request to {openai_server.base_url} timed out: "
+                    "the deadline of 1 s per attempt passed after 2 attempts")
+    assert openai_server.count == 2

@@ -6,6 +6,7 @@ in the right outcome, and the API key must appear nowhere in what pytest prints.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from openai_server import Reply, completion, error
@@ -79,7 +80,7 @@ def test_provider_outcomes_and_no_key_in_output(project, pytester, recorded, ope
     # error cases, each with a clear reason
     assert seen["down"] == 2
     assert "HTTP 503" in results["down"]["error"] and "overloaded" in results["down"]["error"]
-    assert "timed out after 1.5 s" in results["slow"]["error"]
+    assert "timed out: the deadline of 1.5 s per attempt passed after 2 attempts" in results["slow"]["error"]
     assert "malformed response" in results["garbage"]["error"]
     assert "malformed response" in results["no-choices"]["error"]
     result.stdout.fnmatch_lines(["*ERROR at setup of chat::default::down*", "*HTTP 503 from http://127.0.0.1:*"])
@@ -107,3 +108,57 @@ def test_provider_with_several_prompts_needs_prompt_named(project, pytester, ope
         '  ask: {template: "{{message}}"}', '  ask: {template: "{{message}}"}\n  other: {template: "x"}'))
     result = pytester.runpytest("--prompt-suite", "core")
     result.stdout.fnmatch_lines(["chat.eval.yaml:7:3: target: *provider.prompt*"])
+
+
+def test_a_slow_drip_reply_is_an_error_case_at_its_deadline(project, pytester, openai_server):
+    """A body sent one byte every 0.2 s for 60 s: each attempt ends at its deadline (issue 12, defect 7)."""
+    body = json.dumps(completion("drip")).encode()
+    openai_server.reply_with(lambda request: Reply(body=body + b" " * (300 - len(body)), drip=0.2))
+    project("drip.eval.yaml", f"""
+        eval: drip
+        suites: [core]
+        prompts: {{ask: {{template: "hello"}}}}
+        target: {{provider: {{base_url: "{openai_server.base_url}", model: m, timeout: 1, retries: 1}}}}
+        threshold: 0
+        graders: [{{type: contains, value: drip}}]
+        cases: [{{id: slow}}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of drip::default::slow*",
+        "request to http://127.0.0.1:*/v1 timed out: the deadline of 1 s per attempt passed after 2 attempts",
+    ])
+    assert openai_server.count == 2
+
+
+def test_replies_without_text_are_error_cases_not_empty_outputs(project, pytester, openai_server):
+    """Graded as "", both would pass not_contains: a silent failure (issue 12, defect 8)."""
+    def reply(request):
+        if request["messages"][-1]["content"] == "weather":
+            body = completion(None, finish_reason="tool_calls")
+            body["choices"][0]["message"]["tool_calls"] = [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]
+            return Reply(body=body)
+        return Reply(body=completion(None, finish_reason="content_filter"))
+
+    openai_server.reply_with(reply)
+    project("quiet.eval.yaml", f"""
+        eval: quiet
+        suites: [core]
+        prompts: {{ask: {{template: "{{{{message}}}}"}}}}
+        target: {{provider: {{base_url: "{openai_server.base_url}", model: m}}}}
+        threshold: 0
+        graders: [{{type: not_contains, value: sorry}}]
+        cases:
+          - {{id: weather, vars: {{message: weather}}}}
+          - {{id: filtered, vars: {{message: filtered}}}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of quiet::default::weather*",
+        "the reply from http://127.0.0.1:*/v1 has no text: the model called a tool (get_weather) instead",
+        "*ERROR at setup of quiet::default::filtered*",
+        "the reply from http://127.0.0.1:*/v1 has no text: its message content is null (finish_reason: content_filter)",
+    ])

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..results import GraderRecord, RunRecord, combine_grades
-from .base import BaseGrader, FunctionGrader, GradeContext, GradeResult
+from .base import BaseGrader, CannotGrade, FunctionGrader, GradeContext, GradeResult
 
-__all__ = ["BaseGrader", "GradeContext", "GradeResult", "GraderRegistry", "builtin_types"]
+__all__ = ["BaseGrader", "CannotGrade", "GradeContext", "GradeResult", "GraderRegistry", "builtin_types"]
 
 ENTRY_POINT_GROUP = "pytest_promptgate.graders"
 
@@ -156,5 +156,8 @@ class GraderFailed(Exception):
     def __init__(self, label: str, exc: BaseException) -> None:
         from ..runner import describe_exception
 
-        super().__init__(describe_exception(f"grader {label!r}", exc))
+        if isinstance(exc, CannotGrade):  # the grader's own reason, not a bug to locate
+            super().__init__(f"grader {label!r}: {exc}")
+        else:
+            super().__init__(describe_exception(f"grader {label!r}", exc))
         self.label = label

@@ -73,6 +73,14 @@ class GradeContext:
         return value
 
 
+class CannotGrade(Exception):
+    """The grader cannot judge this output (a regex that gave up, a judge's reply without a judgment).
+
+    Raised from :meth:`BaseGrader.grade`: the case becomes an error case whose message
+    is this exception's text, not a pass or a fail that would be a guess.
+    """
+
+
 class Options(BaseModel):
     """Base for grader option models: unknown keys are errors."""
 

@@ -3,14 +3,23 @@
 The vocabulary follows OpenAI's graders: ``label_model`` (``labels``,
 ``passing_labels``) and ``score_model`` (``range``, ``pass_threshold``). The
 judge is called through :attr:`GradeContext.judge`, which the runner provides.
+
+The judgment protocol (docs/graders.md): the judge's reply must hold a JSON
+object with the grader's key (``{"label": ...}`` or ``{"score": ...}``); the
+first such object counts. Text of the reply equal to the judge prompt is removed
+first: a judge that echoes its prompt (``judge: echo``, a proxy quoting the
+request) would otherwise be read as agreeing with the labels and the example the
+prompt itself lists. A reply without a judgment, or with a label or score that
+cannot be used, is :class:`~.base.CannotGrade`: an error case, never a guess.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -18,11 +27,13 @@ from pydantic import Field, model_validator
 from .. import template
 from ..schema import TargetSpec
 from . import base
-from .base import BaseGrader, GradeContext, GradeResult
+from .base import BaseGrader, CannotGrade, GradeContext, GradeResult
 from .strings import cut, shown
 from .structure import parse_json
 
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_SHOWN = 200  # characters of a reply without a judgment, in its error
+# Starting points tried in a reply: each try may read to the reply's end, so a hostile one costs at most this many.
+_MOST_OBJECTS = 100
 
 
 class _JudgeOptions(base.Options):
@@ -34,13 +45,16 @@ class _JudgeOptions(base.Options):
 class _Judged(BaseGrader):
     """Asks the judge about the output and reads its answer."""
 
-    def ask(self, ctx: GradeContext) -> tuple[str, dict[str, Any] | None]:
-        """The judge's answer text, and the JSON object in it if there is one."""
+    #: The key of the judgment in the judge's JSON object.
+    key: str = ""
+
+    def ask(self, ctx: GradeContext) -> tuple[Any, dict[str, Any]]:
+        """The judgment (the value of :attr:`key`) and the JSON object it came in; :class:`CannotGrade` without one."""
         if ctx.judge is None:
             raise RuntimeError(f"{self.type} needs GradeContext.judge to call its judge; the runner provides it")
         prompt = ctx.render(self.options.prompt) if self.options.prompt is not None else self.default_prompt(ctx)
-        answer = ctx.judge(self.options.judge, prompt).output
-        return answer, json_object(answer)
+        found = judgment(ctx.judge(self.options.judge, prompt).output, prompt, self.key)
+        return found[self.key], found
 
     def default_prompt(self, ctx: GradeContext) -> str:
         """The built-in judge prompt: criteria, the case's input and expected answer when it has them, the output."""
@@ -66,20 +80,37 @@ class _Judged(BaseGrader):
         raise NotImplementedError
 
 
-def json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object a judge answered with: the whole answer (fenced or not), else the first one inside it."""
+def judgment(reply: str, prompt: str, key: str) -> dict[str, Any]:
+    """The first JSON object with ``key`` in the judge's ``reply``, once the echoed ``prompt`` is removed from it."""
+    answer = reply
+    for echoed in sorted({prompt, prompt.strip()} - {""}, key=len, reverse=True):
+        answer = answer.replace(echoed, "")
+    missing = f"the judge's reply has no {{{json.dumps(key)}: ...}} object"
+    if not answer.strip():
+        raise CannotGrade(f"{missing}: {'it only repeats the judge prompt' if reply.strip() else 'the reply is empty'}")
+    for found in json_objects(answer):
+        if key in found:
+            return found
+    raise CannotGrade(f"{missing}: {cut(' '.join(answer.split()), _SHOWN)}")
+
+
+def json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects in ``text``: the whole text (fenced or not), else each one starting at a ``{``, in order."""
     try:
-        data = parse_json(text)
-    except json.JSONDecodeError:
-        data = None
-        decoder = json.JSONDecoder()
-        for start in (m.start() for m in re.finditer(r"\{", text)):
-            try:
-                data, _ = decoder.raw_decode(text, start)
-                break
-            except json.JSONDecodeError:
-                continue
-    return data if isinstance(data, dict) else None
+        whole = parse_json(text)
+    except (ValueError, RecursionError):
+        whole = None
+    if isinstance(whole, dict):
+        yield whole
+        return
+    decoder = json.JSONDecoder()
+    for start in itertools.islice((m.start() for m in re.finditer(r"\{", text)), _MOST_OBJECTS):
+        try:
+            found, _ = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):  # not JSON there, or nested past the parser's depth
+            continue
+        if isinstance(found, dict):
+            yield found
 
 
 def _because(found: Mapping[str, Any] | None) -> str:
@@ -96,11 +127,13 @@ class LabelModel(_Judged):
     template replacing the built-in judge prompt; ``{{output}}``, the case's
     vars and ``{{expected}}`` are available; it must ask for a label);
     ``criteria`` (a template the built-in prompt grades by).
-    The judge's answer is read as JSON ``{"label": ...}`` (fenced or not), else
-    the first label appearing in it as a whole word, ignoring case. Score: 1 or 0.
+    The judge's reply must hold a JSON object ``{"label": ...}`` whose label is
+    one of ``labels``, ignoring case (the judgment protocol above); else the case
+    is an error case. Score: 1 or 0.
     """
 
     type = "label_model"
+    key = "label"
 
     class Options(_JudgeOptions):
         labels: list[str] = Field(min_length=2)
@@ -126,21 +159,13 @@ class LabelModel(_Judged):
         )
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        answer, found = self.ask(ctx)
+        said, found = self.ask(ctx)
         by_fold = {label.casefold(): label for label in self.options.labels}
-        said = found.get("label") if found else None
-        if isinstance(said, str):
-            label = by_fold.get(said.strip().casefold())
-            if label is None:
-                return GradeResult(False, 0.0, f"judge said {shown(said)}, which is not one of {', '.join(self.options.labels)}")
-        else:
-            words = "|".join(re.escape(label) for label in sorted(self.options.labels, key=len, reverse=True))
-            match = re.search(rf"(?<!\w)(?:{words})(?!\w)", answer, re.IGNORECASE)
-            if match is None:
-                return GradeResult(
-                    False, 0.0, f"judge answered none of the labels {', '.join(self.options.labels)}: {shown(answer.strip())}"
-                )
-            label = by_fold[match.group(0).casefold()]
+        label = by_fold.get(said.strip().casefold()) if isinstance(said, str) else None
+        if label is None:
+            raise CannotGrade(
+                f"the judge said {_said(said)}, which is not one of the labels {', '.join(self.options.labels)}"
+            )
         passed = label in self.options.passing_labels
         return GradeResult(passed, 1.0 if passed else 0.0, f"judge said {shown(label)}{_because(found)}")
 
@@ -151,12 +176,14 @@ class ScoreModel(_Judged):
     Options: ``judge``, ``prompt`` and ``criteria`` as for ``label_model``;
     ``range`` ``[min, max]`` (default ``[1, 5]``); ``pass_threshold`` in range
     units (default three quarters of the way up: 4 on 1..5, 7.5 on 0..10).
-    The judge's answer is read as JSON ``{"score": n}`` (fenced or not), else
-    the first number in it; it is clamped to the range. Score: the judge's
+    The judge's reply must hold a JSON object ``{"score": n}`` (the judgment
+    protocol above), ``n`` a number or the text of one; else the case is an error
+    case. A score outside the range is clamped to it. Score: the judge's
     score scaled to [0, 1], ``(s - min) / (max - min)``.
     """
 
     type = "score_model"
+    key = "score"
 
     class Options(_JudgeOptions):
         range: tuple[float, float] = (1, 5)
@@ -185,13 +212,10 @@ class ScoreModel(_Judged):
         )
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        answer, found = self.ask(ctx)
-        said = _number(found.get("score")) if found and "score" in found else None
+        given, found = self.ask(ctx)
+        said = _number(given)
         if said is None:
-            match = _NUMBER.search(answer)
-            said = float(match.group(0)) if match else None
-        if said is None:
-            return GradeResult(False, 0.0, f"judge answered no score: {shown(answer.strip())}")
+            raise CannotGrade(f"the judge's score {_said(given)} is not a number")
         low, high = self.options.range
         score = min(high, max(low, said))
         clamped = f" (clamped to {score:g})" if score != said else ""
@@ -203,6 +227,11 @@ class ScoreModel(_Judged):
             (score - low) / (high - low),
             f"judge scored {said:g}{clamped} of {low:g}..{high:g}, {verdict}{_because(found)}",
         )
+
+
+def _said(value: Any) -> str:
+    """A judgment as the judge wrote it, for an error: text quoted, anything else as JSON."""
+    return shown(value) if isinstance(value, str) else cut(json.dumps(value, default=str), 80)
 
 
 def _number(value: Any) -> float | None:

@@ -7,13 +7,12 @@ boolean given as ``value`` compares as its text (``3`` → ``"3"``, ``true`` →
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .. import template
-from . import base
+from . import base, patterns
 from .base import BaseGrader, GradeContext, GradeResult
 
 SHOWN_CHARS = 80
@@ -235,13 +234,16 @@ class ContainsAll(_Several):
 
 
 class Regex(_Check):
-    """Passes when ``pattern`` matches somewhere in the output (``re.search``).
+    """Passes when ``pattern`` matches somewhere in the output (a search).
 
     Options: ``pattern`` (template; substituted vars are regex text, not escaped),
     ``ignore_case``, ``multiline`` (``^``/``$`` match at every line), ``dotall``
-    (``.`` matches newlines), all default false. A pattern without vars is
-    compiled when the eval file is collected, so a bad one is a collection
-    error; one with vars that renders into a bad regex fails the case.
+    (``.`` matches newlines), all default false; ``timeout``, the seconds a match
+    may take (default 1). A pattern without vars is compiled when the eval file
+    is collected, so a bad one is a collection error; one with vars that renders
+    into a bad regex fails the case. Patterns are matched by the ``regex``
+    package (Python's ``re`` syntax and more); a match that takes longer than
+    ``timeout`` makes the case an error case (:mod:`.patterns`).
     """
 
     type = "regex"
@@ -251,14 +253,15 @@ class Regex(_Check):
         ignore_case: bool = False
         multiline: bool = False
         dotall: bool = False
+        timeout: float = Field(default=patterns.TIMEOUT, gt=0, le=60)
 
         @field_validator("pattern")
         @classmethod
         def _compiles(cls, value: str) -> str:
             if not template.variables(value):
                 try:
-                    re.compile(value)
-                except re.error as exc:
+                    patterns.compiled(value)
+                except patterns.PatternError as exc:
                     raise ValueError(f"invalid regex {value!r}: {exc}") from None
             return value
 
@@ -266,19 +269,16 @@ class Regex(_Check):
     def operand(self) -> str:
         return self.options.pattern
 
-    def find(self, output: str, value: str) -> re.Match[str] | None:
-        flags = (
-            (re.IGNORECASE if self.options.ignore_case else 0)
-            | (re.MULTILINE if self.options.multiline else 0)
-            | (re.DOTALL if self.options.dotall else 0)
-        )
+    def find(self, output: str, value: str) -> Any:
+        options = self.options
         try:
-            compiled = re.compile(value, flags)
-        except re.error as exc:
+            pattern = patterns.compiled(value, ignore_case=options.ignore_case, multiline=options.multiline,
+                                        dotall=options.dotall)
+        except patterns.PatternError as exc:
             raise _Unusable(f"invalid regex {shown(value)}: {exc}") from None
-        return compiled.search(output)
+        return patterns.search(pattern, output, options.timeout, what=self.type)
 
-    def describe(self, found: re.Match[str] | None, value: str, output: str) -> str:
+    def describe(self, found: Any, value: str, output: str) -> str:
         if found is None:
             return f"output does not match {shown(value)}"
         return f"output matches {shown(value)} at {shown(found.group(0))}"

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .. import template
-from . import base
+from . import base, patterns
 from .base import BaseGrader, GradeContext, GradeResult
 from .strings import cut, shown
 
@@ -86,6 +86,29 @@ def _validator_class(schema: dict[str, Any]) -> Any:
     return found or validator_for({})
 
 
+def _bounded(cls: Any) -> Any:
+    """``cls`` with its ``pattern`` and ``patternProperties`` keywords matched in bounded time (:mod:`.patterns`).
+
+    jsonschema matches them with ``re``, which never gives up on a pattern that backtracks catastrophically.
+    """
+    from jsonschema import ValidationError
+    from jsonschema.validators import extend
+
+    def pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string") and not patterns.search(pattern, instance, what="pattern"):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    def pattern_properties(validator: Any, properties: dict[str, Any], instance: Any, schema: Any) -> Any:
+        if not validator.is_type(instance, "object"):
+            return
+        for pattern, subschema in properties.items():
+            for key, value in instance.items():
+                if patterns.search(pattern, key, what="patternProperties"):
+                    yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+    return extend(cls, {"pattern": pattern, "patternProperties": pattern_properties})
+
+
 class JsonSchema(_JsonGrader):
     """Passes when the output is JSON that validates against ``schema``.
 
@@ -102,7 +125,7 @@ class JsonSchema(_JsonGrader):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
-        cls = _validator_class(self.options.schema)
+        cls = _bounded(_validator_class(self.options.schema))
         self.validator = cls(self.options.schema, format_checker=cls.FORMAT_CHECKER)
 
     def grade_json(self, data: Any, ctx: GradeContext) -> GradeResult:

@@ -8,8 +8,8 @@ awaiting. Everything here is light: importing it loads no client library.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Union
 
 Rendered = Union[str, list]  # a text prompt, or chat messages [{"role", "content"}]
@@ -66,7 +66,29 @@ _RESULT_FIELDS = ("input_tokens", "output_tokens", "cost_usd", "model", "metadat
 
 
 def as_result(value: Any, where: str) -> TargetResult:
-    """Normalise what a target returned into a :class:`TargetResult`, or raise :class:`TargetError`."""
+    """Normalise what a target returned into a :class:`TargetResult`, or raise :class:`TargetError`.
+
+    The watched API keys are masked in it (:func:`scrubbed`), whatever the target.
+    """
+    return scrubbed(_as_result(value, where))
+
+
+def scrubbed(result: TargetResult, secrets: Iterable[str] | None = None) -> TargetResult:
+    """``result`` with ``secrets`` (the watched API keys unless given) masked in its text fields and metadata."""
+    from . import secrets as keys  # light: the standard library only
+
+    found = keys.values() if secrets is None else list(secrets)
+    if not found:
+        return result
+    return replace(
+        result,
+        output=keys.redact(result.output, found),
+        model=keys.redact(result.model, found) if isinstance(result.model, str) else result.model,
+        metadata=keys.redact_all(result.metadata, found),
+    )
+
+
+def _as_result(value: Any, where: str) -> TargetResult:
     if isinstance(value, TargetResult):
         return value
     if isinstance(value, str):

@@ -2,26 +2,32 @@
 
 Covers OpenAI, vLLM, Ollama, LM Studio and llama.cpp servers through the official
 ``openai`` SDK, which is imported only when a provider target first runs (the
-plugin stays light). Timeouts and retries are the SDK's: it retries timeouts,
-connection errors, 408, 409, 429 and 5xx with exponential backoff (0.5 s doubling
-to 8 s, less up to 25 % jitter) and waits what ``retry-after-ms`` / ``Retry-After``
-say instead when that is between 0 and 120 s (a longer one is not retried).
+plugin stays light). ``timeout`` is a deadline per attempt for the whole response
+(:mod:`.deadline`). Retries are the SDK's: it retries timeouts, connection
+errors, 408, 409, 429 and 5xx with exponential backoff (0.5 s doubling to 8 s,
+less up to 25 % jitter) and waits what ``retry-after-ms`` / ``Retry-After`` say
+instead when that is between 0 and 120 s (a longer one is not retried). A reply
+without text (a tool call, a refusal, a null content) is an error, not ``""``.
 
 The API key is read from the environment variable the eval file names when the
 client is made (every call checks the variable is still set), and never appears
-in a message, a repr or an identity.
+in a message, a repr, an identity or a result: a server that reflects it finds
+it masked (:mod:`.secrets`).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
 import threading
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .base import TargetError, TargetRequest, TargetResult
+from . import deadline, secrets
+from .base import TargetError, TargetRequest, TargetResult, scrubbed
 
 if TYPE_CHECKING:
     import openai
@@ -68,6 +74,8 @@ class ProviderTarget:
         self.model = str(model)
         self.params = merged
         self.api_key_env = provider.api_key_env
+        if self.api_key_env is not None:
+            secrets.watch(self.api_key_env)
         self.timeout = provider.timeout
         self.retries = provider.retries
         self.prompt_name = provider.prompt
@@ -160,8 +168,11 @@ class ProviderTarget:
                 # version; a callable key needs a recent one); each call still checks that
                 # the variable is set.
                 self._sent_key = self._api_key()
+                # The SDK's own HTTP client (its defaults, proxies from the environment), with a deadline per attempt.
+                http_client = openai.DefaultHttpxClient(event_hooks=deadline.event_hooks(_http_library(openai), self.timeout))
                 self._client = openai.OpenAI(
-                    base_url=self.base_url, api_key=self._sent_key, timeout=self.timeout, max_retries=self.retries
+                    base_url=self.base_url, api_key=self._sent_key, timeout=self.timeout, max_retries=self.retries,
+                    http_client=http_client,
                 )
                 self._keywords = frozenset(inspect.signature(self._client.chat.completions.create).parameters) - {
                     "extra_body",
@@ -189,15 +200,20 @@ class ProviderTarget:
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
             raise self._malformed("choices[0].message.content is missing or not text")
+        without_text = _without_text(message, choice.get("finish_reason"))
+        if without_text:
+            # Graded as "", a tool call or a filtered reply would pass not_contains and fail silently.
+            raise TargetError(self._redact(f"the reply from {self.base_url} has no text: {without_text}"))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         model = data.get("model")
-        return TargetResult(
-            output=content or "",
+        # A server may echo the key anywhere it writes text: nothing it sent leaves here unscrubbed.
+        return scrubbed(TargetResult(
+            output=content or "",  # "" only when the model said "" (a null content is refused above)
             input_tokens=_count(usage.get("prompt_tokens")),
             output_tokens=_count(usage.get("completion_tokens")),
             model=model if isinstance(model, str) and model else self.model,
             metadata={"finish_reason": choice.get("finish_reason"), "response_id": data.get("id")},
-        )
+        ), self._keys())
 
     def _malformed(self, why: str) -> TargetError:
         return TargetError(self._redact(f"malformed response from {self.base_url}: {why}"))
@@ -210,22 +226,52 @@ class ProviderTarget:
             raise exc
         retries = _retries_taken(exc)
         after = f" after {_plural(retries, 'retry', 'retries')}" if retries else ""
-        tries = f" ({_plural(retries, 'retry', 'retries')})" if retries is not None else ""
         if isinstance(exc, openai.APIStatusError):
             said = _server_message(exc.body) or exc.response.reason_phrase
             return f"HTTP {exc.status_code} from {self.base_url}{after}: {said}"
         if isinstance(exc, openai.APITimeoutError):
-            return f"request to {self.base_url} timed out after {self.timeout} s{tries}"
+            attempts = f" after {_plural(retries + 1, 'attempt', 'attempts')}" if retries is not None else ""
+            return f"request to {self.base_url} timed out: the deadline of {self.timeout:g} s per attempt passed{attempts}"
         if isinstance(exc, openai.APIConnectionError):
             return f"connection to {self.base_url} failed{after}: {exc.__cause__ or exc.message}"
         return f"request to {self.base_url} failed{after}: {exc.message}"
 
     def _redact(self, text: str) -> str:
         """A server may echo what it was sent; never let the key through."""
-        current = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        for key in {current, self._sent_key} - {"", NO_KEY}:
-            text = text.replace(key, "***")
-        return text
+        return secrets.redact(text, self._keys())
+
+    def _keys(self) -> list[str]:
+        """The keys to mask: the one the client was made with (rotated or not), and every watched one."""
+        return [key for key in {self._sent_key, *secrets.values()} if key and key != NO_KEY]
+
+
+def _without_text(message: Mapping[str, Any], finish_reason: Any) -> str:
+    """Why a reply's message has no text to grade (a tool call, a refusal, a null content), or ``""``."""
+    calls = message.get("tool_calls")
+    functions = [call.get("function") for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
+    functions.append(message.get("function_call"))  # the older API's single call
+    names = [str(f.get("name")) for f in functions if isinstance(f, dict)]
+    content = message.get("content")
+    if names and not content:
+        listed = _snippet(", ".join(names))
+        if len(names) == 1:
+            return f"the model called a tool ({listed}) instead"
+        return f"the model called {len(names)} tools ({listed}) instead"
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip() and not content:
+        return f"the model refused: {_snippet(refusal)}"
+    if content is None:
+        reason = _snippet(finish_reason) if isinstance(finish_reason, str) and finish_reason else "none given"
+        return f"its message content is null (finish_reason: {reason})"
+    return ""
+
+
+def _http_library(openai: Any) -> ModuleType:
+    """The HTTP library the SDK's client is built on: ``httpx``, or ``httpx2`` in recent SDKs."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        if cls.__name__ == "Client":
+            return importlib.import_module(cls.__module__.partition(".")[0])
+    raise TargetError(f"the openai SDK {openai.__version__} has no HTTP client this plugin knows (httpx or httpx2)")
 
 
 def _several_prompts(names: tuple[str, ...]) -> str:
