@@ -323,11 +323,12 @@ def _check_target_name(value: str) -> str:
 
 TargetName = Annotated[str, Field(min_length=1), AfterValidator(_check_target_name)]
 # A string names a target, a mapping is a provider; the discriminator keeps pydantic
-# from reporting both readings of one mistake. Tags start with "<" and are dropped
+# from reporting both readings of one mistake. The tags are dropped
 # from field paths in messages.
+_TARGET_TAGS = ("<name>", "<provider>")
 TargetSpec = Annotated[
-    Union[Annotated[TargetName, Tag("<name>")], Annotated[ProviderTarget, Tag("<provider>")]],
-    Discriminator(lambda value: "<provider>" if isinstance(value, (dict, ProviderTarget)) else "<name>"),
+    Union[Annotated[TargetName, Tag(_TARGET_TAGS[0])], Annotated[ProviderTarget, Tag(_TARGET_TAGS[1])]],
+    Discriminator(lambda value: _TARGET_TAGS[1] if isinstance(value, (dict, ProviderTarget)) else _TARGET_TAGS[0]),
 ]
 
 
@@ -1127,7 +1128,7 @@ class _Source:
         """pydantic errors as problems, each with a plain statement of what was expected."""
         problems = []
         for error in exc.errors(include_url=False):
-            loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("<")))
+            loc = tuple(part for part in error["loc"] if part not in _TARGET_TAGS)
             kind = error["type"]
             if kind == "extra_forbidden":
                 allowed = _fields_at(model, loc[:-1])
