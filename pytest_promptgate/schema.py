@@ -120,7 +120,7 @@ MAX_PROMPT_BYTES = 1_000_000
 #: Levels of mappings and lists inside one another, aliases expanded.
 MAX_NESTING = 100
 #: Nodes the aliases of one file stand for, counted at each use ("billion laughs" files).
-MAX_ALIAS_NODES = 100_000
+MAX_ALIAS_NODES = 1_000_000
 #: Characters of names that end up in MLflow experiment and run names, node ids and file names.
 MAX_EVAL_NAME = 100
 MAX_VARIANT_NAME = 100

@@ -245,7 +245,7 @@ def test_aliases_are_bounded_without_walking_them(directory):
     for levels in (9, 10):
         lines = ["a0: &a0 [" + ", ".join(['"lol"'] * 10) + "]"]
         lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
-        with pytest.raises(EvalFileError, match=r"fuzz.eval.yaml:5:\d+: alias \*a3 stands for 11,111 nodes"):
+        with pytest.raises(EvalFileError, match=r"fuzz.eval.yaml:6:\d+: alias \*a4 stands for 111,111 nodes"):
             load_eval(_write_fuzz(directory, "\n".join(lines) + "\n"), REGISTRY.options_model)
 
 
