@@ -308,7 +308,7 @@ def test_without_the_openai_package_a_provider_eval_is_one_collection_error(proj
         "*ERROR collecting evals/chat.eval.yaml*",
         "invalid eval file (2 problem(s)):",
         f"evals/chat.eval.yaml:5:3: target: {hint}",
-        f"evals/chat.eval.yaml:8:32: graders[[]0].judge: {hint}",
+        f"evals/chat.eval.yaml:8:32: graders[[]0].judge: {hint.replace('[', '[[]')}",
     ])
     assert result.stdout.str().count(hint) == 2  # once for the target, once for the judge: not once per item
     assert "Traceback" not in result.stdout.str()
