@@ -125,6 +125,7 @@ MAX_ALIAS_NODES = 1_000_000
 MAX_EVAL_NAME = 100
 MAX_VARIANT_NAME = 100
 MAX_CASE_ID = 200
+_YAML_FILES = "eval files and included .yaml files"  # what MAX_YAML_BYTES bounds, as messages say
 
 
 # --------------------------------------------------------------------------- errors
@@ -722,10 +723,10 @@ def _read_include(
     if suffix not in (".jsonl", ".csv", ".yaml", ".yml"):
         return fail(f"cannot include {Path(written).name!r}: expected a .jsonl, .csv, .yaml or .yml file")
     yaml_file = suffix in (".yaml", ".yml")
+    limit, what = (MAX_YAML_BYTES, _YAML_FILES) if yaml_file else (MAX_ROWS_BYTES, "included .jsonl and .csv files")
     try:
         path = _reference(base, written, roots, "included file")
-        text = _read_file(path, *((MAX_YAML_BYTES, "eval files and included .yaml files") if yaml_file else
-                                  (MAX_ROWS_BYTES, "included .jsonl and .csv files")))
+        text = _read_file(path, limit, what)
     except _Unreadable as exc:
         return fail(str(exc))
     if yaml_file:
@@ -747,17 +748,16 @@ def _read_include(
                 continue
             try:
                 row = json.loads(line, parse_constant=_no_constant)
+                why = _TOO_DEEP if _too_deep(row) else None
             except json.JSONDecodeError as exc:
                 problems.append(Problem(shown, number, exc.colno, "", f"invalid JSON: {exc.msg}"))
                 continue
+            except RecursionError:  # nested deeper than the decoder goes
+                why = _TOO_DEEP
             except ValueError as exc:  # NaN, Infinity, an integer of more digits than int() reads
-                problems.append(Problem(shown, number, None, "", f"invalid JSON: {_TOO_MANY_DIGITS if 'digits' in str(exc) else exc}"))
-                continue
-            except RecursionError:
-                problems.append(Problem(shown, number, None, "", _TOO_DEEP))
-                continue
-            if _too_deep(row):
-                problems.append(Problem(shown, number, None, "", _TOO_DEEP))
+                why = f"invalid JSON: {_TOO_MANY_DIGITS if 'digits' in str(exc) else exc}"
+            if why is not None:
+                problems.append(Problem(shown, number, None, "", why))
                 continue
             rows.append((row, _Source.row(path, number, shown), ()))
         return rows
@@ -1024,7 +1024,7 @@ class _Source:
         reported at its line 1.
         """
         try:
-            text = _read_file(path, MAX_YAML_BYTES, "eval files and included .yaml files")
+            text = _read_file(path, MAX_YAML_BYTES, _YAML_FILES)
         except _Unreadable as exc:
             source = cls(path, None, None)
             source.problems.append(Problem(source.shown, exc.line or 1, None, "", str(exc)))
@@ -1395,10 +1395,14 @@ def _reference(base: Path, written: str, roots: Sequence[Path], what: str) -> Pa
     """
     path = base / written
     shown = display_path(path)
+    if len(shown) > 200:
+        shown = f"{shown[:120]}...{shown[-60:]}"
     try:
         real = Path(os.path.realpath(path, strict=True))
     except OSError as exc:
         raise _os_problem(exc, path, shown, what) from None
+    except ValueError as exc:  # a NUL character
+        raise _Unreadable(f"{what} {_short(written)} cannot be a file name: {exc}") from None
     if not any(real.is_relative_to(root) for root in roots):
         place = shown if real == Path(os.path.abspath(path)) else f"{shown} leads to {real}, which"
         others = f" and {', '.join(map(str, roots[1:]))}" if len(roots) > 1 else ""

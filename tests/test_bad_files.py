@@ -783,6 +783,10 @@ CATALOGUE = [
         setup=sized("evals/big.txt", 1_000_001)),
     Bad("prompt-file-utf16", body("prompt-file-utf16", "prompts: {p: {file: wide.txt}}\ncases: [{id: a}]\n"),
         (":4:21: prompts.p.file: evals/wide.txt is not UTF-8 text*",), files={"evals/wide.txt": "hello".encode("utf-16")}),
+    Bad("prompt-file-nul", body("prompt-file-nul", 'prompts: {p: {file: "a\\0.txt"}}\ncases: [{id: a}]\n'),
+        (":4:21: prompts.p.file: prompt file 'a\\x00.txt' cannot be a file name: embedded null byte",)),
+    Bad("include-name-too-long", body("include-name-too-long", f"cases: [{{include: {'n' * 5000}.jsonl}}]\n"),
+        (":4:19: cases[0].include: cannot read evals/nnn*...nnn*.jsonl: File name too long",)),
     # -- across files
     Bad("zz-name-taken", "eval: good\nsuites: [core]\ntarget: echo\ncases: [{id: a}]\n", (":1:7: eval: eval name 'good' is already used by *good.eval.yaml",)),
 ]

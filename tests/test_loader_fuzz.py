@@ -39,6 +39,10 @@ TEXTS = ["echo", "fixture:nope", "nowhere.module:fn", "app:label", "{{x}}", "{{e
          "no", "~", "", " ", "\t", "a\nb", "caf\u00e9", "\u2028", "../../etc/passwd", "/etc/passwd", "/dev/zero",
          "rows.jsonl", "rows.csv", "rows.yaml", "prompt.txt", "missing.jsonl", "greet@production", "greet/2",
          "http://127.0.0.1:9/v1", "pass_rate", "latency_ms_p95", "fail", "x" * 300]
+#: What an include: or a prompt's file: may name.
+REFERENCES = ["rows.jsonl", "rows.csv", "rows.yaml", "prompt.txt", "missing.jsonl", "../../etc/passwd", "/etc/passwd",
+              "/dev/zero", "/dev/null", "/proc/self/status", ".", "..", "rows.jsonl/..", "nul\x00.jsonl", "nul\x00.txt",
+              "n" * 5000 + ".jsonl", "/" * 5000, "~/rows.jsonl", "fuzz.eval.yaml", "ROWS.JSONL", "rows.jsonl ", ""]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**40), max_value=10**40),
@@ -169,11 +173,16 @@ def mutated(draw: st.DrawFn) -> Any:
             break
         place = draw(st.sampled_from(places))
         parent, last = at(data, place[:-1]), place[-1]
-        operation = draw(st.sampled_from(["delete", "retype", "share", "recurse", "rename"]))
+        operation = draw(st.sampled_from(["delete", "retype", "share", "recurse", "rename", "refer"]))
         if operation == "delete":
             del parent[last]
         elif operation == "retype":
             parent[last] = draw(values)
+        elif operation == "refer":  # another file named by an include: or a prompt's file:
+            references = [p for p in paths(data) if p and p[-1] in ("include", "file")]
+            if references:
+                where = draw(st.sampled_from(references))
+                at(data, where[:-1])[where[-1]] = draw(st.sampled_from(REFERENCES) | st.text(max_size=8))
         elif operation == "share":  # the same object in two places: an anchor and an alias
             parent[last] = at(data, draw(st.sampled_from(paths(data))))
         elif operation == "recurse":  # a node inside itself: a recursive alias
@@ -191,6 +200,14 @@ def mutated(draw: st.DrawFn) -> Any:
 @given(data=mutated())
 def test_mutated_valid_files(directory, data):
     load(directory, dump(data))
+
+
+@FUZZ
+@given(reference=st.sampled_from(REFERENCES) | st.text(max_size=10), suffix=st.sampled_from(["", ".jsonl", ".yaml", ".csv"]))
+def test_any_file_named_by_an_include_or_a_prompt(directory, reference, suffix):
+    """Names of files that are not there, not files, outside the directory, unusable as names."""
+    load(directory, dump({"eval": "refs", "target": "echo", "prompts": {"p": {"file": reference + suffix}},
+                          "cases": [{"include": reference + suffix}]}))
 
 
 # --------------------------------------------------------------------------- mutations of text
