@@ -487,8 +487,8 @@ class Bad:
 
     ``expect`` patterns are matched (fnmatch, ``[`` taken literally) against the problem lines of
     the file's collection error; a pattern without a path in front is about the eval file itself.
-    ``text`` and ``files`` may use ``{name}``, the entry's name, and ``{outside}``, a directory
-    outside the project. ``setup(project_dir, outside_dir)`` makes what text cannot (links, FIFOs).
+    ``text`` and ``files`` (names and contents) may use ``{outside}``, a directory outside the
+    project. ``setup(project_dir, outside_dir)`` makes what text cannot (links, FIFOs, large files).
     """
 
     name: str
@@ -496,7 +496,6 @@ class Bad:
     expect: tuple[str, ...]
     files: dict[str, str | bytes] = field(default_factory=dict)
     setup: Callable[[Path, Path], None] | None = None
-    ini: str = ""
 
     def __str__(self) -> str:
         return self.name
@@ -557,13 +556,6 @@ def fifo(name: str) -> Callable[[Path, Path], None]:
 
 def sized(name: str, size: int) -> Callable[[Path, Path], None]:
     return lambda root, outside: sparse(root / name, size)
-
-
-def both(*steps: Callable[[Path, Path], None]) -> Callable[[Path, Path], None]:
-    def make(root: Path, outside: Path) -> None:
-        for step in steps:
-            step(root, outside)
-    return make
 
 
 UP = "../" * 30  # more than any temporary directory is deep: from evals/, the file system's root
