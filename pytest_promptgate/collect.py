@@ -13,6 +13,7 @@ then only states the verdict: a case whose required graders failed fails.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ def eval_files(config: pytest.Config, state: State) -> Iterator[Path]:
     ignored = config.getini("norecursedirs")
     seen: set[Path] = set()
     for arg in config.args:
-        path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+        path = Path(os.path.abspath(Path(config.invocation_params.dir, arg.split("::", 1)[0])))  # a link loop cannot resolve()
         if path.is_file():
             candidates = [path]
         elif path.is_dir():
@@ -62,6 +63,11 @@ def eval_files(config: pytest.Config, state: State) -> Iterator[Path]:
                 yield candidate
 
 
+def allowed_roots(config: pytest.Config) -> tuple[Path, ...]:
+    """Where the files an eval file names may lie: the rootdir, then the ini key ``promptgate_allowed_paths``."""
+    return (config.rootpath, *config.getini("promptgate_allowed_paths"))
+
+
 class EvalFile(pytest.File):
     """A ``*.eval.yaml`` file: one eval."""
 
@@ -74,7 +80,7 @@ class EvalFile(pytest.File):
                 # controller shows it once (it drops repeats of the same text).
                 raise EvalFileError([Problem("", None, None, "", state.registry_error or "")])
             return  # reported once, as a usage error, after collection
-        loaded = load_eval(self.path, registry.options_model, state.selects, state.registry_prompt)
+        loaded = load_eval(self.path, registry.options_model, state.selects, state.registry_prompt, allowed_roots(self.config))
         if isinstance(loaded, list):  # an eval of suites not selected
             state.suites_seen.update(loaded)
             return
@@ -124,7 +130,7 @@ class EvalPlan:
             except TargetError as exc:
                 problems.append(loaded.problem(variant.target_loc, str(exc)))
                 continue
-            missing = _missing_fixture(target, "target", node)
+            missing = _missing_fixture(target, "target", node) or _missing_sdk(target)
             if missing:
                 problems.append(loaded.problem(variant.target_loc, missing))
             targets[variant.name] = target
@@ -225,8 +231,22 @@ def _judge_problems(grader: BaseGrader, node: pytest.Collector, problem: Any) ->
         built = build(judge, {}, ("judge",))
     except TargetError as exc:
         return [problem(str(exc))]
-    missing = _missing_fixture(built, "judge", node)
+    missing = _missing_fixture(built, "judge", node) or _missing_sdk(built)
     return [problem(missing)] if missing else []
+
+
+def _missing_sdk(target: Target | str) -> str | None:
+    """For a provider target, why it cannot run here: the openai package is not installed (once for the
+    eval file, rather than once for each of its items)."""
+    from .targets.provider import INSTALL_HINT, ProviderTarget
+
+    if not isinstance(target, ProviderTarget):
+        return None
+    try:
+        found = importlib.util.find_spec("openai")  # found, not imported: --co and deselected items cost nothing
+    except (ImportError, ValueError):
+        found = None
+    return INSTALL_HINT if found is None else None
 
 
 def _missing_fixture(target: Target | str, role: str, node: pytest.Collector) -> str | None:

@@ -9,8 +9,9 @@ file is actually collected.
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -36,6 +37,8 @@ DIST_KEY = "promptgate_dist"
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
 _STATE = pytest.StashKey["State"]()
+#: Eval file arguments that are symbolic links to nothing (a loop, a missing file), kept out of pytest's argument list.
+_UNREADABLE_ARGS = pytest.StashKey["list[str]"]()
 
 
 @dataclass
@@ -345,6 +348,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_cache", "response cache mode: off, use, record or replay (default: off)", default="off")
     parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
                   "(default: .promptgate/cache under the rootdir)")
+    parser.addini("promptgate_allowed_paths", "directories besides the rootdir that eval files may read included "
+                  "case files and prompt files from, relative to the ini file (default: none)", type="paths", default=[])
 
 
 def _at_least_one(unit: str) -> Callable[[str], int]:
@@ -482,6 +487,77 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Coll
     from .collect import EvalFile
 
     return EvalFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Eval file arguments that are symbolic links to nothing (a loop, a missing file) are set aside.
+
+    pytest refuses such an argument before collecting anything ("file or directory not
+    found", exit 4), which would stop the other files too; set aside, it is collected as a
+    file of its own in :func:`pytest_make_collect_report`, where loading it reports why it
+    cannot be read.
+    """
+    config = session.config
+    state = get_state(config)
+    if not state.suites:
+        return
+    unreadable = [arg for arg in config.args if _is_broken_link(config, arg, state)]
+    if unreadable:
+        config.stash[_UNREADABLE_ARGS] = unreadable
+        config.args[:] = [arg for arg in config.args if arg not in unreadable]
+
+
+def _is_broken_link(config: pytest.Config, arg: str, state: State) -> bool:
+    path = os.path.join(config.invocation_params.dir, arg.split("::", 1)[0])
+    return state.is_eval_file(os.path.basename(path)) and os.path.lexists(path) and not os.path.exists(path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Eval files that pytest's walk of a directory passes over are collected too, so that they fail visibly.
+
+    ``_pytest.main.Dir.collect`` offers ``pytest_collect_file`` only the entries that are
+    regular files (``os.DirEntry.is_file``): an eval file that is a FIFO, or a symbolic link
+    in a loop or to nothing, would silently not run. Offered here, it becomes a collection
+    error naming the file; so do the arguments :func:`pytest_collection` set aside.
+    """
+    report = yield
+    config = collector.config
+    if not get_state(config).suites or not report.passed:
+        return report
+    if isinstance(collector, pytest.Session):
+        paths = [config.invocation_params.dir / arg.split("::", 1)[0] for arg in config.stash.get(_UNREADABLE_ARGS, [])]
+    elif isinstance(collector, pytest.Directory):
+        paths = _passed_over(collector)
+    else:
+        return report
+    for path in paths:
+        report.result.extend(collector.ihook.pytest_collect_file(file_path=path, parent=collector))
+    return report
+
+
+def _passed_over(directory: pytest.Directory) -> list[Any]:
+    """The eval files of ``directory`` that are neither regular files nor directories, unless ignored."""
+    from pathlib import Path
+
+    state = get_state(directory.config)
+    try:
+        entries = sorted(os.scandir(directory.path), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    return [
+        Path(entry.path) for entry in entries
+        if state.is_eval_file(entry.name) and _neither_file_nor_directory(entry)
+        and not directory.ihook.pytest_ignore_collect(collection_path=Path(entry.path), config=directory.config)
+    ]
+
+
+def _neither_file_nor_directory(entry: os.DirEntry[str]) -> bool:
+    try:
+        return not entry.is_file() and not entry.is_dir()
+    except OSError:  # a symbolic link loop, on some systems
+        return True
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:

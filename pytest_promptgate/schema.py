@@ -9,14 +9,19 @@ a file are collected and raised together as one :class:`EvalFileError`.
 from __future__ import annotations
 
 import csv
-import io
 import difflib
+import errno
 import hashlib
+import io
 import json
+import math
+import os
 import re
+import stat
+import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -45,6 +50,16 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
         for first, resolvers in _Base.yaml_implicit_resolvers.items()
     }
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value that cannot be what its tag says (``!!int many``, a 5000-digit number) is a located error."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            kind = node.tag.rsplit(":", 1)[-1]
+            shown = _short(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            detail = f": {_TOO_MANY_DIGITS} (quote it to keep it as text)" if "digits" in str(exc) else ""
+            raise yaml.constructor.ConstructorError(None, None, f"{shown} is not a valid {kind}{detail}", node.start_mark) from None
+
 
 def _refuse(loader: Any, node: yaml.Node) -> Any:
     raise yaml.constructor.ConstructorError(
@@ -54,6 +69,23 @@ def _refuse(loader: Any, node: yaml.Node) -> Any:
 
 for _tag in ("set", "binary", "timestamp"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
+
+# int() refuses to read more digits than this (CVE-2020-10735), in YAML and JSON alike.
+_TOO_MANY_DIGITS = f"numbers may have at most {getattr(sys, 'get_int_max_str_digits', lambda: 4300)()} digits"
+
+
+def _finite_float(loader: Any, node: yaml.Node) -> float:
+    value = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        what = "NaN" if math.isnan(value) else "infinite"
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_short(node.value)} is {what}: eval files hold JSON-like data, and JSON has no NaN or infinity",
+            node.start_mark,
+        )
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _finite_float)
 
 EVAL_NAME = r"^[a-z0-9][a-z0-9._-]*$"
 IDENT = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -76,6 +108,24 @@ GATE_METRICS = (
 )
 # Names a grader template may use besides the case's vars.
 GRADER_NAMES = ("expected", "output")
+
+# Limits on what an eval file can make collection do (docs/eval-files.md#limits): a file,
+# hostile or mistaken, gets a located error instead of hanging or exhausting the session.
+#: Bytes of an eval file, and of an included .yaml/.yml case file.
+MAX_YAML_BYTES = 10_000_000
+#: Bytes of an included .jsonl or .csv case file.
+MAX_ROWS_BYTES = 50_000_000
+#: Bytes of a prompt file.
+MAX_PROMPT_BYTES = 1_000_000
+#: Levels of mappings and lists inside one another, aliases expanded.
+MAX_NESTING = 100
+#: Nodes the aliases of one file stand for, counted at each use ("billion laughs" files).
+MAX_ALIAS_NODES = 1_000_000
+#: Characters of names that end up in MLflow experiment and run names, node ids and file names.
+MAX_EVAL_NAME = 100
+MAX_VARIANT_NAME = 100
+MAX_CASE_ID = 200
+_YAML_FILES = "eval files and included .yaml files"  # what MAX_YAML_BYTES bounds, as messages say
 
 
 # --------------------------------------------------------------------------- errors
@@ -115,7 +165,50 @@ class EvalFileError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every comparison check (ge, le) and an infinite weight makes a score NaN: numbers are finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _json_keys(value: Any) -> Any:
+    """``value`` with every mapping key as text, as JSON writes it: ``1`` → ``"1"``, ``null`` → ``"null"``.
+
+    Vars, expected values, params and grader options end up as JSON (reports, MLflow,
+    the response cache) and are hashed with sorted keys, which mixed key types break.
+    Two keys that become the same text are an error rather than one silently replacing the other.
+    """
+    if isinstance(value, dict):
+        if all(type(key) is str and not isinstance(item, (dict, list)) for key, item in value.items()):
+            return value
+        out: dict[str, Any] = {}
+        written: dict[str, Any] = {}
+        for key, item in value.items():
+            text = key if isinstance(key, str) else json.dumps(key) if isinstance(key, (bool, int, float, type(None))) else str(key)
+            if text in out:
+                raise ValueError(
+                    f"keys {_short(written[text])} and {_short(key)} are the same key once written as JSON ({text!r}); "
+                    "rename one of them"
+                )
+            written[text] = key
+            out[text] = _json_keys(item)
+        return out
+    if isinstance(value, list):
+        return [_json_keys(item) for item in value]
+    return value
+
+
+#: Any JSON-like value, its mapping keys made text.
+JsonData = Annotated[Any, AfterValidator(_json_keys)]
+
+
+def _at_most(limit: int, why: str) -> Callable[[Any], Any]:
+    """A check that a name is at most ``limit`` characters, saying ``why`` it matters."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"at most {limit} characters (got {len(value)}): {why}")
+        return value
+
+    return check
 
 
 class Message(_Model):
@@ -212,7 +305,7 @@ class Provider(_Model):
     base_url: str
     model: str
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
-    params: Annotated[dict[str, Any], AfterValidator(_no_secrets)] = {}
+    params: Annotated[dict[str, JsonData], AfterValidator(_no_secrets)] = {}
     timeout: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0, le=20)
     prompt: str | None = Field(default=None, description="which prompt to send, when the eval has several")
@@ -255,11 +348,12 @@ def _check_target_name(value: str) -> str:
 
 TargetName = Annotated[str, Field(min_length=1), AfterValidator(_check_target_name)]
 # A string names a target, a mapping is a provider; the discriminator keeps pydantic
-# from reporting both readings of one mistake. Tags start with "<" and are dropped
+# from reporting both readings of one mistake. The tags are dropped
 # from field paths in messages.
+_TARGET_TAGS = ("<name>", "<provider>")
 TargetSpec = Annotated[
-    Union[Annotated[TargetName, Tag("<name>")], Annotated[ProviderTarget, Tag("<provider>")]],
-    Discriminator(lambda value: "<provider>" if isinstance(value, (dict, ProviderTarget)) else "<name>"),
+    Union[Annotated[TargetName, Tag(_TARGET_TAGS[0])], Annotated[ProviderTarget, Tag(_TARGET_TAGS[1])]],
+    Discriminator(lambda value: _TARGET_TAGS[1] if isinstance(value, (dict, ProviderTarget)) else _TARGET_TAGS[0]),
 ]
 
 
@@ -273,6 +367,13 @@ class Grader(_Model):
     weight: float = Field(default=1.0, ge=0)
     required: bool = True
     failure_mode: str | None = Field(default=None, pattern=IDENT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value if key in cls.model_fields else _json_keys(value) for key, value in data.items()}
+        return data
 
     @property
     def options(self) -> dict[str, Any]:
@@ -318,10 +419,11 @@ class Price(_Model):
 class Variant(_Model):
     """A named variation of the eval: other prompts, params or target."""
 
-    name: str = Field(pattern=IDENT)
+    name: Annotated[str, Field(pattern=IDENT), AfterValidator(_at_most(
+        MAX_VARIANT_NAME, "variant names are part of node ids, MLflow run names and file names"))]
     description: str = ""
     prompts: dict[str, Prompt] = {}
-    params: Annotated[dict[str, Any], AfterValidator(_no_secrets)] = {}
+    params: Annotated[dict[str, JsonData], AfterValidator(_no_secrets)] = {}
     target: TargetSpec | None = None
 
 
@@ -336,10 +438,12 @@ def _id_text(value: Any) -> Any:
 class Case(_Model):
     """One case: inputs (vars), the expected answer, extra graders and tags."""
 
-    id: Annotated[str | None, BeforeValidator(_id_text)] = Field(default=None, pattern=IDENT)
+    id: Annotated[str | None, BeforeValidator(_id_text), AfterValidator(_at_most(
+        MAX_CASE_ID, "case ids are part of node ids, which pytest's --lf and MLflow's results keep"))] = Field(
+        default=None, pattern=IDENT)
     description: str = ""
-    vars: dict[str, Any] = {}
-    expected: Any = None
+    vars: dict[str, JsonData] = {}
+    expected: JsonData = None
     graders: list[Grader] = []
     tags: list[str] = []
 
@@ -353,7 +457,8 @@ class Include(_Model):
 class Eval(_Model):
     """An eval file."""
 
-    eval: str = Field(pattern=EVAL_NAME)
+    eval: Annotated[str, Field(pattern=EVAL_NAME), AfterValidator(_at_most(
+        MAX_EVAL_NAME, "eval names are part of MLflow experiment names (PREFIX/EVAL, at most 500 characters) and file names"))]
     description: str = ""
     suites: list[str] = []
     prompts: dict[str, Prompt] = {}
@@ -503,6 +608,7 @@ def load_eval(
     grader_options: Callable[[str], type[BaseModel] | None | Exception],
     selects: Callable[[list[str]], bool] = lambda suites: True,
     registry: Callable[[str], PromptText | str] | None = None,
+    roots: Sequence[Path] = (),
 ) -> LoadedEval | list[str]:
     """Read, validate and resolve one eval file, or raise :class:`EvalFileError`.
 
@@ -517,7 +623,11 @@ def load_eval(
 
     ``registry(ref)`` resolves a ``registry:`` prompt reference to its pinned text
     (a :class:`PromptText`), or returns why it cannot (a message).
+
+    Files the eval names (``include:``, prompt ``file:``) must lie under one of ``roots``,
+    the first being the rootdir; by default, the eval file's directory.
     """
+    roots = tuple(Path(os.path.realpath(root)) for root in roots or (path.parent,))
     source = _Source.from_yaml(path)
     problems: list[Problem] = list(source.problems)
     if problems:
@@ -533,16 +643,16 @@ def load_eval(
         problems += source.convert(exc, Eval)
         # Still check the cases, so that one pass over the file reports everything.
         if isinstance(source.data.get("cases"), list):
-            _load_cases(source.data["cases"], path, source, problems, grader_options)
+            _load_cases(source.data["cases"], path, roots, source, problems, grader_options)
         raise EvalFileError(problems) from None
 
     for i, grader in enumerate(spec.graders):
         problems += _check_grader(grader, ("graders", i), source, grader_options)
     spec = spec.model_copy(update={"graders": _distinct_labels(spec.graders, (), source, ("graders",), problems)})
-    cases = _load_cases(spec.cases, path, source, problems, grader_options, tuple(g.label for g in spec.graders))
+    cases = _load_cases(spec.cases, path, roots, source, problems, grader_options, tuple(g.label for g in spec.graders))
     if not cases and not problems:
         problems.append(source.problem(("cases",), "the eval has no cases: its includes gave none"))
-    variants = _resolve_variants(spec, path, source, problems, registry)
+    variants = _resolve_variants(spec, path, roots, source, problems, registry)
     if not problems:
         problems += _check_templates(spec, cases, variants, source)
     if problems:
@@ -571,8 +681,8 @@ def _check_grader(grader: Grader, loc: tuple[Any, ...], source: _Source, grader_
 
 
 def _load_cases(
-    entries: list[Any], path: Path, source: _Source, problems: list[Problem], grader_options: Callable,
-    eval_labels: tuple[str, ...] = (),
+    entries: list[Any], path: Path, roots: tuple[Path, ...], source: _Source, problems: list[Problem],
+    grader_options: Callable, eval_labels: tuple[str, ...] = (),
 ) -> list[LoadedCase]:
     cases: list[LoadedCase] = []
     seen: dict[str, LoadedCase] = {}
@@ -584,7 +694,7 @@ def _load_cases(
             except ValidationError as exc:
                 problems += source.convert(exc, Include, prefix=loc)
                 continue
-            rows = _read_include(path.parent / include.include, source.problem((*loc, "include"), ""), problems)
+            rows = _read_include(path.parent, include.include, roots, source.problem((*loc, "include"), ""), problems)
         else:
             rows = [(entry, source, loc)]
         for row, row_source, row_loc in rows:
@@ -624,20 +734,27 @@ def _load_cases(
     return cases
 
 
-def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tuple[Any, _Source, tuple[Any, ...]]]:
+def _read_include(
+    base: Path, written: str, roots: tuple[Path, ...], at: Problem, problems: list[Problem]
+) -> list[tuple[Any, _Source, tuple[Any, ...]]]:
     """Rows of an included case file, each with the source and location it came from."""
 
     def fail(message: str) -> list:
         problems.append(Problem(at.file, at.line, at.column, at.field, message))
         return []
 
-    suffix = path.suffix.lower()
+    suffix = Path(written).suffix.lower()
     if suffix not in (".jsonl", ".csv", ".yaml", ".yml"):
-        return fail(f"cannot include {path.name!r}: expected a .jsonl, .csv, .yaml or .yml file")
-    if not path.is_file():
-        return fail(f"included file not found: {display_path(path)}")
-    if suffix in (".yaml", ".yml"):
-        inc = _Source.from_yaml(path)
+        return fail(f"cannot include {Path(written).name!r}: expected a .jsonl, .csv, .yaml or .yml file")
+    yaml_file = suffix in (".yaml", ".yml")
+    limit, what = (MAX_YAML_BYTES, _YAML_FILES) if yaml_file else (MAX_ROWS_BYTES, "included .jsonl and .csv files")
+    try:
+        path = _reference(base, written, roots, "included file")
+        text = _read_file(path, limit, what)
+    except _Unreadable as exc:
+        return fail(str(exc))
+    if yaml_file:
+        inc = _Source.parse(path, text)
         if inc.problems:
             problems.extend(inc.problems)
             return []
@@ -645,10 +762,6 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             problems.append(inc.problem((), f"expected a list of cases, got {_kind(inc.data)}"))
             return []
         return [(row, inc, (i,)) for i, row in enumerate(inc.data)]
-    try:
-        text = _read_text(path)
-    except ValueError as exc:
-        return fail(str(exc))
     shown = display_path(path)
     rows: list[tuple[Any, _Source, tuple[Any, ...]]] = []
     if suffix == ".jsonl":
@@ -658,9 +771,17 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_constant=_no_constant)
+                why = _TOO_DEEP if _too_deep(row) else None
             except json.JSONDecodeError as exc:
                 problems.append(Problem(shown, number, exc.colno, "", f"invalid JSON: {exc.msg}"))
+                continue
+            except RecursionError:  # nested deeper than the decoder goes
+                why = _TOO_DEEP
+            except ValueError as exc:  # NaN, Infinity, an integer of more digits than int() reads
+                why = f"invalid JSON: {_TOO_MANY_DIGITS if 'digits' in str(exc) else exc}"
+            if why is not None:
+                problems.append(Problem(shown, number, None, "", why))
                 continue
             rows.append((row, _Source.row(path, number, shown), ()))
         return rows
@@ -675,6 +796,24 @@ def _read_include(path: Path, at: Problem, problems: list[Problem]) -> list[tupl
             rows.append((_csv_case(record), _Source.row(path, start, shown), ()))
         start = reader.line_num + 1
     return rows
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON: eval files hold JSON-like data, and JSON has no NaN or infinity")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether lists and mappings nest deeper than :data:`MAX_NESTING` in ``value`` (a row of a .jsonl file)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_NESTING:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 _CSV_RESERVED = ("id", "expected", "tags", "description")
@@ -695,11 +834,12 @@ def _csv_case(record: dict[str, str | None]) -> dict[str, Any]:
 
 
 def _resolve_variants(
-    spec: Eval, path: Path, source: _Source, problems: list[Problem], registry: Callable[[str], PromptText | str] | None
+    spec: Eval, path: Path, roots: tuple[Path, ...], source: _Source, problems: list[Problem],
+    registry: Callable[[str], PromptText | str] | None,
 ) -> list[LoadedVariant]:
     base: dict[str, PromptText] = {}
     for name, prompt in spec.prompts.items():
-        text = _prompt_text(name, prompt, path, source, ("prompts", name), problems, registry)
+        text = _prompt_text(name, prompt, path, roots, source, ("prompts", name), problems, registry)
         if text is not None:
             base[name] = text
     declared = spec.variants or [Variant(name="default")]
@@ -723,7 +863,7 @@ def _resolve_variants(
                     )
                 )
                 continue
-            text = _prompt_text(name, prompt, path, source, (*loc, "prompts", name), problems, registry)
+            text = _prompt_text(name, prompt, path, roots, source, (*loc, "prompts", name), problems, registry)
             if text is not None:
                 prompts[name] = text
         own_target = variant.target is not None
@@ -740,20 +880,20 @@ def _resolve_variants(
 
 
 def _prompt_text(
-    name: str, prompt: Prompt, path: Path, source: _Source, loc: tuple[Any, ...], problems: list[Problem],
-    registry: Callable[[str], PromptText | str] | None,
+    name: str, prompt: Prompt, path: Path, roots: tuple[Path, ...], source: _Source, loc: tuple[Any, ...],
+    problems: list[Problem], registry: Callable[[str], PromptText | str] | None,
 ) -> PromptText | None:
     if prompt.template is not None:
         return PromptText(name, template=prompt.template)
     if prompt.messages is not None:
         return PromptText(name, messages=tuple((m.role, m.content) for m in prompt.messages))
     if prompt.file is not None:
-        file = path.parent / prompt.file
         try:
-            return PromptText(name, template=_read_text(file), source=str(file))
-        except ValueError as exc:
-            problems.append(source.problem((*loc, "file"), f"prompt file: {exc}"))
+            text = _read_file(_reference(path.parent, prompt.file, roots, "prompt file"), MAX_PROMPT_BYTES, "prompt files")
+        except _Unreadable as exc:
+            problems.append(source.problem((*loc, "file"), str(exc)))
             return None
+        return PromptText(name, template=text, source=str(path.parent / prompt.file))
     assert prompt.registry is not None
     found = registry(prompt.registry) if registry is not None else "registry prompts cannot be resolved here"
     if isinstance(found, str):
@@ -867,7 +1007,8 @@ def _distinct_labels(
 
 def _derived_id(path: Path, case: Case) -> str:
     body = json.dumps({"vars": case.vars, "expected": case.expected}, sort_keys=True, default=str)
-    return f"{path.stem.split('.')[0]}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+    stem = path.stem.split(".")[0][: MAX_CASE_ID - 9]  # a file name may be longer than a case id
+    return f"{stem}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
 
 
 def _dataset_hash(cases: list[LoadedCase]) -> str:
@@ -901,20 +1042,38 @@ class _Source:
 
     @classmethod
     def from_yaml(cls, path: Path) -> _Source:
-        shown = display_path(path)
+        """An eval file (or an included .yaml file that :func:`_reference` allowed), read and parsed.
+
+        Problems with the file as a whole (it cannot be read, is too large, is empty) are
+        reported at its line 1.
+        """
         try:
-            text = _read_text(path)
-        except ValueError as exc:
+            text = _read_file(path, MAX_YAML_BYTES, _YAML_FILES)
+        except _Unreadable as exc:
             source = cls(path, None, None)
-            source.problems.append(Problem(shown, None, None, "", str(exc)))
+            source.problems.append(Problem(source.shown, exc.line or 1, None, "", str(exc)))
+            return source
+        return cls.parse(path, text)
+
+    @classmethod
+    def parse(cls, path: Path, text: str) -> _Source:
+        """YAML text as data and as a node tree, each bounded (:data:`MAX_NESTING`, :data:`MAX_ALIAS_NODES`)."""
+        source = cls(path, None, None)
+        shown = source.shown
+        # Aliases need anchors: a file without both marks has none, and skips the second pass.
+        refused = _alias_problem(text) if "&" in text and "*" in text else None
+        if refused is not None:
+            mark, message = refused
+            source.problems.append(Problem(shown, mark.line + 1, mark.column + 1, "", message))
             return source
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                source._check_nodes(node)
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            source = cls(path, None, None)
             message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
             lines = text.split("\n")
             if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
@@ -924,29 +1083,44 @@ class _Source:
             )
             return source
         except yaml.YAMLError as exc:
-            source = cls(path, None, None)
-            source.problems.append(Problem(shown, None, None, "", f"invalid YAML: {exc}"))
+            source.problems.append(Problem(shown, 1, None, "", f"invalid YAML: {exc}"))
             return source
         finally:
             loader.dispose()
-        source = cls(path, data, node)
+        source.data, source.node = data, node
         if node is None:
             source.problems.append(Problem(shown, 1, None, "", "the file is empty; expected a mapping with keys eval, target and cases"))
-        else:
-            source._check_duplicate_keys(node, ())
         return source
 
-    def _check_duplicate_keys(self, node: yaml.Node, loc: tuple[Any, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key, value in node.value:
-                if key.value in seen:
-                    self.problems.append(self._at(key, _path((*loc, key.value)), f"duplicate key {key.value!r} (YAML keeps only the last)"))
-                seen.add(key.value)
-                self._check_duplicate_keys(value, (*loc, key.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._check_duplicate_keys(item, (*loc, i))
+    def _check_nodes(self, root: yaml.Node) -> None:
+        """Duplicate keys, and nesting deeper than :data:`MAX_NESTING`, found in the node tree before it becomes data.
+
+        A node that aliases share is looked at once (:func:`_alias_problem` has bounded them).
+        """
+        walked: set[int] = set()
+        stack: list[tuple[yaml.Node, tuple[Any, ...], int]] = [(root, (), 1)]
+        while stack:
+            node, loc, depth = stack.pop()
+            if isinstance(node, yaml.ScalarNode) or id(node) in walked:
+                continue
+            walked.add(id(node))
+            if depth > MAX_NESTING:
+                self.problems.append(self._at(node, _path(loc), _TOO_DEEP))
+                return
+            if isinstance(node, yaml.MappingNode):
+                seen: set[str] = set()
+                for key, value in node.value:
+                    if not isinstance(key, yaml.ScalarNode):  # a mapping or list as a key: the constructor refuses it
+                        continue
+                    if key.value in seen:
+                        self.problems.append(
+                            self._at(key, _path((*loc, key.value)), f"duplicate key {_short(key.value)} (YAML keeps only the last)")
+                        )
+                    seen.add(key.value)
+                    if not isinstance(value, yaml.ScalarNode):
+                        stack.append((value, (*loc, key.value), depth + 1))
+            else:
+                stack.extend((item, (*loc, i), depth + 1) for i, item in enumerate(node.value) if not isinstance(item, yaml.ScalarNode))
 
     def problem(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> Problem:
         """A problem at ``loc`` (the key itself when ``key``, else the value)."""
@@ -978,7 +1152,7 @@ class _Source:
         """pydantic errors as problems, each with a plain statement of what was expected."""
         problems = []
         for error in exc.errors(include_url=False):
-            loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("<")))
+            loc = tuple(part for part in error["loc"] if part not in _TARGET_TAGS)
             kind = error["type"]
             if kind == "extra_forbidden":
                 allowed = _fields_at(model, loc[:-1])
@@ -989,6 +1163,14 @@ class _Source:
                 if context:
                     message += f" ({context})"
                 problems.append(self.problem(prefix + loc, message, key=True))
+            elif loc[-1:] == ("[key]",):
+                # A mapping key that is not text: point at the key, name the mapping. The key itself is the
+                # error's input (in ``loc``, pydantic writes None as 'None' and True as 1).
+                where, key = loc[:-2], error.get("input")
+                at = (*prefix, *where)
+                what = "var names are text (template variable names)" if where[-1:] == ("vars",) else "keys here are text"
+                found = self.problem((*at, key), f"{what}, got {_kind(key)} {_short(key)}; quote it or rename it", key=True)
+                problems.append(replace(found, field=_path(at)))
             elif kind == "missing":
                 message = f"missing required field {loc[-1]!r}" + (f" ({context})" if context else "")
                 # Point at the mapping that lacks the field, but name the field itself.
@@ -998,14 +1180,93 @@ class _Source:
         return problems
 
 
+_TOO_DEEP = f"nesting deeper than {MAX_NESTING} levels of mappings and lists"
+
+
+def _alias_problem(text: str) -> tuple[yaml.Mark, str] | None:
+    """Where and why the aliases of a YAML text expand too far, if they do: (the alias's mark, the message).
+
+    Composing shares one node among its aliases, so a "billion laughs" file composes at
+    once and blows up only when walked or converted; an alias inside the node it names
+    makes a cycle. Both are found here from the parser's events, before composing, with
+    the place of the alias that crosses the line: a recursive alias, more than
+    :data:`MAX_ALIAS_NODES` nodes stood for by aliases, or more than :data:`MAX_NESTING`
+    levels once aliases are expanded. Syntax errors are left to the composer, which reports them.
+    """
+    loader = _Loader(text)
+    #: anchor -> (nodes, levels) of the node it names, once that node is complete
+    named: dict[str, tuple[int, int]] = {}
+    #: the collections open around the current event: [anchor, its mark, nodes so far, levels below]
+    open_: list[list[Any]] = []
+    aliased = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                if len(open_) >= MAX_NESTING:
+                    return event.start_mark, _TOO_DEEP
+                open_.append([event.anchor, event.start_mark, 1, 0])
+                continue
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, _, nodes, levels = open_.pop()
+                levels += 1
+                if anchor is not None:
+                    named[anchor] = (nodes, levels)
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes, levels = 1, 0
+                if event.anchor is not None:
+                    named[event.anchor] = (nodes, levels)
+            elif isinstance(event, yaml.AliasEvent):
+                name = event.anchor
+                around = next((frame for frame in reversed(open_) if frame[0] == name), None)
+                if around is not None:
+                    return event.start_mark, (
+                        f"alias *{name} is used inside the node it names (line {around[1].line + 1}): "
+                        "YAML cannot expand a node into itself"
+                    )
+                if name not in named:
+                    continue  # an undefined alias: the composer says so
+                nodes, levels = named[name]
+                aliased += nodes
+                if aliased > MAX_ALIAS_NODES:
+                    return event.start_mark, (
+                        f"alias *{name} stands for {nodes:,} nodes; the aliases of a file may stand for at most "
+                        f"{MAX_ALIAS_NODES:,} nodes in all (write the data out, or alias less)"
+                    )
+                if len(open_) + levels > MAX_NESTING:
+                    return event.start_mark, f"alias *{name} nests deeper than {MAX_NESTING} levels of mappings and lists"
+            else:
+                continue
+            if open_:
+                frame = open_[-1]
+                frame[2] += nodes
+                frame[3] = max(frame[3], levels)
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    return None
+
+
 def _child(node: yaml.Node, part: Any, key: bool = False) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            if k.value == str(part):
+            if k.value == str(part) or (not isinstance(part, str) and _is_key(k, part)):
                 return k if key else v
     elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
         return node.value[part]
     return None
+
+
+def _is_key(node: yaml.Node, value: Any) -> bool:
+    """Whether a key node is written for ``value`` (``~`` for None, ``yes`` for True): for keys that are not text."""
+    if not isinstance(node, yaml.ScalarNode):
+        return False
+    try:
+        found = yaml.constructor.SafeConstructor().construct_object(node)
+    except (yaml.YAMLError, ValueError, KeyError, TypeError):
+        return False
+    return type(found) is type(value) and found == value
 
 
 def _expectation(error: Mapping[str, Any]) -> str:
@@ -1073,7 +1334,7 @@ def _path(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return out if len(out) <= 100 else f"{out[:60]}...{out[-37:]}"  # deep nesting, long keys
 
 
 def _kind(value: Any) -> str:
@@ -1090,19 +1351,96 @@ def _braces(names: Iterable[str]) -> str:
     return ", ".join("{{" + n + "}}" for n in names)
 
 
-def _read_text(path: Path) -> str:
-    """A file's text as UTF-8, without the byte-order mark Excel and Notepad write; ValueError says why not."""
+class _Unreadable(ValueError):
+    """Why a file cannot be read; ``line`` is where in it, when that is known (a byte that is not UTF-8)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _limit_text(limit: int) -> str:
+    return f"{limit / 1_000_000:g} MB"
+
+
+def _check_file(info: os.stat_result, shown: str, limit: int, what: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
+        raise _Unreadable(f"{shown} is not a regular file ({kind}); only regular files are read")
+    if info.st_size > limit:
+        raise _Unreadable(f"{shown} is {info.st_size:,} bytes; {what} may be at most {_limit_text(limit)}")
+
+
+def _os_problem(exc: OSError, path: Path, shown: str, what: str) -> _Unreadable:
+    if exc.errno == errno.ELOOP:
+        return _Unreadable(f"{shown} is a symbolic link loop")
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return _Unreadable(f"{what} not found: {shown} is a symbolic link to {os.readlink(path)}, which does not exist")
+        return _Unreadable(f"{what} not found: {shown}")
+    return _Unreadable(f"cannot read {shown}: {exc.strerror or exc}")
+
+
+def _read_file(path: Path, limit: int, what: str) -> str:
+    """The text of the regular file at ``path``, at most ``limit`` bytes of UTF-8 (a byte-order mark is dropped).
+
+    Anything else is an :class:`_Unreadable` saying why. Only regular files are read: the
+    file is looked at before it is opened, and opened without blocking, so a FIFO or a
+    device (``/dev/zero``) in its place is refused instead of hanging collection or filling
+    its memory. ``what`` names such files in messages ("prompt files").
+    """
+    shown = display_path(path)
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{display_path(path)} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        _check_file(os.stat(path), shown, limit, what)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ValueError(f"cannot read {display_path(path)}: {exc.strerror or exc}") from None
+        raise _os_problem(exc, path, shown, "file") from None
+    with open(fd, "rb") as f:
+        _check_file(os.fstat(f.fileno()), shown, limit, what)  # what was opened, should the path have changed since
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _Unreadable(f"{shown} is more than {limit:,} bytes; {what} may be at most {_limit_text(limit)}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _Unreadable(f"{shown} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", line) from None
+
+
+def _reference(base: Path, written: str, roots: Sequence[Path], what: str) -> Path:
+    """The file a reference in an eval file names (``include:``, a prompt's ``file:``), relative to ``base``.
+
+    It must exist and lie, symbolic links followed, under one of ``roots`` (the rootdir and
+    the ini key ``promptgate_allowed_paths``): an eval file cannot read ``/etc/passwd``.
+    """
+    path = base / written
+    shown = display_path(path)
+    if len(shown) > 200:
+        shown = f"{shown[:120]}...{shown[-60:]}"
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        raise _os_problem(exc, path, shown, what) from None
+    except ValueError as exc:  # a NUL character
+        raise _Unreadable(f"{what} {_short(written)} cannot be a file name: {exc}") from None
+    if not any(real.is_relative_to(root) for root in roots):
+        place = shown if real == Path(os.path.abspath(path)) else f"{shown} leads to {real}, which"
+        others = f" and {', '.join(map(str, roots[1:]))}" if len(roots) > 1 else ""
+        raise _Unreadable(
+            f"{place} is outside the rootdir ({roots[0]}){others}; files elsewhere can be read only from directories "
+            "listed in the ini key promptgate_allowed_paths"
+        )
+    return real
 
 
 def display_path(path: str | Path) -> str:
-    """Paths relative to the working directory when below it, as pytest shows them."""
+    """Paths relative to the working directory when below it, as pytest shows them (symbolic links not followed)."""
+    absolute = Path(os.path.abspath(path))
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
+        return str(absolute.relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        return str(absolute)

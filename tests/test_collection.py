@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 ROUTING = """
@@ -219,6 +221,8 @@ def test_autouse_fixtures_apply_to_every_eval_item_under_their_conftest_only(pro
     project("evals/b/long.eval.yaml", NIGHTLY.replace("[nightly]", "[core]"))
     project("app.py", "def label(prompt):\n    return 'refund' if 'refund' in prompt or 'money' in prompt else 'other'\n")
     project("evals/a/conftest.py", """
+import os
+
 import pytest
 
 @pytest.fixture(autouse=True)
@@ -233,3 +237,139 @@ def seen(request):
         f"evals/a/routing.eval.yaml::{variant}::{case}"
         for variant in ("control", "terse") for case in ("refund-plain", "money-back", "other-thing")
     )
+
+
+def test_nested_values_may_have_keys_of_any_type(project, pytester, recorded, tracking_on):
+    """Var names are text, but the values inside vars and expected may have number, null or boolean keys
+    (fuzzing found the loader's hashing crashing on them): they load, run, and reach MLflow as JSON."""
+    project("evals/keys.eval.yaml", """
+        eval: keys
+        suites: [core]
+        target: echo
+        prompts: {p: {template: "{{table}}"}}
+        graders: [{type: contains, value: "two"}]
+        cases:
+          - {vars: {table: {1: one, 2: two, b: c}}}
+          - {id: nulls, vars: {table: {null: two, true: x, 1.5: y}}, expected: {1: a, b: [{2: c}]}}
+    """)
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-cache", "use", "-v")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*::default::keys-* PASSED*", "*::default::nulls PASSED*"])
+    by_id = {r["case_id"]: r for r in recorded()}
+    assert by_id["nulls"]["vars"] == {"table": {"null": "two", "true": "x", "1.5": "y"}}  # keys as JSON writes them
+    assert by_id["nulls"]["expected"] == {"1": "a", "b": [{"2": "c"}]}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_on)
+    experiment = client.get_experiment_by_name("promptgate/keys")
+    assert [run.data.metrics["passed_cases"] for run in client.search_runs([experiment.experiment_id])] == [2.0]
+
+
+NO_OPENAI = '''
+import sys
+
+
+class NoOpenAI:
+    """The openai package as if it were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "openai" or name.startswith("openai."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoOpenAI())
+'''
+
+
+def test_without_the_openai_package_a_provider_eval_is_one_collection_error(project, pytester, tmp_path, monkeypatch):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NO_OPENAI)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    project("evals/routing.eval.yaml", ROUTING)
+    project("app.py", "def label(vars):\n    return 'refund'\n")
+    project("evals/chat.eval.yaml", """
+        eval: chat
+        suites: [core]
+        prompts: {p: {template: "{{m}}"}}
+        target:
+          provider: {base_url: "http://127.0.0.1:9/v1", model: m}
+        variants: [{name: a}, {name: b}]
+        graders:
+          - {type: label_model, judge: {provider: {base_url: "http://127.0.0.1:9/v1", model: j}}, labels: [ok, bad], passing_labels: [ok]}
+        cases: [{id: one, vars: {m: x}}, {id: two, vars: {m: y}}, {id: three, vars: {m: z}}]
+    """)
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", timeout=120)
+    result.assert_outcomes(passed=6, errors=1)
+    hint = "provider targets need the openai package: pip install 'pytest-promptgate[openai]'"
+    result.stdout.fnmatch_lines([
+        "*ERROR collecting evals/chat.eval.yaml*",
+        "invalid eval file (2 problem(s)):",
+        f"evals/chat.eval.yaml:5:3: target: {hint}",
+        f"evals/chat.eval.yaml:8:32: graders[[]0].judge: {hint.replace('[', '[[]')}",
+    ])
+    assert result.stdout.str().count(hint) == 2  # once for the target, once for the judge: not once per item
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_an_eval_file_argument_that_is_a_symbolic_link_loop_is_a_collection_error(project, pytester):
+    """pytest refuses an argument it cannot find (exit 4, nothing runs); an eval file that is a link loop is
+    a collection error of its own instead, and the other arguments run."""
+    project("evals/routing.eval.yaml", ROUTING)
+    os.symlink("loop-b.eval.yaml", pytester.path / "evals/loop-a.eval.yaml")
+    os.symlink("loop-a.eval.yaml", pytester.path / "evals/loop-b.eval.yaml")
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", "evals/loop-a.eval.yaml", "evals/routing.eval.yaml", timeout=120)
+    result.assert_outcomes(passed=4, failed=2, errors=1)
+    result.stdout.fnmatch_lines(["evals/loop-a.eval.yaml:1: evals/loop-a.eval.yaml is a symbolic link loop"])
+    assert result.ret == 1
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", timeout=120)  # found in the directory too
+    result.assert_outcomes(passed=4, failed=2, errors=2)
+    result.stdout.fnmatch_lines(["evals/loop-b.eval.yaml:1: evals/loop-b.eval.yaml is a symbolic link loop"])
+
+
+def test_files_outside_the_rootdir_are_read_from_allowed_paths_only(project, pytester):
+    """Included case files and prompt files lie under the rootdir, or under a directory the ini key
+    promptgate_allowed_paths lists (relative to the ini file); symbolic links are followed to check."""
+    project("project/pytest.ini", "[pytest]\npromptgate_suite = core\n")
+    project("shared/prompts/ask.txt", "Q: {{q}}")
+    project("shared/cases.jsonl", '{"id": "shared-row", "vars": {"q": "from shared"}}\n')
+    project("project/evals/inside.jsonl", '{"id": "linked-row", "vars": {"q": "linked"}}\n')
+    os.symlink("inside.jsonl", pytester.path / "project/evals/link.jsonl")
+    project("project/evals/shared.eval.yaml", """
+        eval: shared
+        suites: [core]
+        target: echo
+        prompts: {ask: {file: ../../shared/prompts/ask.txt}}
+        graders: [{type: contains, value: "Q:"}]
+        cases: [{include: ../../shared/cases.jsonl}, {include: link.jsonl}]
+    """)
+    project_dir = pytester.path / "project"
+    result = pytester.runpytest_subprocess("--rootdir", str(project_dir), "-c", str(project_dir / "pytest.ini"),
+                                           str(project_dir), timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*shared.eval.yaml:4:*: prompts.ask.file: *shared/prompts/ask.txt is outside the rootdir*promptgate_allowed_paths",
+        "*shared.eval.yaml:6:*: cases[[]0].include: *shared/cases.jsonl is outside the rootdir*promptgate_allowed_paths",
+    ])
+    project("project/pytest.ini", "[pytest]\npromptgate_suite = core\npromptgate_allowed_paths = ../shared\n")
+    result = pytester.runpytest_subprocess("--rootdir", str(project_dir), "-c", str(project_dir / "pytest.ini"),
+                                           str(project_dir), "-v", timeout=120)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*::default::shared-row PASSED*", "*::default::linked-row PASSED*"])
+
+
+def test_derived_ids_of_a_long_file_name_are_bounded(project, pytester):
+    stem = "r" * 230
+    project(f"evals/{stem}.jsonl", '{"vars": {"m": "x"}}\n')
+    project("evals/long.eval.yaml", f"""
+        eval: long
+        suites: [core]
+        target: echo
+        prompts: {{p: {{template: "{{{{m}}}}"}}}}
+        cases: [{{include: {stem}.jsonl}}]
+    """)
+    result = pytester.runpytest("--prompt-suite", "core", "--co", "-q")
+    ids = [line.rsplit("::", 1)[1] for line in result.stdout.lines if "::default::" in line]
+    assert len(ids) == 1 and len(ids[0]) == 200 and ids[0].startswith("r" * 191 + "-")
