@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loa
 # Migrated empty MLflow stores are kept under $XDG_CACHE_HOME/pytest-promptgate: the tests keep theirs
 # in a directory of their own (one per test process), not in the user's cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promptgate-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)  # one per test process: removed when it ends
 
 APP = '''
 import asyncio
