@@ -799,7 +799,7 @@ def metric_key(name: str) -> str:
 def summary_metrics(summary: EvalSummary) -> dict[str, float]:
     """The metrics of one (eval, variant) as MLflow run metrics (DESIGN §6); unknown (None) values are left out.
 
-    The gate metric names (``schema.GATE_METRICS``) are the summary's field names;
+    The gate metric names (``verdicts.GATE_METRICS``) are the summary's field names;
     case counts are ``total_cases``, ``passed_cases``, ``failed_cases``,
     ``error_cases`` and ``flaky_cases``; each grader adds ``grader.{name}.pass_rate``
     and each failure mode ``failure_mode.{code}.count`` (names through :func:`metric_key`).

@@ -25,6 +25,20 @@ _EPSILON = 1e-9
 #: The names ``--prompt-fail-on`` accepts; ``none`` fails the session on no verdict.
 FAIL_ON_NAMES = ("regression", "warning", "improved", "none")
 DEFAULT_FAIL_ON = frozenset({"regression"})
+#: The metrics a gate rule may bound (an eval file's ``gates.rules[].metric``), each a field of ``EvalSummary``.
+GATE_METRICS = (
+    "pass_rate",
+    "average_score",
+    "error_rate",
+    "cost_usd_total",
+    "cost_usd_per_case",
+    "latency_ms_avg",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "input_tokens",
+    "output_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -650,9 +664,5 @@ def _number(value: float, beside: float | None = None) -> str:
 
 
 def metrics_of(summary: EvalSummary) -> dict[str, float | None]:
-    """The gate metrics (``schema.GATE_METRICS``) of one (eval, variant), from its summary's fields of the same names."""
-    # Imported here: schema is the one list of gate metrics, but loads pydantic and YAML,
-    # and this module stays importable without them.
-    from .schema import GATE_METRICS
-
+    """The gate metrics (:data:`GATE_METRICS`) of one (eval, variant), from its summary's fields of the same names."""
     return {name: getattr(summary, name) for name in GATE_METRICS}

@@ -11,7 +11,8 @@ import pytest
 scipy_stats = pytest.importorskip("scipy.stats")
 
 from pytest_promptgate.results import EvalSummary  # noqa: E402
-from pytest_promptgate.schema import GATE_METRICS, GateRule  # noqa: E402
+from pytest_promptgate.schema import GateRule  # noqa: E402
+from pytest_promptgate.verdicts import GATE_METRICS  # noqa: E402
 from pytest_promptgate.verdicts import (  # noqa: E402
     DEFAULT_FAIL_ON, Comparison, EvalCheck, GateResult, PromptChange, RateInput, Verdict, VerdictKind, best_variants,
     compare, evaluate_gates, fails_session, fisher_exact_two_sided, judge, mcnemar_exact, metrics_of, parse_fail_on,
