@@ -25,10 +25,11 @@ from _pytest.fixtures import TopRequest  # the route pytest's own doctest items 
 from . import template
 from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .graders.strings import cut
-from .plugin import DIST_KEY, NEXT_ITEM, State, get_state
 from .results import CaseResult
-from .runner import Job, Runner, describe_exception
+from .places import describe_exception
+from .runner import Job, Runner
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
+from .state import DIST_KEY, NEXT_ITEM, State, get_state
 from .targets import CallableTarget, Target, TargetError, build
 from .targets.cache import ResponseCache, from_config as cache_from_config
 
@@ -209,7 +210,7 @@ def _run_info(variant: LoadedVariant) -> dict[str, Any]:
         provider = variant.target.provider
         target = f"provider:{provider.base_url}"
         params = {"model": provider.model, **provider.params, **variant.params}
-    from .tracking import prompt_digest
+    from .template import prompt_digest
 
     texts = {name: p.text() for name, p in variant.prompts.items()}
     # prompt.{name} params: a registry prompt's pinned version, a digest of any other prompt's text.

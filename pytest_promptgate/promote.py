@@ -192,7 +192,7 @@ def trend(config: pytest.Config) -> int:
     """
     from _pytest.config import create_terminal_writer  # the terminal reporter does not exist yet
 
-    from .plugin import EVERY_SUITE
+    from .state import EVERY_SUITE
     from .session import TrackingSettings
     from .tracking import Tracker, display_uri, eval_runs, tracking_failure
 

@@ -25,21 +25,19 @@ import concurrent.futures
 import inspect
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from dataclasses import dataclass
 
 from .graders import BaseGrader, GradeContext, grade_run
 from .results import CaseResult, RunRecord, combine_runs
-from .schema import Grader, LoadedCase, LoadedVariant, display_path
+from .places import describe_exception
+from .schema import Grader, LoadedCase, LoadedVariant
 from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
 from .targets.cache import ResponseCache
 from .targets.pricing import cost_usd
 
-_OWN_CODE = str(Path(__file__).parent)
 _STOPPED = "the call was cancelled: the session stopped while it was under way"
 #: Names of the runner's threads (``threading.enumerate()`` shows them while they live).
 THREAD_PREFIX = "promptgate"
@@ -319,15 +317,4 @@ async def _wait_for(awaitable: Any) -> _Outcome:
     except BaseException as exc:
         return _Outcome(error=exc)
 
-
-def describe_exception(what: str, exc: BaseException) -> str:
-    """``what raised Type: message`` and the innermost frame outside this plugin (file:line, code)."""
-    summary = f"{what} raised {type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_CODE)]
-    if frames:
-        frame = frames[-1]
-        summary += f"\n  at {display_path(frame.filename)}:{frame.lineno} in {frame.name}"
-        if frame.line:
-            summary += f"\n    {frame.line}"
-    return summary
 

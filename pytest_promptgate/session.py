@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .plugin import REPORT_ATTR, State
+from .state import REPORT_ATTR, State, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
     BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, fails_session, judge,
@@ -53,7 +53,6 @@ class TrackingSettings:
     @classmethod
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
         """Read from options, ini and environment; a bad ini value or a contradiction is a usage error."""
-        from .plugin import _significance
         from .tracking import anchor_sqlite, resolve_tracking_uri
 
         enabled = (
@@ -63,7 +62,7 @@ class TrackingSettings:
         )
         significance = config.getoption("prompt_significance")
         if significance is None and config.getini("promptgate_significance").strip():
-            significance = _from_ini(config, "promptgate_significance", _significance)
+            significance = _from_ini(config, "promptgate_significance", significance_option)
         fail_on = config.getoption("prompt_fail_on")
         if fail_on is None:
             fail_on = _from_ini(config, "promptgate_fail_on", parse_fail_on)

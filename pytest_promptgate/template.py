@@ -8,6 +8,7 @@ else is interpreted, so JSON or code in a prompt is left alone.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -78,3 +79,8 @@ def _get(values: Mapping[str, Any], name: str) -> Any:
             raise TypeError(name)
         value = value[part]
     return value
+
+
+def prompt_digest(text: str) -> str:
+    """``sha256:<12 hex>``: the version of an inline or file prompt in the ``prompt.{name}`` param."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

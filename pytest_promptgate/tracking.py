@@ -50,6 +50,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import pathname2url
 
+from .places import write_atomically
+from .template import prompt_digest
+
 if TYPE_CHECKING:
     from mlflow.entities import Experiment, Run
     from mlflow.tracking import MlflowClient
@@ -773,11 +776,6 @@ class TrackedRun:
 def prompt_versions(params: Mapping[str, Any]) -> dict[str, str]:
     """``{prompt name: version}`` of a run, from its ``prompt.{name}`` params (as :func:`log_eval_run` logs them)."""
     return {key[len("prompt."):]: str(value) for key, value in params.items() if key.startswith("prompt.")}
-
-
-def prompt_digest(text: str) -> str:
-    """``sha256:<12 hex>``: the version of an inline or file prompt in the ``prompt.{name}`` param."""
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def metric_key(name: str) -> str:
@@ -1575,33 +1573,6 @@ def spool_name(record: TrackedRun) -> str:
         f"{int(record.start_time_ms):013d}"[:16], part(record.eval), part(record.variant), digest,
         part(str(record.record_id), 40),
     )) + ".json"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that no reader, and no crash, ever leaves part of it there.
-
-    The text goes to a hidden temporary file in the same directory, is flushed to
-    disk, and is renamed into place; the directory is synced so the rename lasts.
-    Used by the spool and by the response cache (``targets/cache.py``).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # where directories cannot be opened (Windows), the rename is enough
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def spooled(directory: str | os.PathLike[str]) -> list[Path]:

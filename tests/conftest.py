@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import shutil
-import tempfile
 import textwrap
 
 import pytest
 
-# pytester's in-process runs restore sys.modules afterwards. A module first imported
-# inside such a run is imported again by the next one: PyYAML's Python side then
-# no longer matches its C extension, and openai's exception classes no longer match
-# the ones a client made earlier raises. Importing them here keeps them loaded.
-import openai
-import pytest_promptgate.collect  # noqa: F401
-import pytest_promptgate.targets.provider  # noqa: F401
-
 from openai_server import openai_server  # noqa: F401  (a real HTTP server on 127.0.0.1)
-
-openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1").close()  # loads the SDK's lazy HTTP transport too
-
-# Migrated empty MLflow stores are kept under $XDG_CACHE_HOME/pytest-promptgate: the tests keep theirs
-# in a directory of their own (one per test process), not in the user's cache.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promptgate-test-cache-")
-atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)  # one per test process: removed when it ends
 
 APP = '''
 import asyncio
@@ -105,15 +87,6 @@ def coin_eval(threshold: float, **patterns: str) -> str:
         "eval: coin\nsuites: [core]\ntarget: coin:flip\nrepeat: 3\nrepeat_pass: 0.6\n"
         f"threshold: {threshold}\ngraders: [{{type: equals, value: heads}}]\ncases:\n" + cases
     )
-
-
-@pytest.fixture(autouse=True)
-def _tracking_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eval runs in tests log nothing to MLflow unless a test switches tracking on (tests of tracking do).
-
-    A fresh SQLite store takes seconds to create; the tests of tracking copy a migrated one.
-    """
-    monkeypatch.setenv("PROMPTGATE_TRACKING", "off")
 
 
 @pytest.fixture

@@ -308,7 +308,7 @@ def test_two_sessions_writing_the_cache_at_once_leave_every_entry_whole(counted,
 
 STATE = """
 import json
-from pytest_promptgate.plugin import get_state
+from pytest_promptgate.state import get_state
 
 def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):

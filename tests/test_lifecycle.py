@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest, fisher_exact
 
-from pytest_promptgate.tracking import RESULTS_FILE, prompt_digest
+from pytest_promptgate.template import prompt_digest
+from pytest_promptgate.tracking import RESULTS_FILE
 
 QUALITY = '''
 from pathlib import Path

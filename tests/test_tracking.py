@@ -19,10 +19,11 @@ import pytest
 
 from mlflow_server import MlflowServer, free_port, mlflow_server  # noqa: F401  (a real `mlflow server`)
 from pytest_promptgate.results import CaseResult, GraderRecord, RunRecord, summarize
+from pytest_promptgate.template import prompt_digest
 from pytest_promptgate.verdicts import GATE_METRICS
 from pytest_promptgate.tracking import (
     MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, Baseline, BaselineError, TrackedRun, Tracker, TrackingError,
-    TrackingUnavailable, ci_tags, display_uri, find_baseline, git_tags, log_eval_run, metric_key, prompt_digest,
+    TrackingUnavailable, ci_tags, display_uri, find_baseline, git_tags, log_eval_run, metric_key,
     rejected_spool, resolve_tracking_uri, send_spooled, spool, spool_dir, spooled, summary_metrics, tracking_failure,
 )
 

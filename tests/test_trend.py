@@ -16,7 +16,8 @@ import pytest
 
 from mlflow_server import free_port
 from pytest_promptgate.promote import DEGRADING, IMPROVING, STABLE, direction, eval_trend
-from pytest_promptgate.tracking import EvalHistory, TrendRun, prompt_digest
+from pytest_promptgate.template import prompt_digest
+from pytest_promptgate.tracking import EvalHistory, TrendRun
 
 QUALITY = '''
 from pathlib import Path

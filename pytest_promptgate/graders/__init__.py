@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..places import describe_exception
 from ..results import GraderRecord, RunRecord, combine_grades
 from .base import BaseGrader, CannotGrade, FunctionGrader, GradeContext, GradeResult
 
@@ -154,8 +155,6 @@ class GraderFailed(Exception):
     """A grader raised instead of grading; the case becomes an error case."""
 
     def __init__(self, label: str, exc: BaseException) -> None:
-        from ..runner import describe_exception
-
         if isinstance(exc, CannotGrade):  # the grader's own reason, not a bug to locate
             super().__init__(f"grader {label!r}: {exc}")
         else:

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..places import display_path
 from .words import short
 
 # Limits on what an eval file can make collection read (docs/eval-files.md#limits).
@@ -112,10 +113,3 @@ def reference(base: Path, written: str, roots: Sequence[Path], what: str) -> Pat
     return real
 
 
-def display_path(path: str | Path) -> str:
-    """Paths relative to the working directory when below it, as pytest shows them (symbolic links not followed)."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        return str(absolute)

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from ..tracking import write_atomically  # imports nothing heavy (MLflow only inside its functions)
+from ..places import write_atomically
 from .base import TargetError, TargetRequest, TargetResult
 
 #: The modes of ``--prompt-cache``.
