@@ -1306,6 +1306,8 @@ def find_baseline(
     that run is the baseline whatever its variant, status or completeness; a run
     that does not exist, is deleted, or is not a run of this eval raises
     :class:`BaselineError`.
+
+    Two searches of one run each, however many runs the experiment holds (DESIGN §12).
     """
     if run_id is not None:
         return pinned_baseline(tracker, run_id, eval_name)
