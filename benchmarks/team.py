@@ -1,7 +1,7 @@
 """Team scale (DESIGN §12): runs/s held by 8 sessions at once on mlflow server + PostgreSQL, and the time of one
 baseline lookup among 20 000 runs of one experiment on SQLite and on PostgreSQL.
 
-    python benchmarks/team.py [--runs N] [--fill N] [--only crowd|lookup] [--write-doc]
+    python benchmarks/team.py [--runs N] [--fill N] [--sessions N] [--only crowd|lookup] [--write-doc]
 
 Run it with the interpreter of the ``[test]`` environment: it needs the full
 ``mlflow`` package (``mlflow server``), psycopg, and Debian's ``postgresql``
@@ -9,9 +9,9 @@ programs; it starts its own PostgreSQL cluster and server on 127.0.0.1
 (tests/postgres_server.py, tests/mlflow_server.py) and removes them afterwards.
 
 - **crowd**: one seed session logs the first runs; then, N times after one
-  unmeasured warm-up round, 8 pytest sessions (3 of them with ``-n 2``), each in
+  unmeasured warm-up round, 8 pytest sessions (``--sessions``; 3 of 8 with ``-n 2``), each in
   a checkout of its own with 10 evals on the ``echo`` target, start at once
-  (tests/team_scale.py). Runs/s = the 80 runs of a round / the round's wall time,
+  (tests/team_scale.py). Runs/s = the runs of a round (10 a session) / the round's wall time,
   first spawn to last exit. After every round the store is checked run by run
   (nothing lost or duplicated, every baseline right); a wrong store stops the
   benchmark instead of being measured.
@@ -22,7 +22,7 @@ programs; it starts its own PostgreSQL cluster and server on 127.0.0.1
   the good run, and the floor: the median of N plain ``search_runs`` of the newest
   run in the same experiment.
 
-``--write-doc`` (all parts, ``--runs`` >= 5, default size) rewrites the "Team scale"
+``--write-doc`` (all parts, ``--runs`` >= 5, default sizes) rewrites the "Team scale"
 section of docs/benchmarks.md between its markers; other runs print only.
 """
 
@@ -50,7 +50,6 @@ from team_scale import EVALS, Job, audit, run_at_once, session, stored_runs, wri
 BEGIN = "<!-- team:begin -->"
 END = "<!-- team:end -->"
 SESSIONS = 8
-XDIST = 3
 FILL = 20_000
 EVAL = "crowded"
 
@@ -58,35 +57,40 @@ EVAL = "crowded"
 # --------------------------------------------------------------------------- crowd
 
 
-def crowd(root: Path, pg: PostgresServer, runs: int) -> dict[str, float]:
-    """Runs/s of ``runs`` measured rounds of :data:`SESSIONS` sessions at once; the store checked after each."""
+def crowd(root: Path, pg: PostgresServer, runs: int, sessions: int) -> dict[str, float]:
+    """Runs/s of ``runs`` measured rounds of ``sessions`` sessions at once; the store checked after each."""
     server = MlflowServer(_mkdir(root / "server"), backend_store_uri=pg.create_database("crowd"), workers=1)
     server.start()
     try:
         jobs = [_checked(run_at_once([session("seed", write_checkout(root / "seed"), server.uri)]))[0]]
         rates, walls = [], []
         for round_ in range(runs + 1):
-            sessions = [
+            crowd = [
                 session(f"r{round_}-s{i}", write_checkout(root / f"r{round_}-s{i}"), server.uri,
-                        *(("-n", "2") if i >= SESSIONS - XDIST else ()))
-                for i in range(SESSIONS)
+                        *(("-n", "2") if i >= sessions - xdist(sessions) else ()))
+                for i in range(sessions)
             ]
             began = time.monotonic()
-            run_at_once(sessions)
+            run_at_once(crowd)
             took = time.monotonic() - began
-            jobs += _checked(sessions)
+            jobs += _checked(crowd)
             problems = audit(stored_runs(server.uri), jobs).problems
             if problems:
                 raise BenchmarkError("the store is wrong after round {}:\n{}".format(round_, "\n".join(problems[:20])))
-            progress(f"crowd round {round_}{' (warm-up)' if round_ == 0 else ''}: {SESSIONS * EVALS} runs in "
-                     f"{took:.1f} s = {SESSIONS * EVALS / took:.2f} runs/s")
+            progress(f"crowd round {round_}{' (warm-up)' if round_ == 0 else ''}: {sessions * EVALS} runs in "
+                     f"{took:.1f} s = {sessions * EVALS / took:.2f} runs/s")
             if round_:
-                rates.append(SESSIONS * EVALS / took)
-                walls.append(statistics.median(job.ended - job.started for job in sessions))
+                rates.append(sessions * EVALS / took)
+                walls.append(statistics.median(job.ended - job.started for job in crowd))
     finally:
         server.stop()
     return {"runs_per_s": statistics.median(rates), "runs_per_s_min": min(rates), "runs_per_s_max": max(rates),
             "session_s": statistics.median(walls)}
+
+
+def xdist(sessions: int) -> int:
+    """How many of ``sessions`` run with ``-n 2``: 3 of 8."""
+    return 3 * sessions // 8
 
 
 def _checked(jobs: Sequence[Job]) -> list[Job]:
@@ -169,16 +173,17 @@ def _mkdir(path: Path) -> Path:
 # --------------------------------------------------------------------------- the document
 
 
-def render(info: list[tuple[str, str]], figures: dict[str, dict[str, float]], fill: int, runs: int) -> str:
+def render(info: list[tuple[str, str]], figures: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+    fill, runs, sessions = args.fill, args.runs, args.sessions
     out = [BEGIN, "", "## Team scale", "",
            "Generated by `benchmarks/team.py` (DESIGN §12); edits between the team markers are overwritten.", ""]
     out += [f"- **{k}**: {v}" for k, v in info]
     out += ["", "| what | median | notes |", "|---|---|---|"]
     if "crowd" in figures:
         c = figures["crowd"]
-        out.append(f"| runs/s held, {SESSIONS} sessions at once on `mlflow server` (1 worker) + PostgreSQL | "
+        out.append(f"| runs/s held, {sessions} sessions at once on `mlflow server` (1 worker) + PostgreSQL | "
                    f"{c['runs_per_s']:.2f} runs/s | min {c['runs_per_s_min']:.2f}, max {c['runs_per_s_max']:.2f} "
-                   f"over {runs} rounds of {SESSIONS * EVALS} runs ({XDIST} sessions with `-n 2`); one session "
+                   f"over {runs} rounds of {sessions * EVALS} runs ({xdist(sessions)} sessions with `-n 2`); one session "
                    f"{c['session_s']:.1f} s spawn to exit; every round checked: 0 lost, 0 duplicated, "
                    "every baseline right |")
     for store in ("SQLite", "PostgreSQL"):
@@ -198,13 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="measured rounds and lookups (default 5)")
     parser.add_argument("--fill", type=int, default=FILL, metavar="N", help=f"runs in the lookup's experiment (default {FILL})")
+    parser.add_argument("--sessions", type=int, default=SESSIONS, metavar="N",
+                        help=f"sessions at once in the crowd (default {SESSIONS})")
     parser.add_argument("--only", choices=("crowd", "lookup"), help="run one part only. Default: both")
     parser.add_argument("--write-doc", action="store_true", help="write the figures into docs/benchmarks.md. Default: off")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.fill < 1:
-        parser.error("--runs and --fill must be at least 1")
-    if args.write_doc and (args.only or args.runs < 5 or args.fill != FILL):
-        parser.error(f"--write-doc records every part, medians of at least 5, at --fill {FILL}")
+    if min(args.runs, args.fill, args.sessions) < 1:
+        parser.error("--runs, --fill and --sessions must be at least 1")
+    if args.write_doc and (args.only or args.runs < 5 or args.fill != FILL or args.sessions != SESSIONS):
+        parser.error(f"--write-doc records every part, medians of at least 5, at --fill {FILL} --sessions {SESSIONS}")
     bindir = postgres_bin()
     if bindir is None:
         parser.error("PostgreSQL is not installed (Debian package postgresql)")
@@ -222,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures["SQLite"] = lookup(f"sqlite:///{root}/lookup.db", args.fill, args.runs, _mkdir(root / "a1"))
                 figures["PostgreSQL"] = lookup(pg.create_database("lookup"), args.fill, args.runs, _mkdir(root / "a2"))
             if args.only in (None, "crowd"):
-                figures["crowd"] = crowd(root, pg, args.runs)
+                figures["crowd"] = crowd(root, pg, args.runs, args.sessions)
         except BenchmarkError as exc:
             print(f"\nteam benchmark FAILED, nothing recorded:\n{exc}", file=sys.stderr)
             return 1
@@ -234,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *measured,
         ("load average (1, 5, 15 min) before / after", f"{load_before} / {loadavg()} (the machine is shared)"),
     ]
-    section = render(info, figures, args.fill, args.runs)
+    section = render(info, figures, args)
     print(section)
     if args.write_doc:
         write_doc(section, BEGIN, END)

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
 from mlflow_server import MlflowServer
 from postgres_server import postgres_server  # noqa: F401  (a real PostgreSQL cluster)
 from team_scale import Story, Team, audit, stored_runs, team_story
 
-
-@pytest.fixture(autouse=True)
-def _tracking_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PROMPTGATE_TRACKING", raising=False)
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "team.py"
 
 
 def check(story: Story, uri: str) -> None:
@@ -63,3 +61,16 @@ def test_a_team_on_sqlite(tmp_path, migrated_store):
     uri = f"sqlite:///{store}"
     story = team_story(tmp_path, uri, Team(sessions=4, xdist=1, broken=1, syncs=2, spoolers=1), bring_up=bring_up)
     check(story, uri)
+
+
+def test_the_team_benchmark_runs_at_tiny_sizes(postgres_server):  # noqa: F811  (its programs; it starts its own)
+    done = subprocess.run(
+        # The crowd part costs a server and rounds of sessions, as the tests above do: the lookups only.
+        [sys.executable, str(BENCHMARK), "--only", "lookup", "--runs", "1", "--fill", "30"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "runs" in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| baseline lookup, 30 runs in one experiment, SQLite",
+        "| baseline lookup, 30 runs in one experiment, PostgreSQL",
+    ]
