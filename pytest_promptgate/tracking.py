@@ -1307,7 +1307,8 @@ def find_baseline(
     that does not exist, is deleted, or is not a run of this eval raises
     :class:`BaselineError`.
 
-    Two searches of one run each, however many runs the experiment holds (DESIGN §12).
+    Two searches of one run each, however many runs the experiment holds (DESIGN §12); more
+    only when a value holds both quote kinds (:func:`_newest_run`).
     """
     if run_id is not None:
         return pinned_baseline(tracker, run_id, eval_name)
