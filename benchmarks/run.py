@@ -1159,12 +1159,14 @@ def render(results: list[Result], command: str, runs: int, started: dt.datetime,
     return "\n".join(out)
 
 
-def write_doc(section: str) -> None:
+def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``section`` (which starts with ``begin`` and ends with ``end``) in docs/benchmarks.md, in place of the
+    one between those markers, or at the end; the rest of the document is kept."""
     if DOC.exists():
         text = DOC.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head = text[: text.index(BEGIN)]
-            tail = text[text.index(END) + len(END):].lstrip("\n")
+        if begin in text and end in text:
+            head = text[: text.index(begin)]
+            tail = text[text.index(end) + len(end):].lstrip("\n")
             text = head + section + (("\n" + tail) if tail else "")
         else:
             text = text.rstrip("\n") + "\n\n" + section

@@ -383,6 +383,55 @@ def test_case_outcomes_of_a_run_without_results_table(store):
     assert find_baseline(store, "triage", "base", run_id=bare.info.run_id).case_outcomes() == {}
 
 
+class CountingTracker(Tracker):
+    """A real tracker whose client counts its ``search_runs`` calls (the real client answers them)."""
+
+    searches = 0
+
+    @property
+    def client(self):
+        real, tracker = super().client, self
+
+        class Counting:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def search_runs(self, *args, **kwargs):
+                tracker.searches += 1
+                return real.search_runs(*args, **kwargs)
+
+        return Counting()
+
+
+def test_baseline_lookup_is_a_few_searches_whatever_fails_the_bar(store):
+    # A variant that keeps failing the bar: every newer run is REGRESSION (or WORSE, with --prompt-fail-on).
+    # The lookup used to page through all of them, 20 at a time.
+    t = 1_700_000_000_000
+    good = log_eval_run(store, record(session="good", start=t, verdict="PASS"))
+    client = reader(store.uri)
+    experiment = store.find_experiment("triage")
+    for i in range(100):
+        run = client.create_run(experiment, start_time=t + 10_000 + i, tags={
+            "promptgate.variant": "base", "promptgate.complete": "true", "git.branch": "main",
+            "promptgate.session": f"bad{i}", "promptgate.verdict": "WORSE" if i % 10 == 0 else "REGRESSION"})
+        client.set_terminated(run.info.run_id, end_time=t + 20_000 + i)
+    tracker = CountingTracker(store.uri)
+
+    def pick(**kwargs):
+        tracker.searches = 0
+        found = find_baseline(tracker, "triage", "base", **kwargs)
+        assert tracker.searches <= 3
+        return found.run_id if found else None
+
+    assert pick(exclude_verdicts=["REGRESSION", "WORSE"]) == good
+    assert pick(exclude_verdicts=["REGRESSION", "WORSE"], branch="a'b\"c") is None
+    assert pick(exclude_verdicts=["REGRESSION"]) != good  # a WORSE run passes when only REGRESSION fails
+    # A run logged without a verdict (no baseline then, or an older plugin) still counts, newest first.
+    unjudged = log_eval_run(store, record(session="first", start=t + 5000))
+    assert pick(exclude_verdicts=["REGRESSION", "WORSE"]) == unjudged
+    assert pick(exclude_verdicts=[]) == pick(exclude_verdicts=["WORSE"])
+
+
 # --------------------------------------------------------------------------- the spool
 
 
