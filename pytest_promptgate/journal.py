@@ -77,12 +77,19 @@ class Journal:
 
     def __init__(self, directory: Path, session: str, header: Mapping[str, Any]) -> None:
         """Create the journal and lock it; raises OSError when it cannot be written."""
-        directory.mkdir(parents=True, exist_ok=True)
-        ignore = directory / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# Cases of sessions still running or killed (pytest-promptgate).\n*\n", encoding="utf-8")
         self.path = directory / f"{session}-{os.getpid()}.jsonl"
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held to the end)
+        for attempt in range(2):  # another session may remove the directory just made (see _tidy)
+            directory.mkdir(parents=True, exist_ok=True)
+            ignore = directory / ".gitignore"
+            try:
+                if not ignore.exists():
+                    ignore.write_text("# Cases of sessions still running or killed (pytest-promptgate).\n*\n",
+                                      encoding="utf-8")
+                self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held to the end)
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise
         if fcntl is not None:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._evals: set[str] = set()
@@ -116,6 +123,17 @@ class Journal:
         if not keep:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+            _tidy(self.path.parent)
+
+
+def _tidy(directory: Path) -> None:
+    """Remove the journal directory, and ``.promptgate`` above it, when nothing else is there: a session
+    whose runs reached MLflow leaves nothing behind in the project."""
+    with contextlib.suppress(OSError):
+        if os.listdir(directory) == [".gitignore"]:
+            (directory / ".gitignore").unlink()
+        directory.rmdir()
+        directory.parent.rmdir()
 
 
 @dataclass

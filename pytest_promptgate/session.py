@@ -702,14 +702,13 @@ class EvalSession:
         self.interrupts.restore()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.outcome is None:
-            return
-        from .report import terminal_lines
+        if self.outcome is not None:
+            from .report import terminal_lines
 
-        terminalreporter.write_sep("=", "promptgate")
-        for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
-            terminalreporter.write_line(line)
-        for problem in self.report_problems:
+            terminalreporter.write_sep("=", "promptgate")
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
+                terminalreporter.write_line(line)
+        for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)
 
 
