@@ -180,6 +180,8 @@ def _tracking_lines(t: TrackingStatus | None) -> list[str]:
     if t.state == "off":
         return ["tracking off: no MLflow runs logged, no baselines compared"]
     lines = []
+    if t.recovered:
+        lines.append(f"recovered {t.recovered} partial run(s) of killed sessions from their journals into {t.spool}")
     if t.sent_earlier:
         lines.append(f"sent {t.sent_earlier} run(s) kept by earlier sessions to MLflow at {t.uri}")
     if t.logged:
@@ -238,6 +240,8 @@ def _milliseconds(value: float | None) -> str:
 
 
 def _conclusion(outcome: SessionOutcome) -> str:
+    if outcome.interrupted:
+        return _interrupted(outcome)
     tolerated = outcome.failed_cases + outcome.error_cases
     if outcome.stopped_early and not outcome.failed:
         return ("promptgate: session stopped early (-x / --maxfail), so pytest's exit status stands; "
@@ -263,6 +267,20 @@ def _conclusion(outcome: SessionOutcome) -> str:
     if tolerated:
         return f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated; no verdict fails the session"
     return "promptgate: session passes: every case passed"
+
+
+def _interrupted(outcome: SessionOutcome) -> str:
+    """The conclusion of an interrupted session: by what, after how many cases, and what was kept of them."""
+    ran = f"{outcome.cases_ran} of {outcome.cases_selected}" if outcome.cases_selected is not None else str(outcome.cases_ran)
+    kept = []
+    if outcome.logged_runs:
+        kept.append(f"{outcome.logged_runs} run(s) logged to MLflow")
+    if outcome.spooled_runs:
+        kept.append(f"{outcome.spooled_runs} run(s) kept in the spool")
+    if outcome.journal:
+        kept.append(f"the cases of {outcome.lost_runs} run(s) in the journal {outcome.journal}, for the next session")
+    what = "kept " + ", ".join(kept) + " (partial runs: never baselines)" if kept else "nothing kept (tracking off)"
+    return f"promptgate: session INTERRUPTED ({outcome.interrupted}) after {ran} case(s); {what}"
 
 
 def promotion_lines(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .interrupts import Interrupts
 from .state import REPORT_ATTR, State, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
@@ -29,6 +30,7 @@ from .verdicts import (
 )
 
 if TYPE_CHECKING:
+    from .journal import Journal
     from .tracking import Baseline, Tracker, TrackingStatus
     from .tracking_agent import TrackingAgent
 
@@ -135,6 +137,13 @@ class EvalSession:
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
+        #: Eval items selected to run (None until collection says), for "interrupted after N of M cases".
+        self.eval_items: int | None = None
+        self._journal: Journal | None = None  # opened at the first case when tracking is on
+        self._recovered = 0  # runs of killed sessions' journals spooled at the start
+        self._journal_problems: list[str] = []
+        self.interrupts = Interrupts()  # SIGTERM raises KeyboardInterrupt, as Ctrl-C does, until unconfigure
+        self.interrupts.install()
         state.prompt_source = self.resolve_prompt
 
     # ------------------------------------------------------------------ before the session
@@ -148,6 +157,8 @@ class EvalSession:
         if session.config.pluginmanager.has_plugin("dsession"):  # xdist: workers collect, and never call MLflow
             self._pin_registry_prompts()
         settings = self.settings
+        if settings.enabled:
+            self._recover_journals()
         if not (settings.pinned or settings.required):
             return
         from .tracking import TrackingError, pinned_baseline
@@ -170,6 +181,15 @@ class EvalSession:
                     f"runs of eval {baseline.eval!r}; pin one run per eval"
                 )
             self._pins[baseline.eval] = baseline
+
+    def _recover_journals(self) -> None:
+        """Spool the cases of killed sessions (their journals) as partial runs; this session's finish sends them."""
+        from .journal import recover
+        from .tracking import spool_dir
+
+        recovered = recover(self.config.rootpath, spool_dir(self.config.rootpath))
+        self._recovered = recovered.runs
+        self._journal_problems += recovered.problems
 
     def _pin_registry_prompts(self) -> None:
         """Resolve the registry prompts of the selected eval files now, before xdist starts the workers."""
@@ -216,19 +236,22 @@ class EvalSession:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Eval items will run: the tracking agent opens the store while they do. None will: it is stopped."""
-        if self._agent is None:
-            return
         if self.state.evals:  # else no selected eval file was collected (and collect.py is not even imported)
             from .collect import EvalItem
 
-            if any(isinstance(item, EvalItem) for item in session.items):
-                self._agent.go()
-                return
+            self.eval_items = sum(isinstance(item, EvalItem) for item in session.items)
+        if self._agent is None:
+            return
+        if self.eval_items:
+            self._agent.go()
+            return
         self._stop_agent()  # it has only imported modules, and is killed
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """Under xdist, the controller learns here (from the first worker) that eval items will run."""
+        """Under xdist, the controller learns here (from the first worker) that eval items will run, and how many."""
+        if self.eval_items is None:  # every worker collects the same items
+            self.eval_items = sum(self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids)
         if not self._agent_started and any(
             self.state.is_eval_file(nodeid.split("::", 1)[0].rsplit("/", 1)[-1]) for nodeid in ids
         ):  # every worker reports its whole collection: scanned until the agent is started
@@ -294,8 +317,35 @@ class EvalSession:
         data = getattr(report, REPORT_ATTR, None)
         if data is not None:
             self._case_data.append(data)  # pytest keeps the report, and so its data, to the end anyway
+            self._journal_case(data)
         elif report.failed:
             self.ordinary_failures += 1
+
+    def _journal_case(self, data: dict[str, Any]) -> None:
+        """Keep a finished case on disk at once (:mod:`journal`): a killed session's next session logs it."""
+        if self._journal is None:
+            if not self.settings.enabled or self._journal_problems:
+                return
+            from .journal import Journal, journal_dir
+            from .tracking import display_uri
+
+            header = {"pid": os.getpid(), "started_ms": self.started_ms,
+                      "tracking_uri": display_uri(self.settings.uri), "experiment_prefix": self.settings.experiment_prefix}
+            try:
+                self._journal = Journal(journal_dir(self.config.rootpath), self.session_id, header)
+            except OSError as exc:
+                self._journal_problems.append(f"no journal of this session's cases ({exc.strerror or exc}): "
+                                              "a killed session would lose them")
+                return
+        self._journal.case(data, self.state.evals.get(data["eval"]))
+
+    def _close_journal(self) -> None:
+        """Remove the journal once every run is logged or spooled; kept (for the next session) when one was lost."""
+        if self._journal is not None:
+            if self._journal.problem:
+                self._journal_problems.append(self._journal.problem)
+            self._journal.close(keep=self.tracking is None or self.tracking.lost > 0)
+            self._journal = None
 
     # ------------------------------------------------------------------ after the session
 
@@ -308,20 +358,28 @@ class EvalSession:
         self.results = [CaseResult.from_dict(data) for data in self._case_data]
         try:
             self._finish(session, exitstatus)
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM outside the calls into MLflow
+            self.interrupts.received = self.interrupts.received or "Ctrl-C"
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            self.outcome = None
+            self.report_problems = [f"promptgate: session INTERRUPTED again while it finished, after {self._ran()}: "
+                                    f"its cases stay in {self._journal_place()}; the next session logs them"]
         finally:
             self.results = []
+            self._stop_agent()
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         evals = self.state.evals
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
         summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
         stopped_early = bool(session.shouldfail or session.shouldstop)
-        interrupted = stopped_early or exitstatus == pytest.ExitCode.INTERRUPTED
+        signalled = exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupts.received is not None
         outcomes = _outcomes(self.results)
         try:
-            self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, interrupted)
+            self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, stopped_early or signalled)
         finally:
             self._stop_agent()
+        self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
         fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
@@ -336,14 +394,38 @@ class EvalSession:
             fail_on=fail_on,
             tracking_required=self._down if self.settings.required and self._down else None,
             lost_runs=self.tracking.lost if self.tracking is not None else 0,
+            interrupted=self._interruption(signalled),
+            cases_ran=len(self.results),
+            cases_selected=self.eval_items,
+            logged_runs=self.tracking.logged if self.tracking is not None else 0,
+            spooled_runs=self.tracking.spooled if self.tracking is not None else 0,
+            journal=self._journal_place() if self.tracking is not None and self.tracking.lost else None,
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
-        if self.tracking_interrupted:
+        if self.outcome.interrupted:
             session.exitstatus = pytest.ExitCode.INTERRUPTED
         self.report_problems = self._write_reports()
+        if self.interrupts.received is not None and self.outcome.interrupted is None:  # while writing the reports
+            self.outcome = dataclasses.replace(self.outcome, interrupted=self.interrupts.received)
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
         if self.report_problems and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a CI step waiting for the report would get nothing
+
+    def _interruption(self, signalled: bool) -> str | None:
+        """What interrupted the session (``Ctrl-C``, ``SIGTERM``), or None when nothing did."""
+        if not (signalled or self.tracking_interrupted):
+            return None
+        return self.interrupts.received or "Ctrl-C"
+
+    def _ran(self) -> str:
+        selected = f" of {self.eval_items}" if self.eval_items is not None else ""
+        return f"{len(self._case_data)}{selected} case(s)"
+
+    def _journal_place(self) -> str:
+        from .journal import journal_dir
+
+        return str(journal_dir(self.config.rootpath))
 
     def _judge_and_log(
         self, checks: list[EvalCheck], outcomes: dict[tuple[str, str], dict[str, bool]], interrupted: bool
@@ -361,7 +443,9 @@ class EvalSession:
         from .tracking import TrackingError, TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
 
         spool = spool_dir(self.config.rootpath)
-        status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool))
+        status = self.tracking = TrackingStatus(state="logged", uri=display_uri(settings.uri), spool=str(spool),
+                                                recovered=self._recovered)
+        status.problems += self._journal_problems
         if self._down is not None:  # found down before the session (--prompt-baseline): say so here too
             status.state = "unavailable"
             status.problems.append(self._down)
@@ -451,6 +535,8 @@ class EvalSession:
     def _record(self, check: EvalCheck, interrupted: bool) -> Any:
         from .tracking import TrackedRun, ci_tags, display_uri, git_tags, summary_metrics
 
+        from .journal import record_id, run_params
+
         s = check.summary
         info = self.state.evals.get(s.eval) or {}
         run = (info.get("runs") or {}).get(s.variant, {})
@@ -458,12 +544,6 @@ class EvalSession:
             self._tags = {**git_tags(self.config.rootpath), **ci_tags(os.environ)}
         selected = self.state.suites
         suites = [name for name in info.get("suites", []) if name in selected or selected & {"all", "full"}]
-        params = {"dataset_hash": info.get("dataset_hash"), "repeat": info.get("repeat"), "target": run.get("target"),
-                  "cache": info.get("cache")}
-        for key, value in (run.get("params") or {}).items():
-            params[f"param.{key}" if key in _RESERVED_PARAMS or key.startswith("prompt.") else key] = value
-        for name, version in (run.get("prompt_versions") or {}).items():
-            params[f"prompt.{name}"] = version
         complete = not interrupted and not check.partial and s.errors == 0 and check.threshold is not None
         tags = dict(self._tags)
         blocking = check.tripped("block_promote")
@@ -475,14 +555,13 @@ class EvalSession:
             tags["promptgate.gates_tripped"] = "; ".join(f"{gate.on_fail}: {gate.reason}" for gate in tripped)
         return TrackedRun(
             eval=s.eval, variant=s.variant, suite=",".join(suites), session=self.session_id,
-            params={k: v for k, v in params.items() if v is not None},
-            metrics=summary_metrics(s), tags=tags,
+            params=run_params(info, s.variant), metrics=summary_metrics(s), tags=tags,
             cases=[data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant],
             prompts=dict(run.get("prompts") or {}), complete=complete,
             verdict=check.verdict.kind.value if check.verdict else None, baseline_run_id=check.baseline_run_id,
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
             tracking_uri=display_uri(self.settings.uri), experiment_prefix=self.settings.experiment_prefix,
-            linked_prompts=list(run.get("linked_prompts") or []),
+            linked_prompts=list(run.get("linked_prompts") or []), record_id=record_id(self.session_id, s.eval, s.variant),
         )
 
     def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
@@ -606,20 +685,29 @@ class EvalSession:
                     file.write(text)
             except OSError as exc:
                 problems.append(f"promptgate: could not write the report {path}: {exc.strerror or exc}")
+            except KeyboardInterrupt:  # the runs are kept already; the session ends as interrupted
+                self.interrupts.received = self.interrupts.received or "Ctrl-C"
+                problems.append(f"promptgate: interrupted ({self.interrupts.received}) while writing the report {path}: "
+                                "it and any report after it are not written")
+                break
         return problems
 
     def pytest_unconfigure(self) -> None:
+        """Stop the agent and keep the journal of a session that ended before its finish; put the signal
+        handlers back."""
         self._stop_agent()  # a session that ended before its finish (an internal error, an exit in a hook)
+        if self._journal is not None:
+            self._journal.close(keep=True)
+        self.interrupts.restore()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.outcome is None:
-            return
-        from .report import terminal_lines
+        if self.outcome is not None:
+            from .report import terminal_lines
 
-        terminalreporter.write_sep("=", "promptgate")
-        for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
-            terminalreporter.write_line(line)
-        for problem in self.report_problems:
+            terminalreporter.write_sep("=", "promptgate")
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
+                terminalreporter.write_line(line)
+        for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)
 
 
@@ -636,6 +724,7 @@ def sync_spool(config: pytest.Config) -> int:
     settings = TrackingSettings.from_config(config)
     write = create_terminal_writer(config).line
     directory = spool_dir(config.rootpath)
+    _recover_for_sync(config, directory, write)
     waiting = _waiting_uris(spooled(directory))
     if not waiting:
         write(f"promptgate: no runs waiting in {directory}")
@@ -670,6 +759,18 @@ def sync_spool(config: pytest.Config) -> int:
     return 1 if left or rejected or sent.problems else 0
 
 
+def _recover_for_sync(config: pytest.Config, directory: Path, write: Any) -> None:
+    """Spool the cases of killed sessions (their journals) as partial runs, so that ``--prompt-sync`` sends them."""
+    from .journal import recover
+
+    recovered = recover(config.rootpath, directory)
+    if recovered.runs:
+        write(f"promptgate: recovered {recovered.runs} partial run(s) of {recovered.journals} killed session(s) "
+              "from their journals")
+    for problem in recovered.problems:
+        write(f"promptgate: {problem}", red=True)
+
+
 def _waiting_uris(paths: list[Path]) -> dict[str, int]:
     """How many spooled runs wait for each tracking URI (runs another sender took meanwhile are not counted)."""
     counts: dict[str, int] = {}
@@ -682,10 +783,6 @@ def _waiting_uris(paths: list[Path]) -> dict[str, int]:
             uri = "?"
         counts[uri] = counts.get(uri, 0) + 1
     return counts
-
-
-# Params every run has; a target param of the same name is logged as ``param.{name}``.
-_RESERVED_PARAMS = frozenset({"eval", "variant", "suite", "dataset_hash", "repeat", "target", "cache"})
 
 
 def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:

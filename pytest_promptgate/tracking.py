@@ -705,6 +705,8 @@ class TrackingStatus:
     waiting: int = 0
     #: Runs of this session neither logged nor spooled (the spool could not be written): lost.
     lost: int = 0
+    #: Partial runs of killed sessions, rebuilt from their journals at the start and spooled (``journal.recover``).
+    recovered: int = 0
     #: Why tracking failed, and anything else MLflow refused, one sentence each.
     problems: list[str] = field(default_factory=list)
     experiments: list[str] = field(default_factory=list)

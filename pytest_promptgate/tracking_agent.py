@@ -20,8 +20,10 @@ the controller keeps in a temporary file and quotes when the agent dies. Each
 call carries the controller's environment as it is then (a conftest or fixture
 may set ``MLFLOW_TRACKING_TOKEN`` after the agent started). The agent ignores
 Ctrl-C (the controller decides what an interrupted session logs), is never sent
-a signal once it was told to open the store (it may be writing to it), and exits when told to or when
-its stdin closes, so it never outlives the controller for long.
+a signal once it was told to open the store (it may be writing to it), and exits when told to, when
+its stdin closes, or when its parent is gone (a controller killed with ``kill -9`` whose pipe a forked
+child still holds open): it never outlives its session by more than the call under way, whose run
+the killed session's journal (:mod:`journal`) keeps anyway.
 
 Runs as ``python -c`` with the package's directory on ``sys.path`` (not
 ``multiprocessing``, whose spawn would import the user's ``__main__`` again).
@@ -35,6 +37,8 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,9 @@ _MODES = {"auto": "auto", "": "auto", "on": "on", "1": "on", "true": "on", "yes"
 # How long the controller waits for the agent to exit after "close" (it may be creating a store, or
 # waiting on a slow server) before it kills it.
 _CLOSE_TIMEOUT_S = 60.0
+
+# How often the agent looks whether its parent is still there.
+_WATCH_INTERVAL_S = 0.2
 
 # The package the controller runs, first on the path unless the path has it already (an installed package).
 _BOOT = (
@@ -217,6 +224,8 @@ def serve() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     stdin = sys.stdin.buffer
+    busy = threading.Event()  # set while a call is under way
+    threading.Thread(target=_watch_parent, args=(os.getppid(), busy), daemon=True).start()
     from . import tracking
 
     _, (uri, prefix), _, env = pickle.load(stdin)
@@ -231,6 +240,7 @@ def serve() -> None:
             return
         if name == "close":
             return
+        busy.set()
         changed = _environ(env)
         if opened is None:
             opened = _attempt(tracker.open, uri)
@@ -239,6 +249,7 @@ def serve() -> None:
         ):
             opened = _attempt(tracker.open, uri)  # it may be up now, or reachable with the session's settings
         if name == "go":  # no answer: the controller asks with its first call
+            busy.clear()
             continue
         if name == "open":
             reply = ("ok", None) if opened[0] == "ok" else opened
@@ -246,8 +257,21 @@ def serve() -> None:
             reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)), uri)
         else:
             reply = ("bug", f"no such call: {name!r}")
+        busy.clear()
         pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()
+
+
+def _watch_parent(parent: int, busy: threading.Event) -> None:
+    """Exit once the controller (``parent``) is gone: at once when idle, else when the call under way ends
+    (never later than :data:`_CLOSE_TIMEOUT_S` after), so a store being written is left whole."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_INTERVAL_S)
+    deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+    while busy.is_set() and time.monotonic() < deadline:
+        time.sleep(_WATCH_INTERVAL_S)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _environ(env: dict[str, str]) -> bool:

@@ -174,14 +174,24 @@ class SessionOutcome:
     tracking_required: str | None = None
     #: Runs neither logged to MLflow nor kept on disk: what they measured is lost, which fails the session.
     lost_runs: int = 0
+    #: What interrupted the session (``Ctrl-C``, ``SIGTERM``): it never passes then.
+    interrupted: str | None = None
+    #: Eval cases that finished, of those selected to run (None: not known).
+    cases_ran: int = 0
+    cases_selected: int | None = None
+    #: Where this session's runs went: logged to MLflow, spooled, or (when neither) left in the journal there.
+    logged_runs: int = 0
+    spooled_runs: int = 0
+    journal: str | None = None
 
     @property
     def failed(self) -> bool:
-        """DESIGN §3: evals tolerate failed cases down to their threshold, ordinary tests do not."""
+        """DESIGN §3: evals tolerate failed cases down to their threshold, ordinary tests do not; an interrupted
+        session never passes."""
         strict_failure = self.strict and (self.failed_cases or self.error_cases)
         return bool(
             self.failing_verdicts or self.failed_gates or self.ordinary_failures or self.bad_eval_files
-            or strict_failure or self.tracking_required or self.lost_runs
+            or strict_failure or self.tracking_required or self.lost_runs or self.interrupted
         )
 
 
