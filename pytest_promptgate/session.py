@@ -30,9 +30,9 @@ from .verdicts import (
 )
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .tracking import Journal
     from .tracking import Baseline, Tracker, TrackingStatus
-    from .tracking_agent import TrackingAgent
+    from .tracking import TrackingAgent
 
 _OFF_WORDS = ("off", "false", "0", "no")
 
@@ -49,7 +49,7 @@ class TrackingSettings:
     pinned: tuple[str, ...]
     significance: float | None
     fail_on: frozenset[str]
-    #: When to open MLflow in a tracking agent: ``auto``, ``on`` or ``off`` (``tracking_agent.mode``).
+    #: When to open MLflow in a tracking agent: ``auto``, ``on`` or ``off`` (``tracking.agent_mode``).
     agent: str = "auto"
 
     @classmethod
@@ -74,10 +74,10 @@ class TrackingSettings:
             what = "--prompt-require-tracking" if required else "--prompt-baseline"
             raise pytest.UsageError(f"promptgate: {what} needs tracking, which is switched off "
                                     "(--prompt-no-tracking, ini promptgate_tracking or PROMPTGATE_TRACKING)")
-        from .tracking_agent import mode
+        from .tracking import agent_mode
 
         try:
-            agent = mode()
+            agent = agent_mode()
         except ValueError as exc:
             raise pytest.UsageError(f"promptgate: {exc}") from None
         ini_uri = config.getini("promptgate_tracking_uri").strip()
@@ -184,7 +184,7 @@ class EvalSession:
 
     def _recover_journals(self) -> None:
         """Spool the cases of killed sessions (their journals) as partial runs; this session's finish sends them."""
-        from .journal import recover
+        from .tracking import recover
         from .tracking import spool_dir
 
         recovered = recover(self.config.rootpath, spool_dir(self.config.rootpath))
@@ -260,7 +260,7 @@ class EvalSession:
                 self._agent.go()
 
     def _start_agent(self) -> None:
-        """Start the tracking agent (:mod:`tracking_agent`), once per session, when eval items may run.
+        """Start the tracking agent (:mod:`pytest_promptgate.tracking.agent`), once per session, when eval items may run.
 
         Not when MLflow is open here already or tracking is off; with ``auto``, not when MLflow is
         imported in this process already (opening it here costs little then), nor when the session
@@ -277,7 +277,7 @@ class EvalSession:
             return
         if settings.agent == "auto" and ("mlflow" in sys.modules or self.config.getoption("prompt_register_best")):
             return
-        from .tracking_agent import AgentGone, TrackingAgent
+        from .tracking import AgentGone, TrackingAgent
 
         try:
             self._agent = TrackingAgent(settings.uri, settings.experiment_prefix)
@@ -326,7 +326,7 @@ class EvalSession:
         if self._journal is None:
             if not self.settings.enabled or self._journal_problems:
                 return
-            from .journal import Journal, journal_dir
+            from .tracking import Journal, journal_dir
             from .tracking import display_uri
 
             header = {"pid": os.getpid(), "started_ms": self.started_ms,
@@ -423,7 +423,7 @@ class EvalSession:
         return f"{len(self._case_data)}{selected} case(s)"
 
     def _journal_place(self) -> str:
-        from .journal import journal_dir
+        from .tracking import journal_dir
 
         return str(journal_dir(self.config.rootpath))
 
@@ -535,7 +535,7 @@ class EvalSession:
     def _record(self, check: EvalCheck, interrupted: bool) -> Any:
         from .tracking import TrackedRun, ci_tags, display_uri, git_tags, summary_metrics
 
-        from .journal import record_id, run_params
+        from .tracking import record_id, run_params
 
         s = check.summary
         info = self.state.evals.get(s.eval) or {}
@@ -600,7 +600,7 @@ class EvalSession:
         logged it just before it died, so that run is kept on disk rather than logged twice.
         """
         from . import tracking
-        from .tracking_agent import AgentGone
+        from .tracking import AgentGone
 
         if self._agent is not None:
             try:
@@ -663,7 +663,7 @@ class EvalSession:
 
     def _write_reports(self) -> list[str]:
         """Write ``--prompt-report`` (JSON) and ``--prompt-report-md`` (also to ``$GITHUB_STEP_SUMMARY``)."""
-        from .report import json_report, markdown
+        from .report import json_report, markdown_report
 
         config = self.config
         assert self.outcome is not None
@@ -673,7 +673,7 @@ class EvalSession:
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
-            text = markdown(self.checks, self.outcome, self.best, self.tracking)
+            text = markdown_report(self.checks, self.outcome, self.best, self.tracking)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
@@ -761,7 +761,7 @@ def sync_spool(config: pytest.Config) -> int:
 
 def _recover_for_sync(config: pytest.Config, directory: Path, write: Any) -> None:
     """Spool the cases of killed sessions (their journals) as partial runs, so that ``--prompt-sync`` sends them."""
-    from .journal import recover
+    from .tracking import recover
 
     recovered = recover(config.rootpath, directory)
     if recovered.runs:

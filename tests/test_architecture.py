@@ -33,7 +33,7 @@ def test_every_contract_is_kept():
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 broken" in result.stdout
     kept = [line for line in result.stdout.splitlines() if line.endswith(" KEPT")]
-    assert len(kept) >= 5, result.stdout
+    assert len(kept) >= 6, result.stdout
 
 
 def test_no_module_imports_itself_back():
@@ -84,8 +84,9 @@ BREACHES = [
     ("acyclic", "results.py", "def _breach():\n    from . import verdicts\n"),
     ("mlflow", "collect.py", "def _breach():\n    import mlflow\n"),
     ("pure", "template.py", "def _breach():\n    import pytest\n"),
-    ("top-floor", "report.py", "def _breach():\n    from . import plugin\n"),
+    ("top-floor", "promote.py", "def _breach():\n    from . import plugin\n"),
     ("workers", "graders/strings.py", "def _breach():\n    from .. import tracking\n"),
+    ("faces", "session.py", "def _breach():\n    from .tracking.store import Tracker\n"),
 ]
 
 
@@ -95,8 +96,6 @@ def test_each_contract_fails_when_its_rule_is_broken(tmp_path, contract, module,
     shutil.copytree(ROOT / PACKAGE, tmp_path / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     assert lint_imports(tmp_path, contract).returncode == 0  # the copy keeps it, as the repository does
     target = tmp_path / PACKAGE / module
-    if not target.exists():  # a room that became a package: the line goes into its face
-        target = target.with_suffix("") / "__init__.py"
     target.write_text(target.read_text() + "\n\n" + line)
     result = lint_imports(tmp_path, contract)
     assert result.returncode == 1, result.stdout + result.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_promptgate.journal import Journal, journal_dir, recover, record_id
+from pytest_promptgate.tracking import Journal, journal_dir, recover, record_id
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="journals are recovered where flock exists")
 
@@ -29,7 +29,7 @@ def case(eval_name: str, variant: str, case_id: str, outcome: str = "passed") ->
 WRITER = """
 import json, os, sys
 from pathlib import Path
-from pytest_promptgate.journal import Journal
+from pytest_promptgate.tracking import Journal
 journal = Journal(Path(sys.argv[1]), "dead-session", {"pid": os.getpid(), "started_ms": 1000,
                   "tracking_uri": "sqlite:///x.db", "experiment_prefix": "promptgate"})
 for data in json.loads(sys.argv[2]):

@@ -25,7 +25,7 @@ from mlflow_server import MlflowServer, mlflow_server  # noqa: F401  (a real `ml
 from pytest_promptgate.tracking import (
     BaselineError, TrackedRun, Tracker, TrackingError, TrackingUnavailable, log_eval_run,
 )
-from pytest_promptgate.tracking_agent import AgentBug, AgentGone, TrackingAgent
+from pytest_promptgate.tracking import AgentBug, AgentGone, TrackingAgent
 from test_tracking_down import EVAL, SERVED, arm, assert_run_of_the_eval, kept, restart, runs_of, spool
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the agent process through /proc")

@@ -26,15 +26,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-if TYPE_CHECKING:
-    from .tracking import TrackedRun
+from ..results import CaseResult, summarize
+from .runs import TrackedRun, summary_metrics
+from .spooling import spool
 
 #: Where journals live, under the rootdir.
 JOURNAL_DIR = Path(".promptgate") / "journal"
@@ -169,8 +170,6 @@ def recover(rootdir: str | os.PathLike[str], spool_directory: Path) -> Recovered
 
 def _recover_one(path: Path, spool_directory: Path) -> int | None:
     """Spool the runs of ``path`` and remove it; None when its writer still runs (or another session took it)."""
-    from .tracking import spool
-
     try:
         file = open(path, encoding="utf-8")  # noqa: SIM115 (closed below, after the lock)
     except FileNotFoundError:
@@ -194,9 +193,6 @@ def journal_runs(lines: list[str], end_time_ms: int) -> list[TrackedRun]:
 
     A last line cut short (the writer was killed while writing it) is left out.
     """
-    from .results import CaseResult, summarize
-    from .tracking import TrackedRun, summary_metrics
-
     entries = []
     for number, line in enumerate(lines):
         try:

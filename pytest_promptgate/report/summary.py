@@ -1,105 +1,18 @@
-"""Renderings of a session's eval results: terminal lines, JSON and Markdown of the same objects.
-
-Builds text and data; never writes to the terminal or to files itself.
-"""
+"""What a session's summary says, whatever it is rendered as: the rows of its table, its notes, its conclusion."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict, format_p
+from ..verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict, format_p
 
 if TYPE_CHECKING:
-    from .tracking import TrackingStatus
-
-#: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
-JSON_REPORT_VERSION = 1
+    from ..tracking import TrackingStatus
 
 
-def terminal_lines(
-    checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None,
-) -> list[str]:
-    """The summary table (one row per eval and variant), then notes, then what decided the exit status."""
-    headers, rows = _rows(checks, tracking)
-    lines = _table(headers, rows, numeric_from=2) if rows else []
-    lines += _footnotes(checks)
-    lines.append("")
-    lines += _notes(checks, best, tracking)
-    lines.append(_conclusion(outcome))
-    return lines
-
-
-def markdown(
-    checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None,
-) -> str:
-    """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
-    from tabulate import tabulate
-
-    headers, rows = _rows(checks, tracking)
-    parts = ["## promptgate", "", f"**{_conclusion(outcome).removeprefix('promptgate: ')}**", ""]
-    if rows:
-        align = ["left", "left"] + ["right"] * (len(headers) - 2)
-        parts += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
-    footnotes = _footnotes(checks)
-    if footnotes:
-        parts += [*footnotes, ""]
-    parts += [f"- {note}" for note in _notes(checks, best, tracking)]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def json_report(
-    checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
-) -> dict[str, Any]:
-    """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
-    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
-    return {
-        "version": JSON_REPORT_VERSION,
-        "passed": not outcome.failed,
-        "conclusion": _conclusion(outcome).removeprefix("promptgate: "),
-        "stopped_early": outcome.stopped_early,
-        "strict": outcome.strict,
-        "fail_on": sorted(outcome.fail_on),
-        "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
-        "evals": [_json_check(check) for check in checks],
-        "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
-        "cases": list(cases),
-    }
-
-
-def _json_check(check: EvalCheck) -> dict[str, Any]:
-    c, v = check.comparison, check.verdict
-    return {
-        **dataclasses.asdict(check.summary),
-        "dataset_size": check.dataset_size,
-        "partial": check.partial,
-        "threshold": check.threshold,
-        "threshold_met": check.passed,
-        "warn_drop": check.warn_drop,
-        "pass_rate_ci95": list(c.current_ci) if c else None,
-        "verdict": v.kind.value if v else None,
-        "verdict_reason": v.reason if v else None,
-        "first_run": v.first_run if v else None,
-        "baseline_run_id": check.baseline_run_id,
-        "baseline_pass_rate": c.baseline_rate if c else None,
-        "baseline_ci95": list(c.baseline_ci) if c and c.baseline_ci else None,
-        "delta": c.delta if c else None,
-        "p_value": c.p_value if c else None,
-        "test": c.test if c else None,
-        "shared_cases": c.shared_cases if c else 0,
-        "fixed_cases": c.fixed if c else None,
-        "broken_cases": c.broke if c else None,
-        "prompts_changed": [dataclasses.asdict(change) for change in check.prompts_changed],
-        "run_id": check.run_id,
-        "gates": [dataclasses.asdict(gate) for gate in check.gates],
-    }
-
-
-def _rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[Any]]]:
+def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[Any]]]:
+    """The summary table's headers, and one row per eval and variant (cells as text)."""
     rows = []
     for check in checks:
         s, c, v = check.summary, check.comparison, check.verdict
@@ -135,7 +48,8 @@ def _no_baseline_word(v: Verdict | None, tracking: TrackingStatus | None) -> str
     return "unavailable"
 
 
-def _footnotes(checks: Sequence[EvalCheck]) -> list[str]:
+def footnote_lines(checks: Sequence[EvalCheck]) -> list[str]:
+    """What the table's marks mean (a partial run's ``ran/total``), when a row uses them."""
     lines = []
     if any(check.partial for check in checks):
         lines.append("cases ran/total: a partial run (-k, --lf, deselection, -x); its pass rate covers the cases that ran, "
@@ -143,7 +57,7 @@ def _footnotes(checks: Sequence[EvalCheck]) -> list[str]:
     return lines
 
 
-def _notes(checks: Sequence[EvalCheck], best: Sequence[BestVariant], tracking: TrackingStatus | None) -> list[str]:
+def note_lines(checks: Sequence[EvalCheck], best: Sequence[BestVariant], tracking: TrackingStatus | None) -> list[str]:
     """Verdicts other than PASS, changed prompts, tripped gates, failure modes, best variants, tracking: a line each."""
     lines = []
     for check in checks:
@@ -218,17 +132,6 @@ def _gate_lines(checks: Sequence[EvalCheck]) -> list[str]:
     return lines
 
 
-def _table(headers: list[str], rows: list[list[object]], numeric_from: int) -> list[str]:
-    """A compact text table: headers, a rule, rows; columns from ``numeric_from`` on right-aligned."""
-    from tabulate import tabulate
-
-    # Headers go in as a row: tabulate pads given headers by MIN_PADDING, which doubles the width.
-    cells = [headers, *([str(c) for c in row] for row in rows)]
-    rule = ["-" * max(len(row[i]) for row in cells) for i in range(len(headers))]
-    align = ["left"] * numeric_from + ["right"] * (len(headers) - numeric_from)
-    return tabulate([cells[0], rule, *cells[1:]], tablefmt="plain", disable_numparse=True, colalign=align).splitlines()
-
-
 def _percent(value: float) -> str:
     return f"{value:.0%}" if round(value * 100, 6).is_integer() else f"{value:.1%}"
 
@@ -239,7 +142,8 @@ def _milliseconds(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def _conclusion(outcome: SessionOutcome) -> str:
+def conclusion(outcome: SessionOutcome) -> str:
+    """The last line: whether the session passes, and what decided it."""
     if outcome.interrupted:
         return _interrupted(outcome)
     tolerated = outcome.failed_cases + outcome.error_cases
@@ -281,25 +185,3 @@ def _interrupted(outcome: SessionOutcome) -> str:
         kept.append(f"the cases of {outcome.lost_runs} run(s) in the journal {outcome.journal}, for the next session")
     what = "kept " + ", ".join(kept) + " (partial runs: never baselines)" if kept else "nothing kept (tracking off)"
     return f"promptgate: session INTERRUPTED ({outcome.interrupted}) after {ran} case(s); {what}"
-
-
-def promotion_lines(
-    name: str, version: int, current: int | None, alias: str, rows: Sequence[Sequence[Any]], blocked: Sequence[str],
-    promoted: bool, forced: bool, actor: str,
-) -> list[tuple[str, dict[str, bool]]]:
-    """The gate table of ``--promote`` and its decision, as (line, markup) pairs."""
-    headers = ["eval", "variant", "pass rate", "threshold", "verdict", "gates"]
-    lines: list[tuple[str, dict[str, bool]]] = [(line, {}) for line in _table(headers, [list(r) for r in rows], 2)] if rows else []
-    lines += [(f"blocked: {reason}", {"red": True}) for reason in blocked]
-    move = f"{name}@{alias}: version {current if current is not None else '(none)'} -> {version}"
-    if promoted and blocked and forced:
-        lines.append((f"promptgate: FORCED promotion despite {len(blocked)} block(s): {move} by {actor} "
-                      "(recorded as audit.forced=true)", {"red": True, "bold": True}))
-    elif promoted:
-        lines.append((f"promptgate: promoted {move} by {actor}", {"green": True}))
-    elif blocked:
-        lines.append((f"promptgate: promotion BLOCKED: {name} version {version} stays off {alias!r} "
-                      "(--promote-force promotes anyway, and says so in the audit record)", {"red": True}))
-    else:
-        lines.append((f"promptgate: promotion of {move} FAILED", {"red": True}))
-    return lines

@@ -1,4 +1,4 @@
-"""The tracking agent: :mod:`tracking`'s calls, run in a child process that opened MLflow while the items ran.
+"""The tracking agent: the tracking calls, run in a child process that opened MLflow while the items ran.
 
 Importing MLflow and opening its store costs seconds of CPU (about 3.5 s on a
 SQLite store here: ``mlflow`` and its SQLAlchemy store, docs/benchmarks.md), and
@@ -42,8 +42,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: The :mod:`tracking` functions the agent runs, each with the agent's tracker as the first argument.
+from .baselines import Baseline, BaselineError
+from .registry import RegistryError
+from .store import Tracker, TrackingError, TrackingUnavailable, preload, tracking_failure
+
+#: The functions of the package's face the agent runs, each with the agent's tracker as the first argument.
 CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "log_eval_run", "send_spooled"})
+#: The TrackingError classes an answer may name, to raise the same one in the controller.
+_ERRORS = {cls.__name__: cls for cls in (TrackingError, TrackingUnavailable, BaselineError, RegistryError)}
 
 #: ``PROMPTGATE_TRACKING_AGENT``: ``auto`` (the default) starts the agent when MLflow is not imported yet.
 AGENT_ENV = "PROMPTGATE_TRACKING_AGENT"
@@ -61,11 +67,11 @@ _WATCH_INTERVAL_S = 0.2
 _BOOT = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); p = {path!r}; "
     "p in sys.path or sys.path.insert(0, p); "
-    "from pytest_promptgate.tracking_agent import main; main()"
+    "from pytest_promptgate.tracking.agent import main as promptgate_tracking_agent; promptgate_tracking_agent()"
 )
 
 
-def mode(env: Any = None) -> str:
+def agent_mode(env: Any = None) -> str:
     """``auto``, ``on`` or ``off``, from :data:`AGENT_ENV`; anything else is a ValueError saying what is expected."""
     value = (os.environ if env is None else env).get(AGENT_ENV, "").strip().lower()
     if value not in _MODES:
@@ -88,7 +94,7 @@ class TrackingAgent:
     def __init__(self, uri: str, experiment_prefix: str) -> None:
         """Start the agent; raises OSError when no process can be started, AgentGone when it exits at once."""
         self._stderr = tempfile.TemporaryFile()
-        package_parent = str(Path(__file__).resolve().parent.parent)
+        package_parent = str(Path(__file__).resolve().parents[2])
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT.format(path=package_parent)],
@@ -133,10 +139,8 @@ class TrackingAgent:
         if kind == "ok":
             return value
         if kind == "error":
-            from . import tracking
-
             cls, message = value
-            raise getattr(tracking, cls, tracking.TrackingError)(message)
+            raise _ERRORS.get(cls, TrackingError)(message)
         raise AgentBug(f"the tracking agent failed in {name}:\n{value}")
 
     def close(self) -> None:
@@ -226,12 +230,14 @@ def serve() -> None:
     stdin = sys.stdin.buffer
     busy = threading.Event()  # set while a call is under way
     threading.Thread(target=_watch_parent, args=(os.getppid(), busy), daemon=True).start()
-    from . import tracking
-
+    # The calls are looked up on the package's face when they are made, as the controller looks them up when it
+    # calls them in-process (``session.EvalSession._via``): the same functions either way. The face is loaded
+    # (this module is part of it), so this is a lookup, not an import.
+    face = sys.modules[__package__]
     _, (uri, prefix), _, env = pickle.load(stdin)
     _environ(env)
-    tracker = tracking.Tracker(uri, experiment_prefix=prefix)
-    tracking.preload(uri)
+    tracker = Tracker(uri, experiment_prefix=prefix)
+    preload(uri)
     opened: tuple[str, Any] | None = None
     while True:
         try:
@@ -254,7 +260,7 @@ def serve() -> None:
         if name == "open":
             reply = ("ok", None) if opened[0] == "ok" else opened
         elif name in CALLS:
-            reply = _attempt(lambda: _portable(getattr(tracking, name)(tracker, *args, **kwargs)), uri)
+            reply = _attempt(lambda: _portable(getattr(face, name)(tracker, *args, **kwargs)), uri)
         else:
             reply = ("bug", f"no such call: {name!r}")
         busy.clear()
@@ -291,8 +297,6 @@ def _attempt(action: Any, uri: str) -> tuple[str, Any]:
     makes of it in pytest's process too, so the session treats it as it would there; its
     traceback goes to the agent's stderr, which the controller quotes if the agent dies.
     """
-    from .tracking import tracking_failure
-
     try:
         return ("ok", action())
     except Exception as exc:
@@ -307,8 +311,6 @@ def _attempt(action: Any, uri: str) -> tuple[str, Any]:
 def _portable(value: Any) -> Any:
     """A value that can cross to the controller: a baseline without its tracker (it reads through the agent)."""
     import dataclasses
-
-    from .tracking import Baseline
 
     if isinstance(value, Baseline):
         return dataclasses.replace(value, _tracker=None)

@@ -1,0 +1,59 @@
+"""What the terminal shows: the summary table and its lines, and the ``--promote`` decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..verdicts import BestVariant, EvalCheck, SessionOutcome
+from .summary import conclusion, footnote_lines, note_lines, summary_rows
+
+if TYPE_CHECKING:
+    from ..tracking import TrackingStatus
+
+
+def terminal_lines(
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
+    tracking: TrackingStatus | None = None,
+) -> list[str]:
+    """The summary table (one row per eval and variant), then notes, then what decided the exit status."""
+    headers, rows = summary_rows(checks, tracking)
+    lines = text_table(headers, rows, numeric_from=2) if rows else []
+    lines += footnote_lines(checks)
+    lines.append("")
+    lines += note_lines(checks, best, tracking)
+    lines.append(conclusion(outcome))
+    return lines
+
+
+def text_table(headers: list[str], rows: list[list[object]], numeric_from: int) -> list[str]:
+    """A compact text table: headers, a rule, rows; columns from ``numeric_from`` on right-aligned."""
+    from tabulate import tabulate
+
+    # Headers go in as a row: tabulate pads given headers by MIN_PADDING, which doubles the width.
+    cells = [headers, *([str(c) for c in row] for row in rows)]
+    rule = ["-" * max(len(row[i]) for row in cells) for i in range(len(headers))]
+    align = ["left"] * numeric_from + ["right"] * (len(headers) - numeric_from)
+    return tabulate([cells[0], rule, *cells[1:]], tablefmt="plain", disable_numparse=True, colalign=align).splitlines()
+
+
+def promotion_lines(
+    name: str, version: int, current: int | None, alias: str, rows: Sequence[Sequence[Any]], blocked: Sequence[str],
+    promoted: bool, forced: bool, actor: str,
+) -> list[tuple[str, dict[str, bool]]]:
+    """The gate table of ``--promote`` and its decision, as (line, markup) pairs."""
+    headers = ["eval", "variant", "pass rate", "threshold", "verdict", "gates"]
+    lines: list[tuple[str, dict[str, bool]]] = [(line, {}) for line in text_table(headers, [list(r) for r in rows], 2)] if rows else []
+    lines += [(f"blocked: {reason}", {"red": True}) for reason in blocked]
+    move = f"{name}@{alias}: version {current if current is not None else '(none)'} -> {version}"
+    if promoted and blocked and forced:
+        lines.append((f"promptgate: FORCED promotion despite {len(blocked)} block(s): {move} by {actor} "
+                      "(recorded as audit.forced=true)", {"red": True, "bold": True}))
+    elif promoted:
+        lines.append((f"promptgate: promoted {move} by {actor}", {"green": True}))
+    elif blocked:
+        lines.append((f"promptgate: promotion BLOCKED: {name} version {version} stays off {alias!r} "
+                      "(--promote-force promotes anyway, and says so in the audit record)", {"red": True}))
+    else:
+        lines.append((f"promptgate: promotion of {move} FAILED", {"red": True}))
+    return lines
