@@ -85,6 +85,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the summary as Markdown to PATH, and append it to $GITHUB_STEP_SUMMARY when that is set. Default: none.",
     )
     group.addoption(
+        "--prompt-report-html",
+        metavar="PATH",
+        default=None,
+        help="write one self-contained HTML page to PATH (verdict cards, pass-rate chart, failure modes, every case "
+        "in a table that filters; docs/html-report.md). Default: ini promptgate_report_html, else none.",
+    )
+    group.addoption(
         "--prompt-tracking-uri",
         metavar="URI",
         default=None,
@@ -226,6 +233,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_cache", "response cache mode: off, use, record or replay (default: off)", default="off")
     parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
                   "(default: .promptgate/cache under the rootdir)")
+    parser.addini("promptgate_report_html", "HTML report path, relative to the ini file (default: none)")
     parser.addini("promptgate_allowed_paths", "directories besides the rootdir that eval files may read included "
                   "case files and prompt files from, relative to the ini file (default: none)", type="paths", default=[])
 

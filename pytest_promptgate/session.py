@@ -662,8 +662,9 @@ class EvalSession:
     # ------------------------------------------------------------------ output
 
     def _write_reports(self) -> list[str]:
-        """Write ``--prompt-report`` (JSON) and ``--prompt-report-md`` (also to ``$GITHUB_STEP_SUMMARY``)."""
-        from .report import json_report, markdown_report
+        """Write ``--prompt-report`` (JSON), ``--prompt-report-md`` (also to ``$GITHUB_STEP_SUMMARY``) and
+        ``--prompt-report-html``."""
+        from .report import html_report, json_report, markdown_report
 
         config = self.config
         assert self.outcome is not None
@@ -677,6 +678,9 @@ class EvalSession:
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
+        html_path = self._html_report_path()
+        if html_path is not None:
+            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking), "w"))
         problems = []
         for path, text, mode in writes:
             try:
@@ -691,6 +695,17 @@ class EvalSession:
                                 "it and any report after it are not written")
                 break
         return problems
+
+    def _html_report_path(self) -> Path | None:
+        """``--prompt-report-html`` (relative to where pytest started), else ini ``promptgate_report_html``
+        (relative to the ini file, like the other ini paths), else None."""
+        config = self.config
+        option, ini = config.getoption("prompt_report_html"), (config.getini("promptgate_report_html") or "").strip()
+        if option:
+            return Path(config.invocation_params.dir, option)
+        if ini:
+            return Path(config.inipath.parent if config.inipath else config.rootpath, ini)
+        return None
 
     def pytest_unconfigure(self) -> None:
         """Stop the agent and keep the journal of a session that ended before its finish; put the signal

@@ -1,0 +1,269 @@
+"""The HTML report: one self-contained page a reviewer opens from a CI artifact (``--prompt-report-html PATH``).
+
+Rendered from the JSON report's data, so every number on the page is the one the
+JSON report holds. No network: the CSS is inline, the charts are inline SVG and the
+only script filters the case table. Model outputs, vars, expected values and
+reasons are untrusted text: each is escaped, and cut at :data:`MAX_CELL_CHARS`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
+from .json import json_report
+from .summary import note_lines
+
+if TYPE_CHECKING:
+    from ..tracking import TrackingStatus
+
+#: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
+#: 1 MB output costs the page 2 000 characters.
+MAX_CELL_CHARS = 2_000
+
+#: The chart's geometry, in SVG user units: where the pass-rate axis starts and how wide it is, the height of a row.
+_AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
+
+
+def html_report(
+    checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+) -> str:
+    """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
+    data = json_report(checks, outcome, cases, best, tracking)
+    notes = note_lines(checks, best, tracking)
+    verdict_class = "passed" if data["passed"] else "failed"
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>promptgate report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>promptgate</h1>",
+        f'<p id="conclusion" class="{verdict_class}">{escape(data["conclusion"])}</p>',
+        _cards(data["evals"], data["tracking"]),
+        _chart(data["evals"]),
+        _notes(notes),
+        _failure_modes(data["evals"]),
+        _case_table(data["cases"]),
+        f"<script>{_SCRIPT}</script>",
+        "</body></html>",
+    ]) + "\n"
+
+
+def bounded(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """``text`` escaped for HTML and cut at ``limit`` characters, saying how much was cut."""
+    if len(text) > limit:
+        text = text[:limit] + f"… [{len(text) - limit} chars cut]"
+    return escape(text)
+
+
+def _cards(evals: Sequence[Mapping[str, Any]], tracking: Mapping[str, Any] | None) -> str:
+    return '<section id="cards">' + "".join(_card(e, tracking) for e in evals) + "</section>"
+
+
+def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
+    """One (eval, variant): its verdict and the figures that decided it."""
+    verdict = e["verdict"] or "?"
+    ci = e["pass_rate_ci95"]
+    fields = [
+        ("pass_rate", "pass rate", _rate(e["pass_rate"])),
+        ("ci95", "95% interval", f"{_rate(ci[0])} – {_rate(ci[1])}" if ci else "-"),
+        ("threshold", "threshold", _rate(e["threshold"]) if e["threshold"] is not None else "?"),
+        ("baseline", "baseline", _rate(e["baseline_pass_rate"]) if e["baseline_pass_rate"] is not None
+         else _no_baseline(e, tracking)),
+        ("delta", "delta", f"{e['delta'] * 100:+.1f} pp" if e["delta"] is not None else "-"),
+        ("p_value", "p-value", format_p(e["p_value"]) if e["p_value"] is not None else "-"),
+        ("cases", "cases", f"{e['passed']} passed, {e['failed']} failed, {e['errors']} errors, {e['flaky']} flaky"
+         + (f" ({e['cases']} of {e['dataset_size']}: partial)" if e["partial"] else "")),
+        ("cost", "cost", f"${e['cost_usd_total']:.6f}" if e["cost_usd_total"] is not None else "-"),
+        ("latency_p95", "p95 latency", f"{e['latency_ms_p95']:.1f} ms" if e["latency_ms_p95"] is not None else "-"),
+    ]
+    rows = "".join(f'<dt>{label}</dt><dd data-field="{key}">{escape(text)}</dd>' for key, label, text in fields)
+    gates = "".join(
+        f'<li class="{"held" if g["passed"] else "tripped"}">{"held" if g["passed"] else "tripped"} '
+        f'({escape(g["on_fail"])}): {bounded(g["reason"] or g["metric"])}</li>'
+        for g in e["gates"]
+    )
+    first = " (first run)" if e["first_run"] else ""
+    return (
+        f'<article class="card verdict-{escape(verdict)}" data-eval="{escape(e["eval"])}" '
+        f'data-variant="{escape(e["variant"])}">'
+        f'<h2>{escape(e["eval"])} <span class="variant">[{escape(e["variant"])}]</span> '
+        f'<span class="verdict">{escape(verdict)}{first}</span></h2>'
+        f'<p class="reason">{bounded(e["verdict_reason"] or "")}</p><dl>{rows}</dl>'
+        + (f'<ul class="gates">{gates}</ul>' if gates else "") + "</article>"
+    )
+
+
+def _no_baseline(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
+    """The baseline of a card compared with nothing, in the summary table's words."""
+    if tracking is not None and tracking["state"] == "off":
+        return "off (tracking off)"
+    return "- (first run)" if e["first_run"] in (None, True) else "unavailable"
+
+
+def _chart(evals: Sequence[Mapping[str, Any]]) -> str:
+    """Pass rate by variant: a bar per (eval, variant), its 95% interval as a whisker, the threshold as a dashed
+    line, the baseline's pass rate as a diamond."""
+    if not evals:
+        return ""
+    height = _ROW_HEIGHT * len(evals) + 30
+    parts = [f'<svg id="pass-rate-chart" role="img" viewBox="0 0 700 {height}" width="700" height="{height}">',
+             "<title>pass rate by variant, with 95% intervals, thresholds and baselines</title>"]
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        x = _x(tick)
+        parts.append(f'<line class="grid" x1="{x}" y1="0" x2="{x}" y2="{height - 20}"/>'
+                     f'<text class="tick" x="{x}" y="{height - 6}">{tick:.0%}</text>')
+    for row, e in enumerate(evals):
+        top = row * _ROW_HEIGHT + 4
+        middle = top + 11
+        label = f'{e["eval"]} [{e["variant"]}]'
+        parts.append(f'<text class="label" x="{_AXIS_X - 8}" y="{middle + 4}">{bounded(label, 40)}</text>')
+        parts.append(f'<rect class="bar verdict-{escape(e["verdict"] or "none")}" x="{_AXIS_X}" y="{top}" '
+                     f'width="{_x(e["pass_rate"]) - _AXIS_X:.1f}" height="22"><title>{escape(label)}: '
+                     f'{_rate(e["pass_rate"])}</title></rect>')
+        if e["pass_rate_ci95"]:
+            low, high = (_x(bound) for bound in e["pass_rate_ci95"])
+            parts.append(f'<path class="whisker" d="M{low:.1f} {middle}H{high:.1f}M{low:.1f} {middle - 5}V{middle + 5}'
+                         f'M{high:.1f} {middle - 5}V{middle + 5}"/>')
+        if e["threshold"] is not None:
+            x = _x(e["threshold"])
+            parts.append(f'<line class="threshold" x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{top + 24}">'
+                         f'<title>threshold {_rate(e["threshold"])}</title></line>')
+        if e["baseline_pass_rate"] is not None:
+            x = _x(e["baseline_pass_rate"])
+            parts.append(f'<path class="baseline" d="M{x:.1f} {middle - 6}l5 6l-5 6l-5 -6z">'
+                         f'<title>baseline {_rate(e["baseline_pass_rate"])}</title></path>')
+    parts.append("</svg>")
+    legend = ('<p class="legend">bar: pass rate; whisker: 95% interval; dashed line: threshold; '
+              "diamond: baseline's pass rate</p>")
+    return '<section id="chart"><h2>Pass rate by variant</h2>' + "".join(parts) + legend + "</section>"
+
+
+def _x(rate: float) -> float:
+    return _AXIS_X + rate * _AXIS_WIDTH
+
+
+def _notes(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    return '<section id="notes"><h2>Notes</h2><ul>' + "".join(f"<li>{bounded(n)}</li>" for n in notes) + "</ul></section>"
+
+
+def _failure_modes(evals: Sequence[Mapping[str, Any]]) -> str:
+    """How many cases of each variant failed in each failure mode (the graders' ``failure_mode``)."""
+    rows = [
+        f"<tr><td>{escape(e['eval'])}</td><td>{escape(e['variant'])}</td><td>{bounded(mode)}</td>"
+        f'<td class="number">{count}</td><td class="number">{_rate(count / e["cases"]) if e["cases"] else "-"}</td></tr>'
+        for e in evals
+        for mode, count in sorted(e["failure_modes"].items(), key=lambda item: -item[1])
+    ]
+    if not rows:
+        return ""
+    return ('<section id="failure-modes"><h2>Failure modes</h2><table><thead><tr><th>eval</th><th>variant</th>'
+            "<th>failure mode</th><th>cases</th><th>share</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")
+
+
+def _case_table(cases: Sequence[Mapping[str, Any]]) -> str:
+    """Every case, with the controls that filter it by eval, variant, outcome and text."""
+    controls = "".join(
+        f'<label>{name} <select id="filter-{name}" name="{name}"><option value="">all</option>'
+        + "".join(f'<option value="{escape(v)}">{bounded(v, 80)}</option>' for v in values) + "</select></label>"
+        for name, values in (
+            ("eval", dict.fromkeys(c["eval"] for c in cases)),
+            ("variant", dict.fromkeys(c["variant"] for c in cases)),
+            ("outcome", ("passed", "failed", "error")),
+        )
+    )
+    return (
+        '<section id="cases"><h2>Cases</h2><p class="controls">' + controls
+        + '<label>text <input id="filter-text" type="search" placeholder="output, vars, reason…"></label> '
+        f'<span id="shown">{len(cases)}</span> of {len(cases)} shown</p>'
+        "<table><thead><tr><th>eval</th><th>variant</th><th>case</th><th>outcome</th><th>score</th>"
+        "<th>vars</th><th>expected</th><th>output</th><th>reasons</th><th>ms</th></tr></thead><tbody>"
+        + "".join(_case_row(c) for c in cases) + "</tbody></table></section>"
+    )
+
+
+def _case_row(case: Mapping[str, Any]) -> str:
+    outcome = "error" if case["error"] is not None else ("passed" if case["passed"] else "failed")
+    runs = case["runs"]
+    outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
+    reasons = [case["error"]] if case["error"] is not None else []
+    reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
+    latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
+    score = f"{case['score']:.3f}" if case["score"] is not None else "-"
+    return (
+        f'<tr data-eval="{escape(case["eval"])}" data-variant="{escape(case["variant"])}" data-outcome="{outcome}">'
+        f"<td>{escape(case['eval'])}</td><td>{escape(case['variant'])}</td><td>{bounded(case['case_id'], 200)}</td>"
+        f'<td class="{outcome}">{outcome}{" (flaky)" if case["flaky"] else ""}</td><td class="number">{score}</td>'
+        f"<td><pre>{bounded(_text(case['vars']))}</pre></td><td><pre>{bounded(_text(case['expected']))}</pre></td>"
+        f"<td>{outputs}</td><td>{''.join(f'<pre>{bounded(r)}</pre>' for r in reasons)}</td>"
+        f'<td class="number">{latency}</td></tr>'
+    )
+
+
+def _text(value: Any) -> str:
+    """Vars and expected values as a reader knows them: strings as they are, anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.1%}"
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
+h1{margin:0 0 .3em}h2{font-size:1.1em;margin:1.2em 0 .4em}
+#conclusion{font-weight:600;padding:.5em .8em;border-radius:4px}
+.passed{color:#176b2c}.failed,.error{color:#a4161a}
+#conclusion.passed{background:#e6f4ea}#conclusion.failed{background:#fde8e8}
+#cards{display:flex;flex-wrap:wrap;gap:.8em}
+.card{border:1px solid #ccc;border-left:6px solid #999;border-radius:4px;padding:.3em .9em .6em;min-width:260px;max-width:380px}
+.card h2{margin:.3em 0}.card .variant{color:#555;font-weight:normal}
+.card .verdict{float:right;font-size:.85em;padding:0 .4em;border-radius:3px;background:#eee}
+.card .reason{color:#444;font-size:.9em;margin:.2em 0}
+.card dl{display:grid;grid-template-columns:auto 1fr;gap:.1em .8em;margin:.4em 0}
+.card dt{color:#555}.card dd{margin:0;font-variant-numeric:tabular-nums}
+.gates{margin:.3em 0;padding-left:1.2em;font-size:.9em}.gates .tripped{color:#a4161a}
+.verdict-PASS{border-left-color:#2e7d32}.verdict-IMPROVED{border-left-color:#1565c0}
+.verdict-WARNING{border-left-color:#ef8f00}.verdict-REGRESSION{border-left-color:#c62828}
+svg text{font:12px system-ui,sans-serif}svg .label{text-anchor:end}svg .tick{text-anchor:middle;fill:#666}
+svg .grid{stroke:#e3e3e3}svg .bar{fill:#90a4ae}svg .bar.verdict-PASS{fill:#81c784}
+svg .bar.verdict-IMPROVED{fill:#64b5f6}svg .bar.verdict-WARNING{fill:#ffb74d}svg .bar.verdict-REGRESSION{fill:#e57373}
+svg .whisker{stroke:#222;stroke-width:1.5;fill:none}svg .threshold{stroke:#000;stroke-dasharray:3 2;stroke-width:2}
+svg .baseline{fill:#6a1b9a}.legend{color:#555;font-size:.85em}
+table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
+th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
+pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;max-height:12em;overflow:auto;font-size:.95em}
+.controls label{margin-right:1em}
+"""
+
+#: Filters the case table; the row texts are lowered once, so a keystroke over 10 000 rows stays quick.
+_SCRIPT = """
+(function () {
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#cases tbody tr"));
+  var texts = rows.map(function (row) { return row.textContent.toLowerCase(); });
+  var selects = ["eval", "variant", "outcome"].map(function (name) { return document.getElementById("filter-" + name); });
+  var text = document.getElementById("filter-text"), shown = document.getElementById("shown");
+  function apply() {
+    var query = text.value.trim().toLowerCase(), count = 0;
+    for (var i = 0; i < rows.length; i++) {
+      var keep = !query || texts[i].indexOf(query) >= 0;
+      for (var j = 0; keep && j < selects.length; j++) {
+        keep = !selects[j].value || rows[i].dataset[selects[j].name] === selects[j].value;
+      }
+      rows[i].hidden = !keep;
+      if (keep) { count++; }
+    }
+    shown.textContent = String(count);
+  }
+  selects.concat([text]).forEach(function (control) { control.addEventListener("input", apply); });
+})();
+"""

@@ -1,0 +1,181 @@
+"""--prompt-report-html: one self-contained page whose numbers are the JSON report's, with untrusted outputs as text."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+EVAL = """
+eval: routing
+suites: [core]
+prompts: {p: {template: "{{message}}"}}
+target: app:async_label
+variants: [{name: a}, {name: b, prompts: {p: {template: "x {{message}}"}}}]
+threshold: 0.5
+graders: [{type: equals, value: "{{expected}}", failure_mode: wrong_label}]
+gates:
+  on_fail: warn
+  rules: [{metric: pass_rate, min: 0.9}]
+cases:
+  - {id: r1, vars: {message: "refund now"}, expected: refund}
+  - {id: r2, vars: {message: "money back"}, expected: refund}
+  - {id: r3, vars: {message: "hello"}, expected: refund}
+"""
+
+HOSTILE_APP = '''
+def reply(vars):
+    if vars["kind"] == "big":
+        return "A" * 1_000_000 + "</textarea>"
+    return "<script>alert(1)</script></textarea><img src=x onerror=alert(2)>"
+'''
+
+HOSTILE_EVAL = """
+eval: hostile
+suites: [core]
+prompts: {p: {template: "{{kind}}"}}
+target: hostile:reply
+threshold: 0
+graders: [{type: contains, value: "never there", failure_mode: missing}]
+cases:
+  - {id: script, vars: {kind: "<script>alert(3)</script>"}}
+  - {id: big, vars: {kind: big}}
+"""
+
+
+class Page(HTMLParser):
+    """What a reader of the page sees: the cards' fields, the case rows' cells, the tags and the page's text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cards: dict[tuple[str, str], dict[str, str]] = {}
+        self.rows: list[dict[str, str]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._card: dict[str, str] | None = None
+        self._field: str | None = None
+        self._cell: list[str] | None = None
+        self._in_script = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "article":
+            self._card = self.cards[(a["data-eval"], a["data-variant"])] = {}
+        elif tag == "dd" and self._card is not None:
+            self._field = a["data-field"]
+            self._card[self._field] = ""
+        elif tag == "tr" and "data-outcome" in a:
+            self.rows.append({"eval": a["data-eval"], "variant": a["data-variant"], "outcome": a["data-outcome"],
+                              "cells": []})
+        elif tag == "td" and self.rows:
+            self._cell = []
+        elif tag == "script":
+            self._in_script = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "article":
+            self._card = None
+        elif tag == "dd":
+            self._field = None
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1]["cells"].append("".join(self._cell))
+            self._cell = None
+        elif tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+        if self._field is not None and self._card is not None:
+            self._card[self._field] += data
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def percent(text: str) -> float:
+    return float(text.rstrip("%")) / 100
+
+
+def run(pytester: pytest.Pytester, *args: str, ret: int = 0) -> tuple[Page, dict, str]:
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "out/evals.json",
+                                "--prompt-report-html", "out/evals.html", *args)
+    assert result.ret == ret, result.stdout.str()
+    text = (pytester.path / "out/evals.html").read_text(encoding="utf-8")
+    return Page(text), json.loads((pytester.path / "out/evals.json").read_text()), text
+
+
+def test_the_cards_say_what_the_json_report_says(project, pytester, tracking_on):
+    project("routing.eval.yaml", EVAL)
+    run(pytester)  # the baseline
+    page, report, text = run(pytester)
+    assert set(page.cards) == {("routing", "a"), ("routing", "b")}
+    for entry in report["evals"]:
+        card = page.cards[(entry["eval"], entry["variant"])]
+        assert percent(card["pass_rate"]) == pytest.approx(entry["pass_rate"], abs=5e-4)
+        low, high = card["ci95"].split(" – ")
+        assert [percent(low), percent(high)] == pytest.approx(entry["pass_rate_ci95"], abs=5e-4)
+        assert percent(card["threshold"]) == pytest.approx(entry["threshold"])
+        assert percent(card["baseline"]) == pytest.approx(entry["baseline_pass_rate"], abs=5e-4)
+        assert float(card["delta"].removesuffix(" pp")) / 100 == pytest.approx(entry["delta"], abs=5e-4)
+        assert float(card["p_value"].removeprefix("p=")) == pytest.approx(entry["p_value"], abs=5e-4)
+        assert card["cases"] == f"{entry['passed']} passed, {entry['failed']} failed, 0 errors, 0 flaky"
+        assert float(card["cost"].lstrip("$")) == pytest.approx(entry["cost_usd_total"], abs=5e-7)
+        assert float(card["latency_p95"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p95"], abs=0.05)
+        assert f'class="card verdict-{entry["verdict"]}"' in text
+    assert "tripped (warn): pass_rate 0.666667 below min 0.9" in text
+    assert len(page.rows) == len(report["cases"]) == 6
+    assert sorted((r["variant"], r["cells"][2], r["outcome"]) for r in page.rows) == sorted(
+        (c["variant"], c["case_id"], "passed" if c["passed"] else "failed") for c in report["cases"]
+    )
+    svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path")}
+    assert svg == {"svg", "rect", "line", "path"}
+    assert sum(a.get("class") == "threshold" for tag, a in page.tags) == 2
+    assert sum(a.get("class") == "baseline" for tag, a in page.tags) == 2
+    assert not re.search(r"https?://", text)  # self-contained: nothing to fetch
+
+
+def test_untrusted_outputs_are_text_and_bounded(project, pytester):
+    pytester.makepyfile(hostile=HOSTILE_APP)
+    project("hostile.eval.yaml", HOSTILE_EVAL)
+    page, report, text = run(pytester, "--prompt-no-tracking")
+    assert [tag for tag, _ in page.tags].count("script") == 1  # the page's own filter script, nothing else
+    assert "alert" not in "".join(page.scripts)
+    assert not any(tag in ("img", "textarea") for tag, _ in page.tags)
+    script, big = sorted(page.rows, key=lambda r: r["cells"][2], reverse=True)
+    assert "<script>alert(1)</script></textarea><img src=x onerror=alert(2)>" in script["cells"][7]
+    assert '"kind": "<script>alert(3)</script>"' in script["cells"][5]
+    assert re.fullmatch(r"A{2000}… \[\d+ chars cut\]", big["cells"][7])  # the 1 MB line, cut to 2 000 characters
+    assert "<td>missing</td>" in text  # the failure modes' table
+    assert len(text) < 60_000
+    assert report["cases"][0]["runs"][0]["output"].startswith("<script>")  # the JSON keeps the output as it was
+
+
+def test_written_with_tracking_off_from_the_ini_setting(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    project("tox.ini", "[pytest]\npromptgate_report_html = reports/evals.html\n")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-no-tracking")
+    assert result.ret == 0
+    page = Page((pytester.path / "reports/evals.html").read_text(encoding="utf-8"))
+    assert page.cards[("routing", "a")]["baseline"] == "off (tracking off)"
+    assert page.cards[("routing", "a")]["delta"] == "-"
+
+
+def test_written_when_the_tracking_server_is_down(project, pytester, tracking_on):
+    project("routing.eval.yaml", EVAL)
+    page, report, _ = run(pytester, "--prompt-tracking-uri", "http://127.0.0.1:9")
+    assert report["tracking"]["state"] == "unavailable"
+    assert page.cards[("routing", "b")]["baseline"] == "unavailable"
+
+
+def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    Path(pytester.path / "blocked").write_text("a file, not a directory")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-no-tracking", "--prompt-report-html", "blocked/r.html")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: could not write the report */blocked/r.html: *"])
