@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from chromium import chromium
 
 EVAL = """
 eval: routing
@@ -179,3 +180,33 @@ def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):
     result = pytester.runpytest("--prompt-suite", "core", "--prompt-no-tracking", "--prompt-report-html", "blocked/r.html")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["promptgate: could not write the report */blocked/r.html: *"])
+
+
+def test_chromium_opens_the_page_from_disk_and_filters_the_cases(project, pytester, tmp_path):
+    pytester.makepyfile(hostile=HOSTILE_APP)
+    project("hostile.eval.yaml", HOSTILE_EVAL)
+    project("routing.eval.yaml", EVAL)
+    run(pytester)
+    page = pytester.path / "out/evals.html"
+    with chromium(tmp_path) as browser:
+        browser.open(page)
+        assert browser.run("return document.querySelectorAll('#pass-rate-chart rect.bar').length") == 3
+        assert browser.run("return document.querySelectorAll('#pass-rate-chart .threshold').length") == 3
+        assert browser.run("return document.querySelectorAll('#pass-rate-chart .whisker').length") == 3
+        visible = "return Array.from(document.querySelectorAll('#cases tbody tr')).filter(r => r.offsetHeight > 0).length"
+        assert browser.run(visible) == 8
+        browser.type("#filter-text", "hello")
+        assert browser.run(visible) == 2  # r3 of each routing variant
+        assert browser.run("return document.getElementById('shown').textContent") == "2"
+        browser.run("var s = document.getElementById('filter-variant'); s.value = 'b';"
+                    " s.dispatchEvent(new Event('input'))")
+        assert browser.run(visible) == 1
+        assert browser.run("return document.querySelectorAll('img').length") == 0  # the hostile <img onerror> is text
+        browser.screenshot(tmp_path / "report.png")
+        console = [entry for entry in browser.log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        requests = [json.loads(entry["message"])["message"] for entry in browser.log("performance")]
+    assert console == []
+    urls = [m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"]
+    # from the page's own request on, nothing else (what comes before is the browser's new-tab page)
+    assert urls[urls.index(page.as_uri()):] == [page.as_uri()]
+    assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG")
