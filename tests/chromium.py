@@ -56,8 +56,9 @@ class Browser:
     def open(self, path: Path) -> None:
         self.call("POST", "/url", {"url": path.as_uri()})
 
-    def run(self, script: str) -> Any:
-        return self.call("POST", "/execute/sync", {"script": script, "args": []})
+    def run(self, script: str, *args: Any) -> Any:
+        """The value of a function body run in the page (``arguments[0]``... are ``args``)."""
+        return self.call("POST", "/execute/sync", {"script": script, "args": list(args)})
 
     def type(self, css: str, text: str) -> None:
         element = self.call("POST", "/element", {"using": "css selector", "value": css})[_ELEMENT]

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 #: 1 MB output costs the page 2 000 characters.
 MAX_CELL_CHARS = 2_000
 
+#: Case rows shown at once; the filter shows the first this many that match, and a button the next this many.
+#: Laying out every row of 10 000 cost Chromium seconds (docs/html-report.md); the page holds them all.
+PAGE_ROWS = 500
+
 #: The chart's geometry, in SVG user units: where the pass-rate axis starts and how wide it is, the height of a row.
 _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 
@@ -182,14 +186,16 @@ def _case_table(cases: Sequence[Mapping[str, Any]]) -> str:
     return (
         '<section id="cases"><h2>Cases</h2><p class="controls">' + controls
         + '<label>text <input id="filter-text" type="search" placeholder="output, vars, reason…"></label> '
-        f'<span id="shown">{len(cases)}</span> of {len(cases)} shown</p>'
+        f'<span id="shown">{min(len(cases), PAGE_ROWS)}</span> of <span id="matching">{len(cases)}</span> '
+        f'matching case(s) shown <button id="more" type="button"{"" if len(cases) > PAGE_ROWS else " hidden"}>'
+        f"show {PAGE_ROWS} more</button></p>"
         "<table><thead><tr><th>eval</th><th>variant</th><th>case</th><th>outcome</th><th>score</th>"
         "<th>vars</th><th>expected</th><th>output</th><th>reasons</th><th>ms</th></tr></thead><tbody>"
-        + "".join(_case_row(c) for c in cases) + "</tbody></table></section>"
+        + "".join(_case_row(c, shown=n < PAGE_ROWS) for n, c in enumerate(cases)) + "</tbody></table></section>"
     )
 
 
-def _case_row(case: Mapping[str, Any]) -> str:
+def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outcome = "error" if case["error"] is not None else ("passed" if case["passed"] else "failed")
     runs = case["runs"]
     outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
@@ -198,7 +204,7 @@ def _case_row(case: Mapping[str, Any]) -> str:
     latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
     score = f"{case['score']:.3f}" if case["score"] is not None else "-"
     return (
-        f'<tr data-eval="{escape(case["eval"])}" data-variant="{escape(case["variant"])}" data-outcome="{outcome}">'
+        f'<tr data-eval="{escape(case["eval"])}" data-variant="{escape(case["variant"])}" data-outcome="{outcome}"{"" if shown else " hidden"}>'
         f"<td>{escape(case['eval'])}</td><td>{escape(case['variant'])}</td><td>{bounded(case['case_id'], 200)}</td>"
         f'<td class="{outcome}">{outcome}{" (flaky)" if case["flaky"] else ""}</td><td class="number">{score}</td>'
         f"<td><pre>{bounded(_text(case['vars']))}</pre></td><td><pre>{bounded(_text(case['expected']))}</pre></td>"
@@ -241,29 +247,36 @@ svg .whisker{stroke:#222;stroke-width:1.5;fill:none}svg .threshold{stroke:#000;s
 svg .baseline{fill:#6a1b9a}.legend{color:#555;font-size:.85em}
 table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
 th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
-pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;max-height:12em;overflow:auto;font-size:.95em}
+pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;font-size:.95em}
 .controls label{margin-right:1em}
 """
 
-#: Filters the case table; the row texts are lowered once, so a keystroke over 10 000 rows stays quick.
+#: Filters the case table, showing the first ``PAGE_ROWS`` rows that match (more on request); the row texts are
+#: lowered once, so a keystroke over 10 000 rows stays quick.
 _SCRIPT = """
 (function () {
   var rows = Array.prototype.slice.call(document.querySelectorAll("#cases tbody tr"));
   var texts = rows.map(function (row) { return row.textContent.toLowerCase(); });
   var selects = ["eval", "variant", "outcome"].map(function (name) { return document.getElementById("filter-" + name); });
-  var text = document.getElementById("filter-text"), shown = document.getElementById("shown");
+  var text = document.getElementById("filter-text"), more = document.getElementById("more");
+  var page = %d, limit = page;
   function apply() {
-    var query = text.value.trim().toLowerCase(), count = 0;
+    var query = text.value.trim().toLowerCase(), matching = 0;
     for (var i = 0; i < rows.length; i++) {
       var keep = !query || texts[i].indexOf(query) >= 0;
       for (var j = 0; keep && j < selects.length; j++) {
         keep = !selects[j].value || rows[i].dataset[selects[j].name] === selects[j].value;
       }
-      rows[i].hidden = !keep;
-      if (keep) { count++; }
+      if (keep) { matching++; }
+      rows[i].hidden = !keep || matching > limit;
     }
-    shown.textContent = String(count);
+    document.getElementById("shown").textContent = String(Math.min(matching, limit));
+    document.getElementById("matching").textContent = String(matching);
+    more.hidden = matching <= limit;
   }
-  selects.concat([text]).forEach(function (control) { control.addEventListener("input", apply); });
+  selects.concat([text]).forEach(function (control) {
+    control.addEventListener("input", function () { limit = page; apply(); });
+  });
+  more.addEventListener("click", function () { limit += page; apply(); });
 })();
-"""
+""" % PAGE_ROWS
