@@ -73,7 +73,7 @@ class Page(HTMLParser):
             self._card[self._field] = ""
         elif tag == "tr" and "data-outcome" in a:
             self.rows.append({"eval": a["data-eval"], "variant": a["data-variant"], "outcome": a["data-outcome"],
-                              "cells": []})
+                              "hidden": "hidden" in a, "cells": []})
         elif tag == "td" and self.rows:
             self._cell = []
         elif tag == "script":
@@ -155,6 +155,17 @@ def test_untrusted_outputs_are_text_and_bounded(project, pytester):
     assert "<td>missing</td>" in text  # the failure modes' table
     assert len(text) < 60_000
     assert report["cases"][0]["runs"][0]["output"].startswith("<script>")  # the JSON keeps the output as it was
+
+
+def test_the_table_shows_the_first_500_cases_of_many(project, pytester):
+    cases = "".join(f"  - {{id: c{n}, vars: {{message: 'refund {n}'}}, expected: refund}}\n" for n in range(501))
+    project("many.eval.yaml", "eval: many\nsuites: [core]\nprompts: {p: {template: '{{message}}'}}\n"
+            "target: app:label\nthreshold: 0.5\ngraders: [{type: equals, value: '{{expected}}'}]\ncases:\n" + cases)
+    page, report, text = run(pytester)
+    assert len(page.rows) == len(report["cases"]) == 501  # the page holds every case, for the filter to find
+    assert [row["hidden"] for row in page.rows] == [False] * 500 + [True]
+    assert '<span id="shown">500</span> of <span id="matching">501</span>' in text
+    assert any(tag == "button" and a.get("id") == "more" and "hidden" not in a for tag, a in page.tags)
 
 
 def test_written_with_tracking_off_from_the_ini_setting(project, pytester):
