@@ -569,6 +569,7 @@ class EvalSession:
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
             tracking_uri=display_uri(self.settings.uri), experiment_prefix=self.settings.experiment_prefix,
             linked_prompts=list(run.get("linked_prompts") or []), record_id=record_id(self.session_id, s.eval, s.variant),
+            **_comparison_fields(check),
         )
 
     def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
@@ -856,6 +857,17 @@ def _waiting_uris(paths: list[Path]) -> dict[str, int]:
             uri = "?"
         counts[uri] = counts.get(uri, 0) + 1
     return counts
+
+
+def _comparison_fields(check: EvalCheck) -> dict[str, Any]:
+    """What a run's name and MLflow note say of its verdict and baseline (:class:`TrackedRun` fields)."""
+    c = check.comparison
+    fields: dict[str, Any] = {"verdict_reason": check.verdict.reason if check.verdict else None,
+                              "threshold": check.threshold}
+    if c is not None:
+        fields.update(pass_rate_ci=list(c.current_ci), baseline_pass_rate=c.baseline_rate, delta=c.delta,
+                      p_value=c.p_value, broke=c.broke, fixed=c.fixed)
+    return fields
 
 
 def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:
