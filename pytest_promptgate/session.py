@@ -753,7 +753,10 @@ class EvalSession:
             from .report import terminal_lines
 
             terminalreporter.write_sep("=", "promptgate")
-            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
+            # A width only when the terminal's is known: a log that is not a terminal (CI) keeps the full table.
+            known = terminalreporter.isatty or os.environ.get("COLUMNS", "").strip()
+            width = terminalreporter.config.get_terminal_writer().fullwidth if known else None
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width):
                 terminalreporter.write_line(line)
         for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)

@@ -148,3 +148,26 @@ def test_the_verdict_case_carries_the_baseline_and_the_mlflow_run(routing, pytes
     assert figures["promptgate.mlflow_run_id"] == current.info.run_id
     assert (figures["promptgate.baseline_pass_rate"], figures["promptgate.delta"]) == ("0.6667", "-0.6667")
     assert 0 < float(figures["promptgate.p_value"]) <= 1
+
+
+def test_at_80_columns_the_summary_fits_and_each_verdict_stays_on_its_row(routing, pytester, monkeypatch):
+    long_eval = "customer-intent-routing-for-the-support-inbox"
+    (pytester.path / "routing.eval.yaml").write_text(
+        EVAL.replace("THRESHOLD", "0.9").replace("eval: routing", f"eval: {long_eval}"))
+    monkeypatch.setenv("COLUMNS", "80")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-junit-tolerated", "skip")
+    assert result.ret == 1
+    lines = result.stdout.lines
+    summary = lines[lines.index(next(line for line in lines if " promptgate " in line)) + 1:]
+    summary = summary[:next(i for i, line in enumerate(summary) if line.startswith("====="))]
+    assert summary and all(len(line) <= 80 for line in summary), "\n".join(summary)
+    rows = summary[2:4]  # after the headers and the rule
+    assert len(rows) == 2 and all(line.endswith("REGRESSION") for line in rows), "\n".join(summary)
+    assert [row.split()[0] for row in rows] == ["customer-intent-routing-for-th…/a", "customer-intent-routing-for-th…/b"]
+    assert summary[0].split() == ["eval/variant", "pass", "[95%", "CI]", "base", "delta", "pp", "(p)", "verdict"]
+
+
+def test_a_wide_terminal_keeps_the_full_table(routing, pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    result = pytester.runpytest("--prompt-suite", "core")
+    result.stdout.fnmatch_lines(["eval *variant *cases *fail/err/flaky *pass rate ?95% CI? *threshold *baseline*p95 ms"])
