@@ -175,6 +175,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: ini promptgate_fail_on, else regression.",
     )
     group.addoption(
+        "--prompt-junit-tolerated",
+        choices=("fail", "skip"),
+        default=None,
+        help="how the JUnit XML (--junitxml) shows the failed cases that their eval's threshold tolerates: "
+        "fail, or skip with the reason (a CI dashboard then turns green exactly when pytest exits 0). "
+        "Default: ini promptgate_junit_tolerated, else fail.",
+    )
+    group.addoption(
         "--promote",
         metavar="NAME",
         default=None,
@@ -228,6 +236,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
+    parser.addini("promptgate_junit_tolerated", "tolerated failed cases in the JUnit XML: fail or skip (default: fail)",
+                  default="fail")
     parser.addini("promptgate_concurrency", "target calls under way at once in each process (default: 8)",
                   default=str(DEFAULT_CONCURRENCY))
     parser.addini("promptgate_cache", "response cache mode: off, use, record or replay (default: off)", default="off")

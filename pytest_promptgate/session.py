@@ -142,6 +142,11 @@ class EvalSession:
         self._journal: Journal | None = None  # opened at the first case when tracking is on
         self._recovered = 0  # runs of killed sessions' journals spooled at the start
         self._journal_problems: list[str] = []
+        #: How --junitxml shows the failed cases a threshold tolerates (``fail`` or ``skip``), and which failed.
+        self.junit_tolerated = _junit_tolerated(config)
+        self._failed_cases: dict[str, tuple[str, str]] = {}  # node id -> (eval, variant)
+        if getattr(config.option, "xmlpath", None):  # --junitxml, and pytest's junitxml plugin is loaded
+            config.pluginmanager.register(JUnitCompletion(self), "promptgate-junit")
         self.interrupts = Interrupts()  # SIGTERM raises KeyboardInterrupt, as Ctrl-C does, until unconfigure
         self.interrupts.install()
         state.prompt_source = self.resolve_prompt
@@ -317,6 +322,8 @@ class EvalSession:
         data = getattr(report, REPORT_ATTR, None)
         if data is not None:
             self._case_data.append(data)  # pytest keeps the report, and so its data, to the end anyway
+            if report.failed:
+                self._failed_cases[report.nodeid] = (data["eval"], data["variant"])
             self._journal_case(data)
         elif report.failed:
             self.ordinary_failures += 1
@@ -562,6 +569,7 @@ class EvalSession:
             start_time_ms=self.started_ms, end_time_ms=int(time.time() * 1000),
             tracking_uri=display_uri(self.settings.uri), experiment_prefix=self.settings.experiment_prefix,
             linked_prompts=list(run.get("linked_prompts") or []), record_id=record_id(self.session_id, s.eval, s.variant),
+            **_comparison_fields(check),
         )
 
     def _prompt_versions(self, eval_name: str, variant: str) -> dict[str, str]:
@@ -707,6 +715,46 @@ class EvalSession:
             return Path(config.inipath.parent if config.inipath else config.rootpath, ini)
         return None
 
+    def complete_junit(self, session: pytest.Session) -> None:
+        """Add the verdicts to the JUnit XML pytest wrote (:mod:`pytest_promptgate.report.junit`)."""
+        from _pytest.junitxml import xml_key
+
+        from .report import complete_junit
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None or self.outcome is None:  # no JUnit XML, or no eval ran, or interrupted while finishing
+            return
+        path = Path(xml.logfile)
+        try:
+            text = complete_junit(path.read_text(encoding="utf-8"), self.checks, self.outcome,
+                                  session_failed=session.exitstatus != pytest.ExitCode.OK,
+                                  tolerated=self._tolerated_cases(xml.prefix))
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.report_problems.append(f"promptgate: could not add the verdicts to the JUnit XML {path}: "
+                                        f"{exc.strerror or exc}")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _tolerated_cases(self, prefix: str | None) -> dict[tuple[str, str], str]:
+        """JUnit (classname, name) -> skip message, of the failed cases to report as tolerated (none unless ``skip``)."""
+        from _pytest.junitxml import mangle_test_address
+
+        from .report import failing, tolerated_reason
+
+        outcome = self.outcome
+        assert outcome is not None
+        if self.junit_tolerated != "skip" or outcome.strict or outcome.stopped_early or outcome.interrupted:
+            return {}
+        passing = {(c.summary.eval, c.summary.variant): c for c in self.checks if not failing(c, outcome.fail_on)}
+        tolerated = {}
+        for nodeid, key in self._failed_cases.items():
+            if key in passing:
+                names = mangle_test_address(nodeid)  # as pytest's junitxml names the case
+                classname = ".".join(([prefix] if prefix else []) + names[:-1])
+                tolerated[(classname, names[-1])] = tolerated_reason(passing[key])
+        return tolerated
+
     def pytest_unconfigure(self) -> None:
         """Stop the agent and keep the journal of a session that ended before its finish; put the signal
         handlers back."""
@@ -720,10 +768,39 @@ class EvalSession:
             from .report import terminal_lines
 
             terminalreporter.write_sep("=", "promptgate")
-            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking):
+            # A width only when the terminal's is known: a log that is not a terminal (CI) keeps the full table.
+            known = terminalreporter.isatty or os.environ.get("COLUMNS", "").strip()
+            width = terminalreporter.config.get_terminal_writer().fullwidth if known else None
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width):
                 terminalreporter.write_line(line)
         for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)
+
+
+class JUnitCompletion:
+    """Completes the JUnit XML once pytest's junitxml plugin has written it. Registered only with --junitxml.
+
+    ``LogXML.pytest_sessionfinish`` (``_pytest/junitxml.py``) writes the file; this
+    implementation runs after it (``trylast``), and after the session's verdicts.
+    """
+
+    def __init__(self, eval_session: EvalSession) -> None:
+        self.eval_session = eval_session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.eval_session.complete_junit(session)
+
+
+def _junit_tolerated(config: pytest.Config) -> str:
+    """``--prompt-junit-tolerated``, else the ini key; a bad ini value is a usage error."""
+    from .report import TOLERATED_CHOICES
+
+    chosen = config.getoption("prompt_junit_tolerated") or config.getini("promptgate_junit_tolerated").strip() or "fail"
+    if chosen not in TOLERATED_CHOICES:
+        raise pytest.UsageError(f"promptgate: ini promptgate_junit_tolerated: {chosen!r} is not one of "
+                                f"{', '.join(TOLERATED_CHOICES)}")
+    return chosen
 
 
 def sync_spool(config: pytest.Config) -> int:
@@ -798,6 +875,17 @@ def _waiting_uris(paths: list[Path]) -> dict[str, int]:
             uri = "?"
         counts[uri] = counts.get(uri, 0) + 1
     return counts
+
+
+def _comparison_fields(check: EvalCheck) -> dict[str, Any]:
+    """What a run's name and MLflow note say of its verdict and baseline (:class:`TrackedRun` fields)."""
+    c = check.comparison
+    fields: dict[str, Any] = {"verdict_reason": check.verdict.reason if check.verdict else None,
+                              "threshold": check.threshold}
+    if c is not None:
+        fields.update(pass_rate_ci=list(c.current_ci), baseline_pass_rate=c.baseline_rate, delta=c.delta,
+                      p_value=c.p_value, broke=c.broke, fixed=c.fixed)
+    return fields
 
 
 def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:

@@ -91,11 +91,14 @@ def coin_eval(threshold: float, **patterns: str) -> str:
 
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """pytester, whose sessions set the ini key pytest-asyncio (a test dependency) otherwise warns about.
+    """pytester, whose sessions set the ini key pytest-asyncio (a test dependency) otherwise warns about,
+    and print to a terminal of unknown width (as in CI logs): the full summary table.
 
     pytester clears ``PYTEST_ADDOPTS`` when it starts, so the variable is set after it.
     """
     monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    # xdist's workers have COLUMNS=80, which would give every session the compact summary of a narrow terminal.
+    monkeypatch.delenv("COLUMNS", raising=False)
     return pytester
 
 

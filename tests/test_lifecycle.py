@@ -179,7 +179,7 @@ def test_a_run_reads_back_with_the_documented_layout(story, pytester):
     [run] = runs_of(story.uri)
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "default"
+    assert run.info.run_name == "story/default PASS 90.0%"  # what MLflow's run list shows
     assert {k: params[k] for k in ("eval", "variant", "suite", "repeat", "target", "temperature", "cache")} == {
         "eval": "story", "variant": "default", "suite": "core", "repeat": "1", "target": "quality:answer",
         "temperature": "0.2", "cache": "off",

@@ -236,7 +236,7 @@ def test_runs_land_in_mlflow_as_documented(store, tmp_path, monkeypatch):
 
     run = runs[ids[0]]
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "base"
+    assert run.info.run_name == "triage/base PASS 66.7%"
     assert (run.info.start_time, run.info.end_time) == (1_700_000_000_000, 1_700_000_000_500)
     assert run.data.params == {
         "eval": "triage", "variant": "base", "suite": "core", "dataset_hash": "abc123", "repeat": "1",

@@ -19,10 +19,7 @@ def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
         rate = f"{s.pass_rate:.1%}"
         if c is not None:
             rate += f" [{c.current_ci[0]:.0%}-{c.current_ci[1]:.0%}]"
-        if c is not None and c.baseline_rate is not None and c.delta is not None and c.p_value is not None:
-            baseline, delta = f"{c.baseline_rate:.1%}", f"{c.delta * 100:+.1f} pp ({format_p(c.p_value)})"
-        else:
-            baseline, delta = _no_baseline_word(v, tracking), "-"
+        baseline, delta = _baseline_cells(check, tracking, unit=" pp")
         verdict = "?" if v is None else v.kind.value + (" (first run)" if v.first_run else "")
         rows.append([
             s.eval, s.variant, f"{s.cases}/{check.dataset_size}" if check.partial else s.cases,
@@ -37,6 +34,31 @@ def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
     headers = ["eval", "variant", "cases", "fail/err/flaky", "pass rate [95% CI]", "threshold", "baseline", "delta (p)",
                "verdict", "score", "cost $", "p95 ms"]
     return headers, rows
+
+
+def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[str]]]:
+    """The summary table for a narrow terminal: eval/variant in one cell, short headers, the verdict on the row.
+
+    The cells of :func:`summary_rows`, fewer of them: cases, cost and latency stay in the wide table and the reports.
+    """
+    rows = []
+    for check in checks:
+        s, c, v = check.summary, check.comparison, check.verdict
+        rate = f"{s.pass_rate:.1%}"
+        if c is not None:
+            rate += f" [{c.current_ci[0] * 100:.0f}-{c.current_ci[1] * 100:.0f}]"
+        baseline, delta = _baseline_cells(check, tracking, unit="")
+        verdict = "?" if v is None else v.kind.value + (" (first)" if v.first_run else "")
+        rows.append([f"{s.eval}/{s.variant}", rate, baseline, delta, verdict])
+    return ["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "verdict"], rows
+
+
+def _baseline_cells(check: EvalCheck, tracking: TrackingStatus | None, unit: str) -> tuple[str, str]:
+    """The baseline and delta (p) cells of a row: ``100.0%``, ``-33.3 pp (p=0.250)``; ``-`` without a baseline."""
+    c = check.comparison
+    if c is not None and c.baseline_rate is not None and c.delta is not None and c.p_value is not None:
+        return f"{c.baseline_rate:.1%}", f"{c.delta * 100:+.1f}{unit} ({format_p(c.p_value)})"
+    return _no_baseline_word(check.verdict, tracking), "-"
 
 
 def _no_baseline_word(v: Verdict | None, tracking: TrackingStatus | None) -> str:

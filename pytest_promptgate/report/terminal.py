@@ -2,27 +2,53 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome
-from .summary import conclusion, footnote_lines, note_lines, summary_rows
+from .summary import compact_rows, conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
     from ..tracking import TrackingStatus
 
 
+#: The narrowest first column of the compact table: an eval/variant is cut to fit, never below this.
+_MIN_LABEL = 12
+
+
 def terminal_lines(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None,
+    tracking: TrackingStatus | None = None, width: int | None = None,
 ) -> list[str]:
-    """The summary table (one row per eval and variant), then notes, then what decided the exit status."""
+    """The summary table (one row per eval and variant), then notes, then what decided the exit status.
+
+    With a terminal ``width`` the full table is too wide for, the compact table (:func:`compact_rows`)
+    is shown instead, and the notes wrap between words: a terminal's own wrapping would cut cells mid-word.
+    """
     headers, rows = summary_rows(checks, tracking)
     lines = text_table(headers, rows, numeric_from=2) if rows else []
-    lines += footnote_lines(checks)
-    lines.append("")
-    lines += note_lines(checks, best, tracking)
-    lines.append(conclusion(outcome))
+    if width is not None and any(len(line) > width for line in lines):
+        lines = _compact_table(checks, tracking, width)
+    notes = [*footnote_lines(checks), "", *note_lines(checks, best, tracking), conclusion(outcome)]
+    if width is None:
+        return lines + notes
+    return lines + [wrapped for note in notes for wrapped in (textwrap.wrap(note, width, subsequent_indent="  ") or [""])]
+
+
+def _compact_table(checks: Sequence[EvalCheck], tracking: TrackingStatus | None, width: int) -> list[str]:
+    """The compact table, its eval names cut (``…``, the variant kept) as far as it takes to fit ``width``."""
+    headers, rows = compact_rows(checks, tracking)
+    lines = text_table(headers, rows, numeric_from=1)
+    over = max(len(line) for line in lines) - width
+    longest = max(len(row[0]) for row in rows)
+    if over > 0 and longest > _MIN_LABEL:
+        keep = max(_MIN_LABEL, longest - over, len(headers[0]))
+        for row, check in zip(rows, checks):
+            tail = "/" + check.summary.variant
+            if len(row[0]) > keep:
+                row[0] = row[0][:max(keep - len(tail) - 1, 1)] + "…" + tail
+        lines = text_table(headers, rows, numeric_from=1)
     return lines
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..template import prompt_digest
+from ..verdicts import format_p
 from .store import Tracker, path_part
 
 if TYPE_CHECKING:
@@ -108,6 +109,17 @@ class TrackedRun:
     #: Registry prompt versions the run used, ``[{"name": ..., "version": "3"}]``: tagged
     #: ``mlflow.linkedPrompts`` as MlflowClient.link_prompt_version_to_run does, in the same batch.
     linked_prompts: list[dict[str, str]] = field(default_factory=list)
+    #: What the run's name and Markdown description (MLflow's note) show besides the metrics: the verdict's
+    #: reason, the eval's threshold, the 95% interval of the pass rate, and the comparison with the baseline.
+    verdict_reason: str | None = None
+    threshold: float | None = None
+    pass_rate_ci: list[float] | None = None
+    baseline_pass_rate: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    #: Shared cases that flipped against the baseline: passed then failed (``broke``), failed then passed (``fixed``).
+    broke: int | None = None
+    fixed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the spool file's content)."""
@@ -186,8 +198,8 @@ def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = Non
     made it already, in which case ``record.cases`` is not read: the session sends its
     tracking agent a few megabytes of text rather than the cases as objects.
 
-    In order: the run is created in the eval's experiment (named after the
-    variant, with the record's start time and identity tags); params, metrics and
+    In order: the run is created in the eval's experiment (named by :func:`run_name`,
+    with the record's start time and identity tags); params, metrics and
     tags go in one ``log_batch``; the results table (:data:`RESULTS_FILE`) and
     the prompt texts (``prompts/{name}.txt``) are uploaded; the run is set
     FINISHED. Only a FINISHED run can become a baseline, so a run whose logging
@@ -211,7 +223,7 @@ def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = Non
         identity = {k: tags.pop(k) for k in _IDENTITY_TAGS}
         if truncated:
             tags[TRUNCATED_TAG] = cut_value(",".join(truncated), MAX_TAG_VALUE)[0]
-        run = client.create_run(experiment_id, start_time=record.start_time_ms, tags=identity, run_name=record.variant)
+        run = client.create_run(experiment_id, start_time=record.start_time_ms, tags=identity, run_name=run_name(record))
     run_id = run.info.run_id
     try:
         with tracker._calling(what):
@@ -308,6 +320,8 @@ def _run_params_and_tags(record: TrackedRun) -> tuple[dict[str, str], dict[str, 
         ours["mlflow.linkedPrompts"] = json.dumps(
             [{"name": p["name"], "version": str(p["version"])} for p in record.linked_prompts]
         )
+    # MLflow's UI shows this tag as the run's Markdown description.
+    ours["mlflow.note.content"] = run_note(record)
     if record.verdict is not None:
         ours["promptgate.verdict"] = record.verdict
     if record.baseline_run_id is not None:
@@ -315,6 +329,61 @@ def _run_params_and_tags(record: TrackedRun) -> tuple[dict[str, str], dict[str, 
     for key, value in {**given, **ours}.items():
         put(tags, "tag", key, value, MAX_TAG_VALUE)
     return params, tags, truncated
+
+
+#: How much of ``eval/variant`` a run name keeps, so that the verdict and pass rate after it stay in sight.
+MAX_RUN_NAME_LABEL = 80
+
+
+def run_name(record: TrackedRun) -> str:
+    """The run's name in MLflow's run list: ``intent-routing/terse PASS 88.9%`` (no configured columns needed)."""
+    label = f"{record.eval}/{record.variant}"
+    if len(label) > MAX_RUN_NAME_LABEL:
+        label = label[:MAX_RUN_NAME_LABEL - 1] + "…"
+    words = [label, record.verdict or "", _rate(record.metrics.get("pass_rate"))]
+    return " ".join(word for word in words if word)
+
+
+def run_note(record: TrackedRun) -> str:
+    """The run's Markdown description (tag ``mlflow.note.content``): verdict, pass rate, baseline, flipped cases."""
+    m = record.metrics
+    headline = f"**{record.verdict or 'no verdict'}**: pass rate **{_rate(m.get('pass_rate')) or '?'}**"
+    if record.pass_rate_ci:
+        headline += f" (95% interval {_rate(record.pass_rate_ci[0])} to {_rate(record.pass_rate_ci[1])})"
+    if record.threshold is not None:
+        headline += f", threshold {_rate(record.threshold)}"
+    lines = [headline, ""]
+    if record.verdict_reason:
+        lines.append(f"- verdict: {record.verdict_reason}")
+    if "total_cases" in m:
+        lines.append(f"- cases: {m['total_cases']:.0f} ({m.get('passed_cases', 0):.0f} passed, "
+                     f"{m.get('failed_cases', 0):.0f} failed, {m.get('error_cases', 0):.0f} errors)"
+                     + ("" if record.complete else "; a partial or incomplete run: never a baseline"))
+    lines += _baseline_lines(record)
+    lines.append(f"- eval `{record.eval}`, variant `{record.variant}`; every case: the table `{RESULTS_FILE}`")
+    return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(record: TrackedRun) -> list[str]:
+    """The note's lines on the baseline: which run, its pass rate, the delta, and the cases that flipped."""
+    if record.baseline_run_id is None:
+        return ["- baseline: none (a first run, or no baseline could be read)"]
+    line = f"- baseline: run `{record.baseline_run_id}`"
+    if record.baseline_pass_rate is not None:
+        line += f" at {_rate(record.baseline_pass_rate)}"
+    if record.delta is not None:
+        line += f", delta {record.delta * 100:+.1f} pp"
+        if record.p_value is not None:
+            line += f" ({format_p(record.p_value)})"
+    lines = [line]
+    if record.broke is not None and record.fixed is not None:
+        lines.append(f"- flipped against the baseline: {record.broke + record.fixed} case(s), "
+                     f"{record.broke} newly failing, {record.fixed} newly passing")
+    return lines
+
+
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
 
 
 def _unique_key(key: str, taken: Mapping[str, Any]) -> str:
