@@ -15,12 +15,9 @@ def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
     """The summary table's headers, and one row per eval and variant (cells as text)."""
     rows = []
     for check in checks:
-        s, c, v = check.summary, check.comparison, check.verdict
-        rate = f"{s.pass_rate:.1%}"
-        if c is not None:
-            rate += f" [{c.current_ci[0]:.0%}-{c.current_ci[1]:.0%}]"
+        s = check.summary
+        rate, verdict = _rate_cell(check, percent="%"), _verdict_cell(check, first_run="first run")
         baseline, delta = _baseline_cells(check, tracking, unit=" pp")
-        verdict = "?" if v is None else v.kind.value + (" (first run)" if v.first_run else "")
         rows.append([
             s.eval, s.variant, f"{s.cases}/{check.dataset_size}" if check.partial else s.cases,
             f"{s.failed}/{s.errors}/{s.flaky}",
@@ -43,14 +40,26 @@ def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
     """
     rows = []
     for check in checks:
-        s, c, v = check.summary, check.comparison, check.verdict
-        rate = f"{s.pass_rate:.1%}"
-        if c is not None:
-            rate += f" [{c.current_ci[0] * 100:.0f}-{c.current_ci[1] * 100:.0f}]"
+        s = check.summary
+        rate, verdict = _rate_cell(check, percent=""), _verdict_cell(check, first_run="first")
         baseline, delta = _baseline_cells(check, tracking, unit="")
-        verdict = "?" if v is None else v.kind.value + (" (first)" if v.first_run else "")
         rows.append([f"{s.eval}/{s.variant}", rate, baseline, delta, verdict])
     return ["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "verdict"], rows
+
+
+def _rate_cell(check: EvalCheck, percent: str) -> str:
+    """The pass rate cell: ``88.9% [57%-98%]``, the interval's ``%`` signs as ``percent`` says."""
+    c = check.comparison
+    rate = f"{check.summary.pass_rate:.1%}"
+    if c is not None:
+        rate += f" [{c.current_ci[0] * 100:.0f}{percent}-{c.current_ci[1] * 100:.0f}{percent}]"
+    return rate
+
+
+def _verdict_cell(check: EvalCheck, first_run: str) -> str:
+    """The verdict cell: ``PASS``, ``PASS (first run)`` (the words of ``first_run``), or ``?`` before a verdict."""
+    v = check.verdict
+    return "?" if v is None else v.kind.value + (f" ({first_run})" if v.first_run else "")
 
 
 def _baseline_cells(check: EvalCheck, tracking: TrackingStatus | None, unit: str) -> tuple[str, str]:
