@@ -13,7 +13,7 @@ import enum
 import functools
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -287,6 +287,46 @@ def fisher_exact_two_sided(pass_a: int, n_a: int, pass_b: int, n_b: int) -> floa
         ca = ca * (n_a - x) // (x + 1)
         cb = cb * (k - x) // (n_b - k + x + 1) if k - x > 0 else 0
     return min(1.0, extreme / total)
+
+
+#: The corrections ``--prompt-correction`` accepts for p-values of many comparisons at once.
+CORRECTIONS = ("holm", "bh", "none")
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """P-values adjusted for testing them together, in the order given (DESIGN §5.1).
+
+    A session compares many (eval, variant) pairs, and an optimizer tries many
+    candidates: at alpha 0.05, twenty unchanged comparisons raise a false alarm
+    about two times in three. ``holm`` (Holm–Bonferroni) holds the chance of any
+    false alarm at alpha under any dependence between the tests; ``bh``
+    (Benjamini–Hochberg) holds the expected share of false alarms among the
+    alarms, and is less strict; ``none`` returns them unchanged. The same
+    numbers as ``statsmodels.stats.multitest.multipletests(p, method="holm" or
+    "fdr_bh")``.
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {method!r}")
+    for p in pvalues:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p-values must lie in [0, 1], got {p!r}")
+    m = len(pvalues)
+    if method == "none" or m < 2:
+        return [float(p) for p in pvalues]
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    if method == "holm":  # step down: the i-th smallest times (m - i), kept non-decreasing
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (m - rank) * pvalues[i]))
+            adjusted[i] = running
+    else:  # step up: the i-th smallest times m / i, kept non-increasing from the largest
+        running = 1.0
+        for rank in range(m - 1, -1, -1):
+            i = order[rank]
+            running = min(running, m * pvalues[i] / (rank + 1))
+            adjusted[i] = running
+    return adjusted
 
 
 # --------------------------------------------------------------------------- comparison with the baseline

@@ -10,13 +10,31 @@ import pytest
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
-from pytest_promptgate.results import EvalSummary  # noqa: E402
-from pytest_promptgate.schema import GateRule  # noqa: E402
-from pytest_promptgate.verdicts import GATE_METRICS  # noqa: E402
-from pytest_promptgate.verdicts import (  # noqa: E402
-    DEFAULT_FAIL_ON, Comparison, EvalCheck, GateResult, PromptChange, RateInput, Verdict, VerdictKind, best_variants,
-    compare, evaluate_gates, fails_session, fisher_exact_two_sided, judge, mcnemar_exact, metrics_of, parse_fail_on,
-    prompt_changes, verdict, wilson_interval,
+from pytest_promptgate.results import EvalSummary
+from pytest_promptgate.schema import GateRule
+from pytest_promptgate.verdicts import (
+    DEFAULT_FAIL_ON,
+    GATE_METRICS,
+    Comparison,
+    EvalCheck,
+    GateResult,
+    PromptChange,
+    RateInput,
+    Verdict,
+    VerdictKind,
+    adjust_pvalues,
+    best_variants,
+    compare,
+    evaluate_gates,
+    fails_session,
+    fisher_exact_two_sided,
+    judge,
+    mcnemar_exact,
+    metrics_of,
+    parse_fail_on,
+    prompt_changes,
+    verdict,
+    wilson_interval,
 )
 
 # --------------------------------------------------------------------------- Wilson
@@ -576,3 +594,26 @@ def test_prompt_changes_lists_changed_added_and_removed_prompts():
         PromptChange("new", None, "4"), PromptChange("old", "sha256:ccc", None), PromptChange("system", "sha256:aaa", "sha256:bbb"),
     )
     assert prompt_changes(after, after) == ()
+
+
+# --------------------------------------------------------------------------- many comparisons at once
+
+
+@pytest.mark.parametrize("method, statsmodels_name", [("holm", "holm"), ("bh", "fdr_bh")])
+@pytest.mark.parametrize("seed", range(40))
+def test_adjusted_pvalues_match_statsmodels(method, statsmodels_name, seed):
+    from statsmodels.stats.multitest import multipletests
+
+    rng = random.Random(seed)
+    pvalues = [rng.choice([rng.random(), rng.random() / 100, 1.0, 0.05]) for _ in range(rng.randint(1, 25))]
+    expected = multipletests(pvalues, method=statsmodels_name)[1]
+    assert adjust_pvalues(pvalues, method) == pytest.approx(list(expected), abs=1e-12)
+
+
+def test_no_correction_and_bad_input():
+    assert adjust_pvalues([0.01, 0.2], "none") == [0.01, 0.2]
+    assert adjust_pvalues([], "holm") == []
+    with pytest.raises(ValueError, match="holm, bh, none"):
+        adjust_pvalues([0.1], "bonferonni")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_pvalues([1.5], "holm")
