@@ -458,6 +458,8 @@ tests:
       - type: contains
         value: bread
         metric: mentions
+      - type: llm-rubric
+        value: Is about bread
 """)
     result = pytester.runpytest("--prompt-import", "promptfooconfig.yaml", "--prompt-import-to", "out")
     assert result.ret == 0
@@ -474,7 +476,9 @@ tests:
     data = yaml.safe_load(text)
     assert data["target"] == {"provider": {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
                                            "api_key_env": "OPENAI_API_KEY"}}
-    assert data["cases"][0]["graders"] == [{"type": "contains", "value": "bread"}]
+    assert data["cases"][0]["graders"] == [{"type": "contains", "value": "bread"}, {
+        "type": "label_model", "judge": data["target"], "labels": ["pass", "fail"], "passing_labels": ["pass"],
+        "criteria": "Is about bread"}]
     result = pytester.runpytest("--prompt-suite", "imported", "out", "--prompt-no-tracking", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["out/promptfooconfig.eval.yaml::default::test-1"])
 

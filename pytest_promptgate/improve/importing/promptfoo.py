@@ -77,8 +77,12 @@ def read(doc: Document) -> list[Imported]:
     if graders:
         body["graders"] = graders
     notes = []
-    if targets[0][1] == "echo" and not any(t[0] == "echo" for t in targets):
-        notes.append("target: echo stands in for providers that could not be mapped (listed below); set target.")
+    if targets == [("echo", "echo")] and "echo" not in str(doc.data.get("providers")):
+        notes.append("target: echo stands in for the model: the config names no provider that maps onto a target "
+                     "(any that do not are listed below); set target.")
+    if any(g["type"] == "label_model" for g in graders + [g for case in cases for g in case.get("graders", [])]):
+        notes.append("llm-rubric became a label_model grader (pass/fail) judged by an OpenAI model named here, "
+                     "as promptfoo's default grader is; set judge to the one you use.")
     return [Imported(name, f"promptfoo config {display_path(doc.path)}", body, cases, unmapped, notes)]
 
 
