@@ -497,6 +497,7 @@ tests:
      "s.jsonl:2: invalid JSON: *"),
     ({"src.yaml": "e.v0:\n  class: m:Match\n  args: {samples_jsonl: s.jsonl}\n", "s.jsonl": '{"input": "a"}\n'},
      "s.jsonl:1: sample has no 'ideal'; expected keys input and ideal"),
+    ({"g.json": '{\n\t"type": "string_check",\n\t"input": \n}\n'}, "g.json:4: invalid JSON: Expecting value*"),
     ({"g.json": '{"type": "string_check", "input": "{{sample.output_text}}", "reference": "a", "operation": "eq"}'},
      "g.json:1: no data items: expected data_source.source.content in the file or rows *"),
 ])
@@ -525,3 +526,22 @@ def test_import_needs_a_directory(pytester):
     result = pytester.runpytest("--prompt-import", "x.yaml")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--prompt-import needs --prompt-import-to DIR*"])
+
+
+def test_promptfoo_prompts_times_providers_are_variants(pytester):
+    """promptfoo runs every prompt with every provider: one variant per pair, named by their labels."""
+    (pytester.path / "p.txt").write_text("Write about {{topic}}")
+    (pytester.path / "promptfooconfig.yaml").write_text("""
+prompts: ["About {{topic}}", {label: from-file, raw: "file://p.txt"}]
+providers: [echo, {id: "ollama:chat:llama3", config: {temperature: 0}}]
+tests: [{vars: {topic: rye}}]
+""")
+    assert pytester.runpytest("--prompt-import", "promptfooconfig.yaml", "--prompt-import-to", "out").ret == 0
+    data = yaml.safe_load((pytester.path / "out/promptfooconfig.eval.yaml").read_text())
+    assert [v["name"] for v in data["variants"]] == ["prompt-1-echo", "prompt-1-llama3", "from-file-echo", "from-file-llama3"]
+    assert data["variants"][3] == {"name": "from-file-llama3", "prompts": {"prompt": {"template": "Write about {{topic}}"}},
+                                   "target": {"provider": {"base_url": "http://localhost:11434/v1", "model": "llama3",
+                                                           "params": {"temperature": 0}}}}
+    result = pytester.runpytest("--prompt-suite", "imported", "out", "--prompt-no-tracking", "-k", "echo")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*2 passed, 2 deselected*"])

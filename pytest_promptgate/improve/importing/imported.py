@@ -58,7 +58,12 @@ class Document:
         except Unreadable as exc:
             raise ImportFailure(f"{display_path(path)}:{exc.line or 1}: {exc}") from None
         self.path = path
-        self.source = Source.parse(path, text)  # YAML reads JSON too
+        # YAML reads JSON too, and keeps its places; but it also reads what JSON refuses (`"a": }`), so a .json
+        # file is JSON first. YAML refuses some JSON (tabs before a key): such a file is used without places.
+        data = _json(path, text) if path.suffix == ".json" else None
+        self.source = Source.parse(path, text)
+        if self.source.problems and path.suffix == ".json":
+            self.source = Source(path, data, None)
         if self.source.problems:
             raise ImportFailure(str(self.source.problems[0]))
         self.data = self.source.data
@@ -71,10 +76,20 @@ class Document:
         """The value at ``loc``, which must be of ``kind`` (``what`` says what was expected)."""
         value: Any = self.data
         for part in loc:
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, kind) or isinstance(value, bool) and bool not in _kinds(kind):
+            if isinstance(value, dict):
+                value = value.get(part)
+            else:
+                value = value[part] if isinstance(value, list) and isinstance(part, int) and part < len(value) else None
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
             raise self.fail(loc, f"expected {what}")
         return value
+
+
+def _json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ImportFailure(f"{display_path(path)}:{getattr(exc, 'lineno', 1)}: invalid JSON: {exc}") from None
 
 
 def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -132,8 +132,10 @@ def _model(doc: Document, at: tuple[Any, ...], g: dict[str, Any], common: dict[s
         judge["params"] = g["sampling_params"]
     grader: dict[str, Any] = {"type": g["type"], "judge": {"provider": judge}, **common}
     if g["type"] == "label_model":
-        grader.update(labels=g.get("labels"), passing_labels=g.get("passing_labels"))
-        answer = JSON_ANSWER["label_model"] % ", ".join(str(x) for x in g.get("labels") or [])
+        labels = doc.get((*at, "labels"), list, "the labels the judge picks from: a list of texts")
+        passing = doc.get((*at, "passing_labels"), list, "the labels that pass: a list of texts")
+        grader.update(labels=[str(x) for x in labels], passing_labels=[str(x) for x in passing])
+        answer = JSON_ANSWER["label_model"] % ", ".join(grader["labels"])
     else:
         low, high = g.get("range") or [0, 1]
         grader["range"] = [low, high]

@@ -154,10 +154,13 @@ def _variants(prompts: list[tuple[str, Any]], targets: list[tuple[str, Any]]) ->
     """One variant per (prompt, provider) pair, as promptfoo's matrix; none when there is one pair."""
     if len(prompts) == 1 and len(targets) == 1:
         return []
-    variants = []
+    variants: list[dict[str, Any]] = []
     for (p_label, prompt), (t_label, target) in itertools.product(prompts, targets):
         parts = ([p_label] if len(prompts) > 1 else []) + ([t_label] if len(targets) > 1 else [])
-        variants.append({"name": ident("-".join(parts)), "prompts": {"prompt": prompt}, "target": target})
+        name = ident("-".join(parts))
+        if any(v["name"] == name for v in variants):  # two prompts or providers with one label
+            name = ident(f"{name}-{len(variants) + 1}")
+        variants.append({"name": name, "prompts": {"prompt": prompt}, "target": target})
     return variants
 
 
