@@ -309,8 +309,8 @@ def test_openai_grader_configs_map_onto_graders_and_list_the_rest(pytester, reco
     (pytester.path / "graders.json").write_text(json.dumps(GRADERS, indent=2))
     result = pytester.runpytest("--prompt-import", "graders.json", "--prompt-import-to", "out")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["promptgate: imported support-replies: 2 case(s) into out/support-replies.eval.yaml, "
-                                 "out/support_replies_graders.py; 3 thing(s) not mapped, listed at the top of the file"])
+    result.stdout.fnmatch_lines([("promptgate: imported support-replies: 2 case(s) into out/support-replies.eval.yaml, "
+                                  "out/support_replies_graders.py; 3 thing(s) not mapped, listed at the top of the file")])
     text = (pytester.path / "out/support-replies.eval.yaml").read_text()
     graders = {g["name"]: g for g in yaml.safe_load(text)["graders"]}
     assert graders["exact"] == {"type": "equals", "value": "{{answer}}", "strip": False, "name": "exact"}
@@ -517,8 +517,8 @@ def test_an_existing_file_is_never_replaced(pytester):
     (pytester.path / "out/promptfooconfig.eval.yaml").write_text("# my edits\n")
     result = pytester.runpytest("--prompt-import", "promptfooconfig.yaml", "--prompt-import-to", "out")
     assert result.ret == 1
-    result.stderr.fnmatch_lines(["promptgate: --prompt-import: out/promptfooconfig.eval.yaml exists; remove it or "
-                                 "import into another --prompt-import-to"])
+    result.stderr.fnmatch_lines([("promptgate: --prompt-import: out/promptfooconfig.eval.yaml exists; remove it or "
+                                  "import into another --prompt-import-to")])
     assert (pytester.path / "out/promptfooconfig.eval.yaml").read_text() == "# my edits\n"
 
 

@@ -132,6 +132,11 @@ def ident(text: str) -> str:
 TEMPLATE_VARIABLE = re.compile(r"\{\{\s*[a-zA-Z_][a-zA-Z0-9_.]*\s*\}\}")
 
 
+def variable(name: str) -> str:
+    """``{{name}}``: a template variable, as the eval file writes it."""
+    return "{{" + name + "}}"
+
+
 class _Dumper(yaml.SafeDumper):
     """Writes text of several lines (prompts, judge prompts) as a ``|`` block a person can read and edit,
     and a value used twice (a shared prompt, graders of expanded tests) in full each time, not as an alias."""

@@ -26,6 +26,7 @@ from .imported import (
     ImportFailure,
     eval_name,
     read_rows,
+    variable,
 )
 
 RULES = "pytest_promptgate.graders.openai_rules"
@@ -165,14 +166,14 @@ def _python_format(prompt: str, completion: str, fixed: dict[str, str]) -> str:
         name = match.group(1)
         if name in fixed:
             return fixed[name]
-        return {completion: "{{output}}", "ideal": "{{expected}}"}.get(name, "{{%s}}" % name)
+        return {completion: "{{output}}", "ideal": "{{expected}}"}.get(name, variable(name))
     return re.sub(r"\{\{|\}\}|\{(\w+)\}", field, prompt)
 
 
 def _judge_input(grader: dict[str, Any], var_of: dict[str, str]) -> dict[str, Any]:
     """The judge prompt's ``{{input}}`` is the sample's input: its text, or its last user message."""
     if grader.get("type") == "label_model" and var_of.get("input", "input") != "input":
-        grader = dict(grader, prompt=grader["prompt"].replace("{{input}}", "{{%s}}" % var_of["input"]))
+        grader = dict(grader, prompt=grader["prompt"].replace("{{input}}", variable(var_of["input"])))
     return grader
 
 
@@ -210,7 +211,7 @@ def _prompt(shape: tuple[str, ...] | None, inputs: list[Any]) -> tuple[dict[str,
         nth = shape[: i + 1].count(role)
         var = role if shape.count(role) == 1 else f"{role}_{nth}"
         var_of[str(i)] = var
-        messages.append({"role": role, "content": "{{%s}}" % var})
+        messages.append({"role": role, "content": variable(var)})
         if i == last_user:
             var_of["input"] = var
     return {"messages": messages}, var_of
