@@ -545,3 +545,32 @@ tests: [{vars: {topic: rye}}]
     result = pytester.runpytest("--prompt-suite", "imported", "out", "--prompt-no-tracking", "-k", "echo")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*2 passed, 2 deselected*"])
+
+
+def test_an_entry_whose_samples_are_made_by_code_is_named_not_imported(pytester):
+    """openai/evals' own test-basic.yaml: TestMatch makes its samples in code; the other entries are imported."""
+    (pytester.path / "evals/registry/evals").mkdir(parents=True)
+    (pytester.path / "evals/registry/data/test_fuzzy_match").mkdir(parents=True)
+    (pytester.path / "evals/registry/evals/test-basic.yaml").write_text("""
+test-match:
+  id: test-match.s1.simple-v0
+  metrics: [accuracy]
+test-match.s1.simple-v0:
+  class: evals.elsuite.test.match:TestMatch
+
+test-fuzzy-match:
+  id: test-fuzzy-match.s1.simple-v0
+test-fuzzy-match.s1.simple-v0:
+  class: evals.elsuite.basic.fuzzy_match:FuzzyMatch
+  args:
+    samples_jsonl: test_fuzzy_match/samples.jsonl
+""")
+    (pytester.path / "evals/registry/data/test_fuzzy_match/samples.jsonl").write_text('{"input": "Who?", "ideal": ["Ada"]}\n')
+    result = pytester.runpytest("--prompt-import", "evals/registry/evals/test-basic.yaml", "--prompt-import-to", "out")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "promptgate: not imported: evals/registry/evals/test-basic.yaml:6:3: test-match.s1.simple-v0 "
+        "(evals.elsuite.test.match:TestMatch) has no args.samples_jsonl: its samples are not in a file",
+        "promptgate: imported test-fuzzy-match: 1 case(s) into out/test-fuzzy-match.eval.yaml",
+    ])
+    assert sorted(p.name for p in (pytester.path / "out").iterdir()) == ["test-fuzzy-match.eval.yaml"]

@@ -27,7 +27,8 @@ WHAT = ("expected an openai/evals registry file (entries with class and args), a
 
 
 def import_evals(src: Path, dest: Path) -> list[tuple[Imported, list[Path]]]:
-    """Read ``src``, write its evals into ``dest``; each eval with the files written for it.
+    """Read ``src``, write its evals into ``dest``; each eval with the files written for it (none for an eval
+    without cases, such as an openai/evals entry whose samples are made by code: its ``unmapped`` says why).
 
     Raises :class:`ImportFailure` (a located message) for input that cannot be read,
     and before writing anything when a file to write exists already.
@@ -37,14 +38,17 @@ def import_evals(src: Path, dest: Path) -> list[tuple[Imported, list[Path]]]:
     if reader is None:
         raise ImportFailure(f"{display_path(src)}:1: {WHAT}")
     evals = reader.read(doc)
-    planned = [(imported, paths(imported, dest)) for imported in evals]
+    if not any(imported.cases for imported in evals):
+        raise ImportFailure(f"{evals[0].source}: {evals[0].unmapped[0]}" if evals else f"{display_path(src)}:1: {WHAT}")
+    planned = [(imported, paths(imported, dest) if imported.cases else []) for imported in evals]
     for _, files in planned:
         for path in files:
             if path.exists():
                 raise ImportFailure(f"{display_path(path)} exists; remove it or import into another --prompt-import-to")
     dest.mkdir(parents=True, exist_ok=True)
-    for imported, _ in planned:
-        write(imported, dest)
+    for imported, files in planned:
+        if files:
+            write(imported, dest)
     return planned
 
 
@@ -71,6 +75,9 @@ def import_command(config: pytest.Config) -> int:
         return 1
     write_line = create_terminal_writer(config).line
     for imported, files in written:
+        if not files:
+            write_line(f"promptgate: not imported: {imported.source}: {'; '.join(imported.unmapped)}")
+            continue
         left = f"; {len(imported.unmapped)} thing(s) not mapped, listed at the top of the file" if imported.unmapped else ""
         write_line(f"promptgate: imported {imported.name}: {len(imported.cases)} case(s) into "
                    f"{', '.join(display_path(f) for f in files)}{left}")

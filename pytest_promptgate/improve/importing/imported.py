@@ -72,6 +72,11 @@ class Document:
         """A failure located at ``loc`` (a field path into the document)."""
         return ImportFailure(str(self.source.problem(loc, message)))
 
+    def place(self, loc: tuple[Any, ...]) -> str:
+        """``file:line:column`` of the value at ``loc``."""
+        found = self.source.problem(loc, "")
+        return ":".join(str(part) for part in (found.file, found.line, found.column) if part is not None)
+
     def get(self, loc: tuple[Any, ...], kind: type | tuple[type, ...], what: str) -> Any:
         """The value at ``loc``, which must be of ``kind`` (``what`` says what was expected)."""
         value: Any = self.data

@@ -57,6 +57,10 @@ def read(doc: Document) -> list[Imported]:
 
 def _entry(doc: Document, key: str, entry: dict[str, Any], name: str) -> list[Imported]:
     cls = doc.get((key, "class"), str, "module:Class, such as evals.elsuite.basic.match:Match")
+    if "samples_jsonl" not in (entry.get("args") or {}):
+        # Some classes make their samples in code (evals.elsuite.test.match:TestMatch): nothing to import, said so.
+        reason = f"{key} ({cls}) has no args.samples_jsonl: its samples are not in a file"
+        return [Imported(eval_name(name), doc.place((key,)), {}, [], [reason])]
     args = doc.get((key, "args"), dict, "a mapping of the class's arguments (with samples_jsonl)")
     samples_arg = doc.get((key, "args", "samples_jsonl"), str, "the path of the samples JSONL, under evals/registry/data/")
     samples_path = _registry_file(doc, (key, "args", "samples_jsonl"), "data", samples_arg)
