@@ -21,6 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_promptgate.graders.openai_rules import fuzzy_match, json_match
+from pytest_promptgate.graders.patterns import compiled
+from pytest_promptgate.improve.importing.openai_evals import _per_case
 
 # --------------------------------------------------------------------------- openai/evals
 
@@ -121,6 +127,46 @@ def oracle_json(sampled: str, ideal) -> bool:
     except ValueError:
         said = None
     return any(json_match(said, json.loads(a)) for a in (ideal if isinstance(ideal, list) else [ideal]))
+
+
+ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+ANSWER_LISTS = st.one_of(st.text(max_size=8), st.lists(st.text(max_size=8), min_size=1, max_size=3))
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2, allow_nan=False) | st.text(max_size=3),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+                    max_leaves=8)
+
+
+def _grades(grader: dict, output: str) -> bool:
+    """What the regex grader written for a case decides (the same compile and search as the grader)."""
+    return compiled(grader["pattern"], ignore_case=grader.get("ignore_case", False)).search(output) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12), ANSWER_LISTS)
+def test_match_regex_is_openai_evals_startswith(output, ideal):
+    assert _grades(_per_case({"rule": "starts"}, ideal), output) == oracle_match(output, ideal)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ASCII, st.one_of(ASCII, st.lists(ASCII, min_size=1, max_size=3)), st.booleans())
+def test_includes_regex_is_openai_evals_rfind(output, ideal, ignore_case):
+    """ASCII: Python's lower() and the regex engine's case folding part ways on a few other letters (such as 'İ')."""
+    grader = _per_case({"rule": "contains", "ignore_case": ignore_case}, ideal)
+    assert _grades(grader, output) == oracle_includes(output, ideal, ignore_case)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12), ANSWER_LISTS)
+def test_fuzzy_match_is_openai_evals_fuzzy_match(output, ideal):
+    assert fuzzy_match(output, ideal)[0] == oracle_fuzzy(output, ideal)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON, st.lists(JSON, min_size=1, max_size=2), st.booleans())
+def test_json_match_is_openai_evals_json_match(said, answers, garbled):
+    output = json.dumps(said) + ("}" if garbled else "")
+    ideal = [json.dumps(a) for a in answers]
+    assert json_match(output, ideal)[0] == oracle_json(output, ideal)
 
 
 ANSWERS = '''
