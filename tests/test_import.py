@@ -615,8 +615,8 @@ test-fuzzy-match.s1.simple-v0:
     result = pytester.runpytest("--prompt-import", "evals/registry/evals/test-basic.yaml", "--prompt-import-to", "out")
     assert result.ret == 0
     result.stdout.fnmatch_lines([
-        "promptgate: not imported: evals/registry/evals/test-basic.yaml:6:3: test-match.s1.simple-v0 "
-        "(evals.elsuite.test.match:TestMatch) has no args.samples_jsonl: its samples are not in a file",
+        ("promptgate: not imported: evals/registry/evals/test-basic.yaml:6:3: test-match.s1.simple-v0 "
+         "(evals.elsuite.test.match:TestMatch) has no args.samples_jsonl: its samples are not in a file"),
         "promptgate: imported test-fuzzy-match: 1 case(s) into out/test-fuzzy-match.eval.yaml",
     ])
     assert sorted(p.name for p in (pytester.path / "out").iterdir()) == ["test-fuzzy-match.eval.yaml"]
