@@ -62,24 +62,12 @@ def _entry(doc: Document, key: str, entry: dict[str, Any], name: str) -> list[Im
         reason = f"{key} ({cls}) has no args.samples_jsonl: its samples are not in a file"
         return [Imported(eval_name(name), doc.place((key,)), {}, [], [reason])]
     args = doc.get((key, "args"), dict, "a mapping of the class's arguments (with samples_jsonl)")
-    samples_arg = doc.get((key, "args", "samples_jsonl"), str, "the path of the samples JSONL, under evals/registry/data/")
-    samples_path = _registry_file(doc, (key, "args", "samples_jsonl"), "data", samples_arg)
-    rows = read_rows(samples_path)
-    shown = display_path(samples_path)
-    for number, row in rows:
-        for needed in ("input", "ideal"):
-            if needed not in row:
-                raise ImportFailure(f"{shown}:{number}: sample has no {needed!r}; expected keys input and ideal")
+    shown, rows = _samples(doc, key)
     unmapped = [f"args.{k}: {v!r} (no promptgate equivalent)" for k, v in args.items() if k not in HANDLED_ARGS]
     class_name = cls.rpartition(":")[2]
     graders, case_grader, more = _grading(doc, key, class_name, args)
     unmapped += more
-    notes = [TARGET_NOTE]
-    if class_name == "ModelBasedClassify":
-        notes.append(JUDGE_NOTE)
-        if graders[0]["passing_labels"] == graders[0]["labels"]:
-            notes.append("Every label passes: the spec has no choice_scores (openai/evals counts the labels); "
-                         "set passing_labels.")
+    notes = _notes(class_name, graders)
     groups = _by_shape(rows)
     evals = []
     for n, (shape, members) in enumerate(groups.items(), 1):
@@ -102,6 +90,29 @@ def _entry(doc: Document, key: str, entry: dict[str, Any], name: str) -> list[Im
         evals.append(Imported(this, f"openai/evals entry {key} of {display_path(doc.path)} and {shown}", body, cases,
                               list(unmapped), notes_here))
     return evals
+
+
+def _samples(doc: Document, key: str) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """(how messages name the samples file, its rows with their line numbers), each row with input and ideal."""
+    relative = doc.get((key, "args", "samples_jsonl"), str, "the path of the samples JSONL, under evals/registry/data/")
+    path = _registry_file(doc, (key, "args", "samples_jsonl"), "data", relative)
+    rows = read_rows(path)
+    for number, row in rows:
+        for needed in ("input", "ideal"):
+            if needed not in row:
+                raise ImportFailure(f"{display_path(path)}:{number}: sample has no {needed!r}; expected keys input and ideal")
+    return display_path(path), rows
+
+
+def _notes(class_name: str, graders: list[dict[str, Any]]) -> list[str]:
+    """What a person should review in the file: the stand-in target and, for a model-graded spec, its judge."""
+    notes = [TARGET_NOTE]
+    if class_name == "ModelBasedClassify":
+        notes.append(JUDGE_NOTE)
+        if graders[0]["passing_labels"] == graders[0]["labels"]:
+            notes.append("Every label passes: the spec has no choice_scores (openai/evals counts the labels); "
+                         "set passing_labels.")
+    return notes
 
 
 def _registry_file(doc: Document, loc: tuple[Any, ...], kind: str, relative: str) -> Path:
@@ -137,6 +148,9 @@ def _classify(doc: Document, key: str, args: dict[str, Any]) -> dict[str, Any]:
     spec_doc = Document(_registry_file(doc, (key, "args", "modelgraded_spec"), "modelgraded", f"{spec_name}.yaml"))
     spec = spec_doc.get((spec_name,), dict, f"a mapping {spec_name}: with prompt and choice_strings")
     choices = spec_doc.get((spec_name, "choice_strings"), (str, list), "the choices: a string of letters or a list")
+    if isinstance(choices, str) and choices.startswith("from_n"):
+        raise spec_doc.fail((spec_name, "choice_strings"), f"{choices} grades several completions against each other "
+                            "(multicomp); expected a classification spec with its choices written out")
     labels = [str(c) for c in choices]
     scores = spec.get("choice_scores")
     if scores == "from_strings":
