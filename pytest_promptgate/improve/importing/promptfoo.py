@@ -63,7 +63,7 @@ def read(doc: Document) -> list[Imported]:
     unmapped += [f"defaultTest.{k}: not mapped" for k in default if k not in ("vars", "assert")]
     graders = _asserts(doc, ("defaultTest", "assert"), default.get("assert") or [], unmapped)
     cases = _cases(doc, default.get("vars") or {}, unmapped)
-    name = eval_name(str(doc.data.get("description") or doc.path.stem.removesuffix(".yaml")))
+    name = eval_name(str(doc.data.get("description") or doc.path.stem))
     body: dict[str, Any] = {
         "eval": name,
         "description": str(doc.data.get("description") or f"promptfoo config {doc.path.name}"),
@@ -76,14 +76,20 @@ def read(doc: Document) -> list[Imported]:
         body["variants"] = variants
     if graders:
         body["graders"] = graders
+    notes = _notes(doc, targets, graders + [g for case in cases for g in case.get("graders", [])])
+    return [Imported(name, f"promptfoo config {display_path(doc.path)}", body, cases, unmapped, notes)]
+
+
+def _notes(doc: Document, targets: list[tuple[str, Any]], graders: list[dict[str, Any]]) -> list[str]:
+    """What a person should review: a stand-in target, a judge the config did not name."""
     notes = []
     if targets == [("echo", "echo")] and "echo" not in str(doc.data.get("providers")):
         notes.append("target: echo stands in for the model: the config names no provider that maps onto a target "
                      "(any that do not are listed below); set target.")
-    if any(g["type"] == "label_model" for g in graders + [g for case in cases for g in case.get("graders", [])]):
+    if any(g["type"] == "label_model" for g in graders):
         notes.append("llm-rubric became a label_model grader (pass/fail) judged by an OpenAI model named here, "
                      "as promptfoo's default grader is; set judge to the one you use.")
-    return [Imported(name, f"promptfoo config {display_path(doc.path)}", body, cases, unmapped, notes)]
+    return notes
 
 
 def _prompts(doc: Document, unmapped: list[str]) -> list[tuple[str, dict[str, Any]]]:
