@@ -332,6 +332,8 @@ GRADERS = {
         {"type": "string_check", "name": "polite", "input": "{{ sample.output_text }}", "reference": "please",
          "operation": "ilike"},
         {"type": "string_check", "name": "on-input", "input": "{{item.question}}", "reference": "x", "operation": "eq"},
+        {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "!",
+         "operation": "ne"},
         {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}", "reference": "{{item.answer}}",
          "evaluation_metric": "fuzzy_match", "pass_threshold": 0.5},
         {"type": "text_similarity", "name": "meteor", "input": "{{sample.output_text}}", "reference": "x",
@@ -361,6 +363,7 @@ def test_openai_grader_configs_map_onto_graders_and_list_the_rest(pytester, reco
     text = (pytester.path / "out/support-replies.eval.yaml").read_text()
     graders = {g["name"]: g for g in yaml.safe_load(text)["graders"]}
     assert graders["exact"] == {"type": "equals", "value": "{{answer}}", "strip": False, "name": "exact"}
+    assert graders["exact-2"] == {"type": "not_equals", "value": "!", "strip": False, "name": "exact-2"}
     assert graders["polite"]["type"] == "icontains"
     assert graders["close"] == {"type": "text_similarity", "metric": "fuzzy", "reference": "{{answer}}",
                                 "name": "close", "pass_threshold": 0.5}
@@ -368,8 +371,8 @@ def test_openai_grader_configs_map_onto_graders_and_list_the_rest(pytester, reco
     assert graders["a"]["required"] is False
     header = text.split("\n\n")[0]
     for unmapped in ("testing_criteria.2: string_check of input '{{item.question}}'",
-                     "testing_criteria.4: text_similarity metric 'meteor'",
-                     "testing_criteria.7: multi's calculate_output '0.5 * a + 0.5 * b'"):
+                     "testing_criteria.5: text_similarity metric 'meteor'",
+                     "testing_criteria.8: multi's calculate_output '0.5 * a + 0.5 * b'"):
         assert unmapped in header.replace("\n#     ", " ")
 
     # Run it: the item's answer as the output (echo of a prompt made of it), a judge that always says kind.

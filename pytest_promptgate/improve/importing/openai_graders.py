@@ -60,6 +60,7 @@ def read(doc: Document) -> list[Imported]:
     for i, grader in enumerate(graders):
         at = (*loc, i) if loc is not None else ()
         ours += _grader(doc, at, grader, name, unmapped, modules)
+    _distinct_names(ours)
     cases = _cases(doc, unmapped)
     body = {"eval": name, "description": f"OpenAI graders from {doc.path.name}", "suites": [SUITE],
             "target": "echo", "graders": ours}
@@ -69,6 +70,18 @@ def read(doc: Document) -> list[Imported]:
                      "put this directory on sys.path (pytest's pythonpath ini option) to run them.")
     files = {f"{module}.py": f'"""Python graders imported into {name}.eval.yaml."""\n{text}' for module, text in modules.items()}
     return [Imported(name, f"OpenAI grader config {display_path(doc.path)}", body, cases, unmapped, notes, files)]
+
+
+def _distinct_names(graders: list[dict[str, Any]]) -> None:
+    """Two graders of an eval may not share a name: a repeated one (``exact``, or a multi's ``a``) gets ``-2``, ``-3``."""
+    seen: set[str] = set()
+    for grader in graders:
+        if "name" in grader:
+            base, n = grader["name"], 1
+            while grader["name"] in seen:
+                n += 1
+                grader["name"] = f"{base}-{n}"
+            seen.add(grader["name"])
 
 
 def _template(text: Any) -> str:
