@@ -342,6 +342,8 @@ GRADERS = {
          "input": [{"role": "system", "content": "Classify the tone."},
                    {"role": "user", "content": "Reply: {{sample.output_text}}"}],
          "labels": ["kind", "rude"], "passing_labels": ["kind"]},
+        {"type": "score_model", "name": "helpful", "model": "gpt-4o-mini", "range": [0, 10], "pass_threshold": 6,
+         "input": [{"role": "user", "content": "How helpful is this reply to {{item.question}}? {{sample.output_text}}"}]},
         {"type": "python", "name": "short", "source": "def grade(sample, item):\n    return 1.0 if len(sample['output_text']) < 40 else 0.0\n"},
         {"type": "multi", "name": "both", "calculate_output": "0.5 * a + 0.5 * b",
          "graders": {"a": {"type": "string_check", "input": "{{sample.output_text}}", "reference": "please",
@@ -352,6 +354,17 @@ GRADERS = {
         {"item": {"question": "hours?", "answer": "9 to 5"}},
     ]}},
 }
+
+
+JUDGES = '''
+import json
+
+def kind(prompt):
+    return json.dumps({"label": "kind"})
+
+def score(prompt):
+    return json.dumps({"score": 7 if "receipt" in prompt.rsplit("The output to grade:", 1)[-1] else 5})
+'''
 
 
 def test_openai_grader_configs_map_onto_graders_and_list_the_rest(pytester, recorded):
@@ -368,24 +381,27 @@ def test_openai_grader_configs_map_onto_graders_and_list_the_rest(pytester, reco
     assert graders["close"] == {"type": "text_similarity", "metric": "fuzzy", "reference": "{{answer}}",
                                 "name": "close", "pass_threshold": 0.5}
     assert graders["tone"]["labels"] == ["kind", "rude"] and "Reply: {{output}}" in graders["tone"]["prompt"]
+    assert graders["helpful"]["range"] == [0, 10] and graders["helpful"]["pass_threshold"] == 6
     assert graders["a"]["required"] is False
     header = text.split("\n\n")[0]
     for unmapped in ("testing_criteria.2: string_check of input '{{item.question}}'",
                      "testing_criteria.5: text_similarity metric 'meteor'",
-                     "testing_criteria.8: multi's calculate_output '0.5 * a + 0.5 * b'"):
+                     "testing_criteria.9: multi's calculate_output '0.5 * a + 0.5 * b'"):
         assert unmapped in header.replace("\n#     ", " ")
 
     # Run it: the item's answer as the output (echo of a prompt made of it), a judge that always says kind.
     path = pytester.path / "out/support-replies.eval.yaml"
     data = yaml.safe_load(text)
     data["prompts"] = {"reply": {"template": "{{answer}}"}}
-    data["graders"] = [dict(g, judge="judges:kind") if g["type"] == "label_model" else g for g in data["graders"]]
+    judges = {"label_model": "judges:kind", "score_model": "judges:score"}
+    data["graders"] = [dict(g, judge=judges[g["type"]]) if g["type"] in judges else g for g in data["graders"]]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    pytester.makepyfile(judges="def kind(prompt):\n    return '{\"label\": \"kind\"}'\n")
+    pytester.makepyfile(judges=JUDGES)
     pytester.syspathinsert()
     pytester.makeini("[pytest]\npythonpath = out\n")
     pytester.runpytest("--prompt-suite", "imported", "out", "--prompt-no-tracking")
-    # eq answer (both pass), ilike 'please' (only the first), fuzzy to itself, kind, short (both under 40).
+    # eq answer (both pass), ilike 'please' (only the first), fuzzy to itself, kind, 7 of 10 for a receipt and 5
+    # for hours (below 6), short (both under 40).
     assert _outcomes(recorded) == {("support-replies", "item-1"): True, ("support-replies", "item-2"): False}
 
 
