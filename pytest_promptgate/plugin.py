@@ -217,6 +217,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "template, showing the diff (a lead that is not significant needs --promote-force). Default: off.")
     group.addoption("--prompt-dry-run", action="store_true", default=False,
                     help="with --prompt-apply-best: show the diff, change no file. Default: off.")
+    group.addoption("--prompt-import", metavar="SRC", default=None,
+                    help="write *.eval.yaml files from SRC (an openai/evals registry file, a promptfoo config or OpenAI "
+                    "grader configs) into --prompt-import-to, then exit without running tests. Default: off.")
+    group.addoption("--prompt-import-to", metavar="DIR", default=None,
+                    help="--prompt-import writes its eval files into DIR (created if missing; no file is replaced). "
+                    "Default: none (required with --prompt-import).")
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
@@ -250,10 +256,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--prompt-sync``: send the runs kept while tracking was down; ``--prompt-trend``: print the pass-rate
-    history (:func:`pytest_promptgate.promote.trend`). Neither runs tests."""
+    history (:func:`pytest_promptgate.promote.trend`); ``--prompt-import``: write eval files from another tool's
+    (:func:`pytest_promptgate.improve.import_command`). None runs tests."""
     commands = [name for name, given in (
         ("--promote", config.getoption("promote")), ("--rollback", config.getoption("rollback")),
         ("--prompt-trend", config.getoption("prompt_trend")), ("--prompt-sync", config.getoption("prompt_sync")),
+        ("--prompt-import", config.getoption("prompt_import")),
     ) if given]
     if len(commands) > 1:
         raise pytest.UsageError(f"promptgate: {' and '.join(commands)} are separate commands; run one at a time")
@@ -265,6 +273,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         from .promote import trend
 
         return trend(config)
+    if config.getoption("prompt_import"):
+        from .improve import import_command
+
+        return import_command(config)
     if not config.getoption("prompt_sync"):
         return None
     from .session import sync_spool

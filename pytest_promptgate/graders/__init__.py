@@ -4,7 +4,8 @@ Built-in families live one per module (``strings``, ``structure``,
 ``similarity``, ``model``, ``operational``, ``custom``); each lists its types in
 ``GRADERS``. Other packages and conftest files add types through the
 ``pytest_promptgate_register_graders`` hook or the ``pytest_promptgate.graders``
-entry-point group.
+entry-point group. ``openai_rules`` holds no types: it is functions for the
+``python`` grader that evals imported from openai/evals name.
 """
 
 from __future__ import annotations

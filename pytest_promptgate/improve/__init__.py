@@ -6,3 +6,9 @@ labels file is part of reading an eval, so it lives in ``schema/``; what this ro
 does with labels (agreement, templates, export) happens after the items ran.
 Other rooms import what they need from this face, not from its modules.
 """
+
+from __future__ import annotations
+
+from .importing import Imported, ImportFailure, import_command, import_evals
+
+__all__ = ["ImportFailure", "Imported", "import_command", "import_evals"]

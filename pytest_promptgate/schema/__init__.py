@@ -9,16 +9,17 @@ includes, variants and templates checked into a ``LoadedEval``) and :mod:`.words
 
 from __future__ import annotations
 
-from .files import display_path
+from .files import MAX_ROWS_BYTES, MAX_YAML_BYTES, Unreadable, display_path, read_file
 from .load import LoadedCase, LoadedEval, LoadedVariant, PromptText, load_eval, registry_refs
 from .models import (
     Case, Eval, GateRule, Gates, Grader, Message, Prompt, Provider, ProviderTarget, TargetSpec, Variant,
     parse_registry_ref,
 )
-from .source import EvalFileError, Problem
+from .source import EvalFileError, Problem, Source
 
 __all__ = [
     "Case", "Eval", "EvalFileError", "GateRule", "Gates", "Grader", "LoadedCase", "LoadedEval", "LoadedVariant",
-    "Message", "Problem", "Prompt", "PromptText", "Provider", "ProviderTarget", "TargetSpec", "Variant",
-    "display_path", "load_eval", "parse_registry_ref", "registry_refs",
+    "MAX_ROWS_BYTES", "MAX_YAML_BYTES", "Message", "Problem", "Prompt", "PromptText", "Provider", "ProviderTarget",
+    "Source", "TargetSpec", "Unreadable", "Variant",
+    "display_path", "load_eval", "parse_registry_ref", "read_file", "registry_refs",
 ]
