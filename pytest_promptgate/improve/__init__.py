@@ -5,4 +5,24 @@ Controller-only: workers never import it (the ``workers`` contract). Reading a
 labels file is part of reading an eval, so it lives in ``schema/``; what this room
 does with labels (agreement, templates, export) happens after the items ran.
 Other rooms import what they need from this face, not from its modules.
+
+- ``evidence``: the training/held-out split, what the optimizer is shown, which candidates are refused;
+- ``decide``: ranking by the goal and the held-out test (pure);
+- ``metaprompt``: the built-in proposal strategy;
+- ``optimizer``: ``--prompt-optimize``, the rounds, the record and the hand-off;
+- ``render``: the optimization as terminal lines, JSON and Markdown.
 """
+
+from __future__ import annotations
+
+from .decide import adjusted, sign_test_greater, wins_losses
+from .evidence import GOALS, Evidence, FailingCase, Proposal, Tried, build_evidence, refusal, split_of
+from .metaprompt import META_PROMPT, meta_prompt, parse_candidates
+from .optimizer import EXIT_NO_WINNER, EXIT_WINNER, Optimization
+from .render import optimization_json, optimization_lines, optimization_markdown
+
+__all__ = [
+    "EXIT_NO_WINNER", "EXIT_WINNER", "Evidence", "FailingCase", "GOALS", "META_PROMPT", "Optimization", "Proposal",
+    "Tried", "adjusted", "build_evidence", "meta_prompt", "optimization_json", "optimization_lines",
+    "optimization_markdown", "parse_candidates", "refusal", "sign_test_greater", "split_of", "wins_losses",
+]
