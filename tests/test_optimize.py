@@ -20,7 +20,14 @@ import pytest
 from scipy.stats import binomtest
 
 from pytest_promptgate.improve import (
-    Evidence, adjusted, build_evidence, parse_candidates, refusal, sign_test_greater, split_of, wins_losses,
+    Evidence,
+    adjusted,
+    build_evidence,
+    parse_candidates,
+    refusal,
+    sign_test_greater,
+    split_of,
+    wins_losses,
 )
 from pytest_promptgate.results import CaseResult, GraderRecord, RunRecord
 
@@ -52,7 +59,7 @@ def eval_file(optimizer: str, prompt: str = "{registry: shout@production}") -> s
     )
 
 
-OVERFIT = "overfit"
+INLINE = '{template: "Repeat: {{message}}"}'
 BROKEN = "Repeat in lowercase: {{msg}}"
 REAL = "Repeat in lowercase: {{message}}"
 
@@ -174,7 +181,7 @@ def _priced(content: str):
 def test_inline_prompt_winner_is_written_back_with_its_diff(pytester, project, openai_server):
     project("shout_app.py", APP)
     openai_server.reply_with(lambda request: json.dumps([{"prompt": REAL, "hypothesis": "ask for lowercase"}]))
-    pytester.makefile(".eval.yaml", shouting=eval_file(provider(openai_server), prompt='{template: "Repeat: {{message}}"}'))
+    pytester.makefile(".eval.yaml", shouting=eval_file(provider(openai_server), prompt=INLINE))
     dry = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", "--prompt-dry-run")
     dry.stdout.fnmatch_lines(['-prompts: {shout: {template: "Repeat: {{message}}"}}',
                               '+prompts: {shout: {template: "Repeat in lowercase: {{message}}"}}',
@@ -188,12 +195,69 @@ def test_inline_prompt_winner_is_written_back_with_its_diff(pytester, project, o
     again.assert_outcomes(passed=40)
 
 
+def inline_project(pytester, project, app: str = APP, strategy: bool = False, edit=lambda text: text) -> None:
+    """The eval with an inline prompt (no registry, no optimizer model unless ``edit`` adds one)."""
+    project("shout_app.py", app)
+    if strategy:
+        pytester.makeconftest(STRATEGY)
+    pytester.makefile(".eval.yaml", shouting=edit(eval_file("null", prompt=INLINE)))
+
+
 def test_without_an_optimizer_model_a_usage_error(pytester, project):
-    project("shout_app.py", APP)
-    pytester.makefile(".eval.yaml", shouting=eval_file("null", prompt='{template: "Repeat: {{message}}"}'))
+    inline_project(pytester, project)
     result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--prompt-optimize needs an optimizer model: set ini promptgate_optimizer*"])
+
+
+STRATEGY = """
+import json
+import pytest
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_promptgate_propose_prompts(config, evidence, ask):
+    with open("evidence.json", "w") as f:
+        f.write(evidence.as_json())
+    return [{"prompt": "Repeat in lowercase: {{message}}", "hypothesis": "from a conftest strategy"}]
+"""
+
+
+def test_a_conftest_strategy_answers_without_an_optimizer_model(pytester, project):
+    inline_project(pytester, project, strategy=True)
+    result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", "--prompt-dry-run")
+    result.stdout.fnmatch_lines(["r1c1*from a conftest strategy*100.0%*100.0%*won (*",
+                                 "winner: r1c1 (from a conftest strategy). optimizer: -, 0 call(s)*"])
+    assert result.ret == 0
+    evidence = json.loads((pytester.path / "evidence.json").read_text())
+    train = [f"c{i}" for i in range(40) if split_of("shouting", f"c{i}", 0.3) == "train"]
+    assert sorted(f["case_id"] for f in evidence["failures"]) == sorted(c for c in train if int(c[1:]) % 2)
+    assert evidence["failures"][0]["reasons"][0].startswith("equals: expected 'word")
+    assert (evidence["variables"], evidence["train_cases"]) == (["message"], len(train))
+
+
+COSTLY = APP + '''
+
+def priced(prompt, vars):
+    return {"output": answer(prompt, vars), "cost_usd": 0.01 if "lowercase" in prompt else 0.0}
+'''
+
+
+def test_a_winner_on_held_out_that_trips_a_gate_is_not_handed_off(pytester, project):
+    gate = "gates: {on_fail: block_promote, rules: [{metric: cost_usd_per_case, max: 0.001}]}\ncases:\n"
+    inline_project(pytester, project, COSTLY, strategy=True,
+                   edit=lambda text: text.replace("shout_app:answer", "shout_app:priced").replace("cases:\n", gate))
+    result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking")
+    result.stdout.fnmatch_lines(["r1c1*100.0%*100.0%*a gate tripped: shouting: cost_usd_per_case 0.01 above max 0.001",
+                                 "no candidate won: nothing registered or written.*"])
+    assert result.ret == 1
+    assert "lowercase" not in (pytester.path / "shouting.eval.yaml").read_text()
+
+
+def test_a_prompt_no_selected_eval_uses_is_a_usage_error(pytester, project):
+    inline_project(pytester, project)
+    result = pytester.runpytest("--prompt-optimize", "nosuch", "--prompt-no-tracking")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--prompt-optimize: no selected eval uses prompt 'nosuch'*"])
 
 
 # --------------------------------------------------------------------------- the pure parts

@@ -16,13 +16,39 @@ Other rooms import what they need from this face, not from its modules.
 from __future__ import annotations
 
 from .decide import adjusted, sign_test_greater, wins_losses
-from .evidence import GOALS, Evidence, FailingCase, Proposal, Tried, build_evidence, refusal, split_of
+from .evidence import (
+    GOALS,
+    Evidence,
+    FailingCase,
+    Proposal,
+    Tried,
+    build_evidence,
+    refusal,
+    split_of,
+)
 from .metaprompt import META_PROMPT, meta_prompt, parse_candidates
 from .optimizer import EXIT_NO_WINNER, EXIT_WINNER, Optimization
 from .render import optimization_json, optimization_lines, optimization_markdown
 
 __all__ = [
-    "EXIT_NO_WINNER", "EXIT_WINNER", "Evidence", "FailingCase", "GOALS", "META_PROMPT", "Optimization", "Proposal",
-    "Tried", "adjusted", "build_evidence", "meta_prompt", "optimization_json", "optimization_lines",
-    "optimization_markdown", "parse_candidates", "refusal", "sign_test_greater", "split_of", "wins_losses",
+    "EXIT_NO_WINNER",
+    "EXIT_WINNER",
+    "GOALS",
+    "META_PROMPT",
+    "Evidence",
+    "FailingCase",
+    "Optimization",
+    "Proposal",
+    "Tried",
+    "adjusted",
+    "build_evidence",
+    "meta_prompt",
+    "optimization_json",
+    "optimization_lines",
+    "optimization_markdown",
+    "parse_candidates",
+    "refusal",
+    "sign_test_greater",
+    "split_of",
+    "wins_losses",
 ]

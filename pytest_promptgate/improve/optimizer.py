@@ -34,7 +34,15 @@ from ..results import CaseResult, summarize
 from ..template import prompt_digest
 from ..verdicts import DEFAULT_ALPHA, check_evals
 from .decide import adjusted, beats, pass_rate, rank, sign_test_greater, wins_losses
-from .evidence import HELDOUT, TRAIN, Tried, build_evidence, proposals, refusal, split_of
+from .evidence import (
+    HELDOUT,
+    TRAIN,
+    Tried,
+    build_evidence,
+    proposals,
+    refusal,
+    split_of,
+)
 
 if TYPE_CHECKING:
     from ..collect import EvalItem, EvalPlan
@@ -161,6 +169,7 @@ class Optimization:
         self.current_heldout: float | None = None
         self.current_train: float | None = None
         self.ran = False
+        self.interrupted = False
         config.pluginmanager.register(MetaPrompt(), "promptgate-metaprompt")
 
     # ------------------------------------------------------------------ collection
@@ -174,7 +183,8 @@ class Optimization:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
         if not keep:
-            return
+            raise pytest.UsageError(f"promptgate: --prompt-optimize: no selected eval uses prompt {self.request.name!r} "
+                                    "(a registry name, or a key under an eval's prompts:)")
         if self._optimizer_spec(keep) is None and not self._other_strategies():
             raise pytest.UsageError(
                 "promptgate: --prompt-optimize needs an optimizer model: set ini promptgate_optimizer (a target, "
@@ -228,8 +238,15 @@ class Optimization:
                     c.status = "stopped by the budget"
         except _StrategyFailed as exc:
             self.stop_reason = str(exc)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what was measured is still logged and reported
+            self.interrupted = True
+            self.stop_reason = "interrupted: what was measured is kept; nothing is registered or written"
+            self.winner = None
+            for c in self.candidates:
+                if c.status in ("proposed", "measuring"):
+                    c.status = "interrupted"
         self._log(evals, slots)
-        if self.winner is not None:
+        if self.winner is not None and not self.interrupted:
             self._hand_off(evals, slots)
         elif self.stop_reason is None:
             self.stop_reason = "no candidate won: nothing registered or written"
@@ -238,7 +255,8 @@ class Optimization:
                ask: Callable[[str], str], tested: list[float], tried: list[Tried]) -> Candidate | None:
         r = self.request
         train_now = self._results(slots, incumbent, TRAIN)
-        evidence = build_evidence(r.name, incumbent_text, r.goal, r.candidates, number, train_now, tried)
+        evidence = build_evidence(r.name, incumbent_text, r.goal, r.candidates, number, train_now, tried,
+                                  labels=self._labels(slots))
         try:
             answer = self.config.hook.pytest_promptgate_propose_prompts(config=self.config, evidence=evidence, ask=ask)
         except BudgetExhausted:
@@ -406,6 +424,17 @@ class Optimization:
             return f"the evals that use prompt {name!r} hold different texts of it: optimize one eval at a time (-k)"
         return slots
 
+    def _labels(self, slots: list[Slot]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """People's labels of the training cases, by (eval, case id), where collection recorded an eval's labels
+        (its info's ``labels``: rows with a ``case_id``, as read from a ``*.labels.jsonl``); else none."""
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for slot in slots:
+            rows = (_state(self.config).evals.get(slot.eval) or {}).get("labels") or []
+            for row in rows:
+                if isinstance(row, dict) and row.get("case_id") is not None:
+                    found.setdefault((slot.eval, str(row["case_id"])), []).append(row)
+        return found
+
     @staticmethod
     def _results(slots: list[Slot], by_eval: dict[str, dict[str, CaseResult]], split: str) -> list[CaseResult]:
         return [result for s in slots for case in s.cases[split] if (result := by_eval[s.eval].get(case.id)) is not None]
@@ -414,7 +443,12 @@ class Optimization:
 
     def _log(self, evals: Any, slots: list[Slot]) -> None:
         """One MLflow run per candidate evaluation (per eval), tagged with the optimization's id; never a baseline."""
-        from ..tracking import TrackedRun, log_eval_run, summary_metrics, tracking_failure
+        from ..tracking import (
+            TrackedRun,
+            log_eval_run,
+            summary_metrics,
+            tracking_failure,
+        )
 
         measured = [c for c in self.candidates if c.train or c.heldout]
         if not measured or not evals.settings.enabled:
@@ -504,7 +538,10 @@ class Optimization:
                              f"candidate {winner.label}; promote it with pytest --promote {registry_name}", {"green": True}))
 
     def exit_status(self) -> pytest.ExitCode:
-        """0 when a winner was handed off (registered, written, or shown by ``--prompt-dry-run``); 1 otherwise."""
+        """0 when a winner was handed off (registered, written, or shown by ``--prompt-dry-run``); 2 when
+        interrupted; 1 otherwise."""
+        if self.interrupted:
+            return pytest.ExitCode.INTERRUPTED
         return EXIT_WINNER if self.winner is not None and self.handed_off else EXIT_NO_WINNER
 
     @pytest.hookimpl(trylast=True)
