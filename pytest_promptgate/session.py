@@ -704,7 +704,12 @@ class EvalSession:
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking), "w"))
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            if self.optimization is not None:
+                from .improve import optimization_html
+
+                page = page.replace("<script>", optimization_html(self.optimization) + "\n<script>", 1)
+            writes.append((html_path, page, "w"))
         problems = []
         for path, text, mode in writes:
             try:

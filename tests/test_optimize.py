@@ -182,12 +182,16 @@ def test_inline_prompt_winner_is_written_back_with_its_diff(pytester, project, o
     project("shout_app.py", APP)
     openai_server.reply_with(lambda request: json.dumps([{"prompt": REAL, "hypothesis": "ask for lowercase"}]))
     pytester.makefile(".eval.yaml", shouting=eval_file(provider(openai_server), prompt=INLINE))
-    dry = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", "--prompt-dry-run")
+    dry = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", "--prompt-dry-run",
+                             "--prompt-report-html", "report.html")
     dry.stdout.fnmatch_lines(['-prompts: {shout: {template: "Repeat: {{message}}"}}',
                               '+prompts: {shout: {template: "Repeat in lowercase: {{message}}"}}',
                               "promptgate: --prompt-dry-run: *shouting.eval.yaml left as it is"])
     assert dry.ret == 0
     assert "Repeat in lowercase" not in (pytester.path / "shouting.eval.yaml").read_text()
+    page = (pytester.path / "report.html").read_text()
+    assert '<section id="optimization"><h2>Optimization of shout</h2>' in page
+    assert "<td>r1c1</td><td>ask for lowercase</td><td>100.0%</td>" in page
     wrote = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking")
     wrote.stdout.fnmatch_lines(["promptgate: wrote the winning candidate r1c1 into *shouting.eval.yaml"])
     assert wrote.ret == 0

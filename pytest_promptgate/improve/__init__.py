@@ -28,27 +28,16 @@ from .evidence import (
 )
 from .metaprompt import META_PROMPT, meta_prompt, parse_candidates
 from .optimizer import EXIT_NO_WINNER, EXIT_WINNER, Optimization
-from .render import optimization_json, optimization_lines, optimization_markdown
+from .render import (
+    optimization_html,
+    optimization_json,
+    optimization_lines,
+    optimization_markdown,
+)
 
 __all__ = [
-    "EXIT_NO_WINNER",
-    "EXIT_WINNER",
-    "GOALS",
-    "META_PROMPT",
-    "Evidence",
-    "FailingCase",
-    "Optimization",
-    "Proposal",
-    "Tried",
-    "adjusted",
-    "build_evidence",
-    "meta_prompt",
-    "optimization_json",
-    "optimization_lines",
-    "optimization_markdown",
-    "parse_candidates",
-    "refusal",
-    "sign_test_greater",
-    "split_of",
+    "EXIT_NO_WINNER", "EXIT_WINNER", "GOALS", "META_PROMPT", "Evidence", "FailingCase", "Optimization", "Proposal",
+    "Tried", "adjusted", "build_evidence", "meta_prompt", "optimization_html", "optimization_json",
+    "optimization_lines", "optimization_markdown", "parse_candidates", "refusal", "sign_test_greater", "split_of",
     "wins_losses",
 ]

@@ -81,5 +81,18 @@ def optimization_markdown(opt: Any) -> str:
     return "\n".join(lines)
 
 
+def optimization_html(opt: Any) -> str:
+    """The HTML report's section (``--prompt-report-html``): the same table, in the page's own table style."""
+    from html import escape
+
+    parts = [f'<section id="optimization"><h2>Optimization of {escape(opt.request.name)}</h2>']
+    if opt.current_prompt is not None:
+        parts.append("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in _HEADERS) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in _rows(opt)]
+        parts.append("</tbody></table>")
+    parts.append(f"<p>{escape(_conclusion(opt))}</p></section>")
+    return "".join(parts)
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
