@@ -207,11 +207,16 @@ def inline_project(pytester, project, app: str = APP, strategy: bool = False, ed
     pytester.makefile(".eval.yaml", shouting=edit(eval_file("null", prompt=INLINE)))
 
 
-def test_without_an_optimizer_model_a_usage_error(pytester, project):
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "*--prompt-optimize needs an optimizer model: set ini promptgate_optimizer*"),
+    (("-n", "2"), "*--prompt-optimize runs its candidates in pytest's own process after the items: run it without "
+                  "xdist workers (-n 0)"),
+])
+def test_usage_errors(pytester, project, args, message):
     inline_project(pytester, project)
-    result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking")
+    result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--prompt-optimize needs an optimizer model: set ini promptgate_optimizer*"])
+    result.stderr.fnmatch_lines([message])
 
 
 STRATEGY = """
