@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
@@ -22,6 +26,7 @@ from scipy.stats import binomtest
 from pytest_promptgate.improve import (
     Evidence,
     adjusted,
+    beats,
     build_evidence,
     parse_candidates,
     refusal,
@@ -269,6 +274,28 @@ def test_a_prompt_no_selected_eval_uses_is_a_usage_error(pytester, project):
     result.stderr.fnmatch_lines(["*--prompt-optimize: no selected eval uses prompt 'nosuch'*"])
 
 
+def test_the_offline_example_walks_the_whole_loop(pytester, tracking_on):
+    """examples/optimize as docs/optimize.md runs it: seed, optimize, promote (offline, deterministic)."""
+    from mlflow.tracking import MlflowClient
+
+    shutil.copytree(Path(__file__).parent.parent / "examples", pytester.path / "examples")
+    seeded = subprocess.run([sys.executable, "examples/optimize/seed_registry.py"], cwd=pytester.path,
+                            capture_output=True, text=True, timeout=120)
+    assert "registered triage version 1 at alias production" in seeded.stdout, seeded.stderr
+    optimized = pytester.runpytest("examples/optimize", "--prompt-optimize", "triage")
+    optimized.stdout.fnmatch_lines([
+        "current*(the prompt to improve)*48.7%*52.4%*",
+        "r1c1*offer every missing label (shipping, technical)*100.0%*100.0%*0.00293*won (10 better, 0 worse)",
+        "promptgate: registered triage version 2 (alias 'candidate') from candidate r1c1; promote it with "
+        "pytest --promote triage",
+    ])
+    assert optimized.ret == 0
+    promoted = pytester.runpytest("examples/optimize", "--promote", "triage", "--promote-actor", "alice")
+    promoted.stdout.fnmatch_lines(["promptgate: promoted triage@production: version 1 -> 2 by alice"])
+    assert promoted.ret == 0
+    assert int(MlflowClient(tracking_uri=tracking_on).get_prompt_version_by_alias("triage", "production").version) == 2
+
+
 # --------------------------------------------------------------------------- the pure parts
 
 
@@ -301,6 +328,14 @@ def test_wins_and_losses_by_goal():
     candidate = {"a": _result("a", True), "b": _result("b", True, "short"), "c": _result("c", False)}
     assert wins_losses("accuracy", current, candidate) == (1, 1)
     assert wins_losses("conciseness", current, candidate) == (2, 1)
+
+
+def test_other_goals_never_trade_passing_cases_for_savings():
+    current = [_result("a", True, cost=0.02), _result("b", False, cost=0.02)]
+    cheaper = [_result("a", True, cost=0.01), _result("b", False, cost=0.01)]
+    cheaper_but_worse = [_result("a", False, cost=0.001), _result("b", False, cost=0.001)]
+    assert beats("cost", cheaper, current) and not beats("cost", cheaper_but_worse, current)
+    assert not beats("accuracy", cheaper, current)
 
 
 def test_evidence_holds_training_failures_within_its_budget():

@@ -15,7 +15,7 @@ Other rooms import what they need from this face, not from its modules.
 
 from __future__ import annotations
 
-from .decide import adjusted, sign_test_greater, wins_losses
+from .decide import adjusted, beats, sign_test_greater, wins_losses
 from .evidence import (
     GOALS,
     Evidence,
@@ -37,7 +37,7 @@ from .render import (
 
 __all__ = [
     "EXIT_NO_WINNER", "EXIT_WINNER", "GOALS", "META_PROMPT", "Evidence", "FailingCase", "Optimization", "Proposal",
-    "Tried", "adjusted", "build_evidence", "meta_prompt", "optimization_html", "optimization_json",
+    "Tried", "adjusted", "beats", "build_evidence", "meta_prompt", "optimization_html", "optimization_json",
     "optimization_lines", "optimization_markdown", "parse_candidates", "refusal", "sign_test_greater", "split_of",
     "wins_losses",
 ]

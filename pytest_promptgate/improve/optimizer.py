@@ -74,6 +74,7 @@ class OptimizeRequest:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> OptimizeRequest:
+        """From the options; alpha is ``--prompt-significance``, else :data:`DEFAULT_ALPHA`."""
         significance = config.getoption("prompt_significance")
         return cls(
             name=config.getoption("prompt_optimize"), candidates=config.getoption("optimize_candidates"),
@@ -94,6 +95,7 @@ class Budget:
 
     @property
     def spent(self) -> float:
+        """USD spent so far, both kinds of call."""
         return self.optimizer_usd + self.evaluation_usd
 
     def check(self) -> None:
@@ -126,10 +128,12 @@ class Candidate:
 
     @property
     def train_pass_rate(self) -> float | None:
+        """Its pass rate on the training cases it ran; None before it ran any."""
         return pass_rate(self.train) if self.train else None
 
     @property
     def heldout_pass_rate(self) -> float | None:
+        """Its pass rate on the held-out cases it ran; None when it never ran there."""
         return pass_rate(self.heldout) if self.heldout else None
 
 
@@ -146,6 +150,7 @@ class Slot:
 
     @property
     def eval(self) -> str:
+        """The eval's name."""
         return self.plan.loaded.name
 
 
