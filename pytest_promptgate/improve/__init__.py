@@ -9,7 +9,8 @@ Other rooms import what they need from this face, not from its modules.
 - ``evidence``: the training/held-out split, what the optimizer is shown, which candidates are refused;
 - ``decide``: ranking by the goal and the held-out test (pure);
 - ``metaprompt``: the built-in proposal strategy;
-- ``optimizer``: ``--prompt-optimize``, the rounds, the record and the hand-off;
+- ``optimizer``: ``--prompt-optimize`` and its rounds;
+- ``handoff``: the candidates' MLflow runs, and the winner registered or written back;
 - ``render``: the optimization as terminal lines, JSON and Markdown.
 """
 

@@ -31,18 +31,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..results import CaseResult, summarize
-from ..template import prompt_digest
 from ..verdicts import DEFAULT_ALPHA, check_evals
 from .decide import adjusted, beats, pass_rate, rank, sign_test_greater, wins_losses
-from .evidence import (
-    HELDOUT,
-    TRAIN,
-    Tried,
-    build_evidence,
-    proposals,
-    refusal,
-    split_of,
-)
+from .evidence import HELDOUT, TRAIN, Tried, build_evidence, proposals, refusal, split_of
+from .handoff import hand_off, log_candidates
 
 if TYPE_CHECKING:
     from ..collect import EvalItem, EvalPlan
@@ -51,8 +43,6 @@ if TYPE_CHECKING:
 #: Exit statuses of ``--prompt-optimize`` (docs/optimize.md): a winner was handed off, or none was.
 EXIT_WINNER = pytest.ExitCode.OK
 EXIT_NO_WINNER = pytest.ExitCode.TESTS_FAILED
-#: Where candidate evaluations are logged: experiment ``{prefix}{EXPERIMENT_SUFFIX}/{eval}``.
-EXPERIMENT_SUFFIX = "-optimize"
 
 
 class BudgetExhausted(Exception):
@@ -250,9 +240,9 @@ class Optimization:
             for c in self.candidates:
                 if c.status in ("proposed", "measuring"):
                     c.status = "interrupted"
-        self._log(evals, slots)
+        log_candidates(self, evals)
         if self.winner is not None and not self.interrupted:
-            self._hand_off(evals, slots)
+            hand_off(self, evals, slots[0])
         elif self.stop_reason is None:
             self.stop_reason = "no candidate won: nothing registered or written"
 
@@ -444,104 +434,6 @@ class Optimization:
     def _results(slots: list[Slot], by_eval: dict[str, dict[str, CaseResult]], split: str) -> list[CaseResult]:
         return [result for s in slots for case in s.cases[split] if (result := by_eval[s.eval].get(case.id)) is not None]
 
-    # ------------------------------------------------------------------ the record and the hand-off
-
-    def _log(self, evals: Any, slots: list[Slot]) -> None:
-        """One MLflow run per candidate evaluation (per eval), tagged with the optimization's id; never a baseline."""
-        from ..tracking import (
-            TrackedRun,
-            log_eval_run,
-            summary_metrics,
-            tracking_failure,
-        )
-
-        measured = [c for c in self.candidates if c.train or c.heldout]
-        if not measured or not evals.settings.enabled:
-            return
-        tracker = evals._open()
-        if tracker is None:
-            self.handoff.append((f"promptgate: the candidates' runs are not logged: {evals._down}", {"yellow": True}))
-            return
-        prefix = evals.settings.experiment_prefix + EXPERIMENT_SUFFIX
-        for candidate in measured:
-            for summary in summarize(candidate.train + candidate.heldout):
-                cases = [r.to_dict() for r in candidate.train + candidate.heldout if r.eval == summary.eval]
-                tags = {**self._tags(candidate), "promptgate.optimize.train_cases": str(
-                    sum(r.eval == summary.eval for r in candidate.train)),
-                    "promptgate.optimize.heldout_cases": str(sum(r.eval == summary.eval for r in candidate.heldout))}
-                record = TrackedRun(
-                    eval=summary.eval, variant=summary.variant, suite="optimize", session=evals.session_id,
-                    params={f"prompt.{self.request.name}": prompt_digest(candidate.prompt)},
-                    metrics=summary_metrics(summary), tags=tags, cases=cases,
-                    prompts={self.request.name: candidate.prompt}, complete=False, experiment_prefix=prefix,
-                )
-                try:
-                    candidate.run_ids.append(log_eval_run(tracker, record))
-                except Exception as exc:  # a TrackingError; anything else in its words
-                    self.handoff.append((f"promptgate: run of candidate {candidate.label} not logged: "
-                                         f"{tracking_failure(exc, tracker.uri)}", {"yellow": True}))
-
-    def _tags(self, candidate: Candidate) -> dict[str, str]:
-        tags = {
-            "promptgate.optimization_id": self.id, "promptgate.optimize.prompt": self.request.name,
-            "promptgate.optimize.round": str(candidate.round), "promptgate.optimize.candidate": candidate.label,
-            "promptgate.optimize.hypothesis": candidate.hypothesis, "promptgate.optimize.goal": self.request.goal,
-            "promptgate.optimize.status": candidate.status, "promptgate.optimize.optimizer": self.optimizer_model or "",
-        }
-        if candidate.p_adjusted is not None:
-            tags["promptgate.optimize.p_value"] = f"{candidate.p_value:.6g}"
-            tags["promptgate.optimize.p_adjusted"] = f"{candidate.p_adjusted:.6g}"
-        return tags
-
-    def _hand_off(self, evals: Any, slots: list[Slot]) -> None:
-        """Register the winner at alias ``candidate`` (a registry prompt), or write it back (a file or inline prompt)."""
-        winner = self.winner
-        assert winner is not None
-        slot = slots[0]
-        prompt = slot.variant.prompts[slot.key]
-        if prompt.registry_name:
-            self._register(evals, winner, prompt.registry_name, prompt.version)
-            return
-        from ..places import write_prompt
-
-        source = ((_state(self.config).evals.get(slot.eval) or {}).get("prompt_sources") or {}).get(slot.key, {})
-        if source.get("kind") not in ("file", "inline"):
-            self.handoff.append((f"promptgate: prompt {self.request.name!r} of {slot.eval} cannot be written back", {"red": True}))
-            return
-        lines, ok = write_prompt(source, winner.prompt, self.request.dry_run, owner=slot.eval, name=slot.key,
-                                 held=f"candidate {winner.label}", wrote=f"the winning candidate {winner.label}")
-        self.handoff += lines
-        self.handed_off = ok
-
-    def _register(self, evals: Any, winner: Candidate, registry_name: str, parent: int | None) -> None:
-        from ..tracking import register_prompt_version, tracking_failure
-
-        if self.request.dry_run:
-            self.handoff.append((f"promptgate: --prompt-dry-run: {registry_name} not registered; the winner is "
-                                 f"candidate {winner.label}", {"yellow": True}))
-            self.handed_off = True
-            return
-        tracker = evals._open()
-        if tracker is None:
-            self.handoff.append((f"promptgate: cannot register {registry_name}: {evals._down}", {"red": True}))
-            return
-        evidence = [c.run_id for c in evals.checks if c.run_id] + [i for c in self.candidates for i in c.run_ids]
-        tags = {**self._tags(winner), "promptgate.optimize.parent_version": str(parent or ""),
-                "promptgate.optimize.parent_digest": prompt_digest(self.current_prompt or ""),
-                "promptgate.optimize.evidence_runs": ",".join(evidence)}
-        try:
-            version = register_prompt_version(
-                tracker, registry_name, winner.prompt, alias="candidate", tags=tags,
-                message=f"optimizer candidate {winner.label}: {winner.hypothesis} (pytest-promptgate)",
-            )
-        except Exception as exc:  # a TrackingError; anything else in its words
-            self.handoff.append((f"promptgate: cannot register {registry_name}: {tracking_failure(exc, tracker.uri)}",
-                                 {"red": True}))
-            return
-        self.handed_off = True
-        self.handoff.append((f"promptgate: registered {registry_name} version {version} (alias 'candidate') from "
-                             f"candidate {winner.label}; promote it with pytest --promote {registry_name}", {"green": True}))
-
     def exit_status(self) -> pytest.ExitCode:
         """0 when a winner was handed off (registered, written, or shown by ``--prompt-dry-run``); 2 when
         interrupted; 1 otherwise."""
@@ -568,6 +460,7 @@ class _StrategyFailed(Exception):
 
 
 def _state(config: pytest.Config) -> Any:
+    """The plugin's per-process state (collection's eval info, the runner)."""
     from ..state import get_state
 
     return get_state(config)
