@@ -267,6 +267,19 @@ def test_a_winner_on_held_out_that_trips_a_gate_is_not_handed_off(pytester, proj
     assert "lowercase" not in (pytester.path / "shouting.eval.yaml").read_text()
 
 
+def test_ctrl_c_during_the_rounds_keeps_what_was_measured_and_exits_2(pytester, project):
+    """A strategy interrupted (as Ctrl-C interrupts a model call) in round 2: round 1's candidate stays in the
+    table, nothing is written, and the session says it was interrupted."""
+    inline_project(pytester, project)
+    pytester.makeconftest(STRATEGY.replace(
+        "    with open", "    if evidence.round == 2:\n        raise KeyboardInterrupt\n    with open"))
+    result = pytester.runpytest("--prompt-optimize", "shout", "--prompt-no-tracking", "--optimize-rounds", "2")
+    result.stdout.fnmatch_lines(["r1c1*from a conftest strategy*100.0%*100.0%*won (*",
+                                 "interrupted: what was measured is kept; nothing is registered or written.*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "lowercase" not in (pytester.path / "shouting.eval.yaml").read_text()
+
+
 def test_a_prompt_no_selected_eval_uses_is_a_usage_error(pytester, project):
     inline_project(pytester, project)
     result = pytester.runpytest("--prompt-optimize", "nosuch", "--prompt-no-tracking")
