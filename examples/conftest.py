@@ -4,6 +4,9 @@ import pytest
 
 from support_app.router import Router
 
+# optimize/ is a project of its own (its pytest.ini; its prompt lives in the registry): run it as `pytest examples/optimize`.
+collect_ignore = ["optimize"]
+
 
 @pytest.fixture(scope="session")
 def router():

@@ -30,3 +30,24 @@ def pytest_promptgate_register_graders(config: pytest.Config) -> Mapping[str, An
     publish grader types without a hook through the ``pytest_promptgate.graders``
     entry-point group (name = type name, value = the grader).
     """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_promptgate_propose_prompts(config: pytest.Config, evidence: Any, ask: Any) -> Any:
+    """Propose candidate prompts for ``--prompt-optimize`` (docs/optimize.md): return a list of
+    ``{"prompt": text, "hypothesis": one line}`` (or objects with those attributes), or None to let
+    the next implementation answer.
+
+    ``evidence`` is a :class:`pytest_promptgate.improve.Evidence`: the prompt to improve
+    (``prompt``, its ``variables``), the ``goal``, how many candidates are wanted
+    (``count``), the ``round``, the failing and flaky cases of the training split
+    (``failures``: vars, output, expected, failed graders' reasons, failure modes,
+    labels) and what earlier rounds ``tried``; ``evidence.as_json()`` is all of it as
+    one JSON text. ``ask(text)`` sends ``text`` to the configured optimizer model and
+    returns its answer; its cost counts toward ``--optimize-budget-usd``.
+
+    The first result that is not None is used (``firstresult``); the built-in strategy, a
+    meta-prompt, is registered ``trylast``. Called once per round on the controlling
+    process after the session's items ran. Mark the implementation
+    ``@pytest.hookimpl(optionalhook=True)``.
+    """

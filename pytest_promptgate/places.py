@@ -8,10 +8,14 @@ exception came from, and files that are never seen half-written.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import json
 import os
 import tempfile
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 #: This package's directory: frames in it are the plugin's, not the user's.
 _OWN_CODE = str(Path(__file__).parent)
@@ -63,3 +67,38 @@ def write_atomically(path: Path, text: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_prompt(source: Mapping[str, Any], text: str, dry_run: bool, *, owner: str, name: str, held: str,
+                 wrote: str) -> tuple[list[tuple[str, dict[str, bool]]], bool]:
+    """Write ``text`` into the file or inline template (``source``: an eval's ``prompt_sources`` entry) a
+    prompt comes from, showing the diff; with ``dry_run``, only show it.
+
+    Returns the lines to print and whether it went well (an unchanged file is fine).
+    ``owner`` (the eval) starts messages, ``held`` and ``wrote`` name what is written.
+    An inline template is replaced by a JSON string, which is a valid double-quoted
+    YAML scalar holding the template exactly, on one line.
+    """
+    path = Path(source["path"])
+    try:
+        old = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        return [(f"promptgate: cannot read {path}: {exc.strerror or exc}", {"red": True})], False
+    if source.get("kind") == "file":
+        new = text
+    else:
+        span = source.get("span")
+        if not span:
+            return [(f"{owner}: cannot find the template of prompt {name!r} in {path}", {"red": True})], False
+        new = old[: span[0]] + json.dumps(text, ensure_ascii=False) + old[span[1]:]
+    if new == old:
+        return [(f"{owner}: {path} already holds {held}", {})], True
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{path.name}", f"b/{path.name}", lineterm="")
+    lines: list[tuple[str, dict[str, bool]]] = [(line, {}) for line in diff]
+    if dry_run:
+        return [*lines, (f"promptgate: --prompt-dry-run: {path} left as it is", {"yellow": True})], True
+    try:
+        path.write_text(new, encoding="utf-8")
+    except OSError as exc:
+        return [*lines, (f"promptgate: cannot write {path}: {exc.strerror or exc}", {"red": True})], False
+    return [*lines, (f"promptgate: wrote {wrote} into {path}", {"green": True})], True

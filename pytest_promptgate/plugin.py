@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from .state import (
-    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, concurrency,
-    concurrency_option, fail_on_option, get_state, significance_option, trend_limit_option,
+    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
+    candidates_option, concurrency, concurrency_option, fail_on_option, get_state, rounds_option, significance_option,
+    trend_limit_option,
 )
 
 #: Eval file arguments that are symbolic links to nothing (a loop, a missing file), kept out of pytest's argument list.
@@ -216,13 +217,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="after the session, write the best variant's prompt into the eval's prompt file or inline "
                     "template, showing the diff (a lead that is not significant needs --promote-force). Default: off.")
     group.addoption("--prompt-dry-run", action="store_true", default=False,
-                    help="with --prompt-apply-best: show the diff, change no file. Default: off.")
+                    help="with --prompt-apply-best or --prompt-optimize: show the diff, change no file and register "
+                    "nothing. Default: off.")
     group.addoption("--prompt-import", metavar="SRC", default=None,
                     help="write *.eval.yaml files from SRC (an openai/evals registry file, a promptfoo config or OpenAI "
                     "grader configs) into --prompt-import-to, then exit without running tests. Default: off.")
     group.addoption("--prompt-import-to", metavar="DIR", default=None,
                     help="--prompt-import writes its eval files into DIR (created if missing; no file is replaced). "
                     "Default: none (required with --prompt-import).")
+    group.addoption("--prompt-optimize", metavar="NAME", default=None,
+                    help="after the evals that use prompt NAME ran, propose candidates with the optimizer model, "
+                    "measure them on a training split, prove the best on a held-out split, and register the winner "
+                    "at alias candidate or write it back (docs/optimize.md; exit 0 winner, 1 none). Default: none.")
+    group.addoption("--optimize-candidates", metavar="N", type=candidates_option, default=4,
+                    help="--prompt-optimize asks for N candidates per round. Default: 4.")
+    group.addoption("--optimize-rounds", metavar="R", type=rounds_option, default=1,
+                    help="--prompt-optimize runs R rounds, each fed with the failures the last one left. Default: 1.")
+    group.addoption("--optimize-goal", choices=("accuracy", "cost", "latency", "conciseness"), default="accuracy",
+                    help="what --prompt-optimize improves. Default: accuracy.")
+    group.addoption("--optimize-budget-usd", metavar="USD", type=budget_option, default=None,
+                    help="--prompt-optimize stops before its next call once the optimizer model's and the candidates' "
+                    "calls cost this much. Default: no limit.")
+    group.addoption("--optimize-holdout", metavar="FRACTION", type=significance_option, default=0.3,
+                    help="the share of cases --prompt-optimize holds out of the optimizer's sight to prove a winner "
+                    "on. Default: 0.3.")
     parser.addini("promptgate_suite", "suites to run when --prompt-suite is not given (default: none)", type="args", default=[])
     parser.addini(
         "promptgate_files", "glob patterns of eval files (default: *.eval.yaml *.eval.yml)", type="args",
@@ -250,6 +268,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
                   "(default: .promptgate/cache under the rootdir)")
     parser.addini("promptgate_report_html", "HTML report path, relative to the ini file (default: none)")
+    parser.addini("promptgate_optimizer", "the optimizer model of --prompt-optimize: a target such as "
+                  "mypkg.llm:call (an eval file's optimizer: wins) (default: none)")
     parser.addini("promptgate_allowed_paths", "directories besides the rootdir that eval files may read included "
                   "case files and prompt files from, relative to the ini file (default: none)", type="paths", default=[])
 
@@ -291,8 +311,8 @@ def pytest_configure(config: pytest.Config) -> None:
     and a file-name check per collected file, nothing per test.
     """
     suites = config.getoption("prompt_suite") or config.getini("promptgate_suite")
-    if config.getoption("promote") and not config.getoption("prompt_suite"):
-        suites = ["all"]  # --promote NAME runs every eval that uses NAME unless --prompt-suite narrows it
+    if (config.getoption("promote") or config.getoption("prompt_optimize")) and not config.getoption("prompt_suite"):
+        suites = ["all"]  # --promote/--prompt-optimize NAME run every eval that uses NAME unless --prompt-suite narrows it
     names = frozenset(name.strip() for value in suites for name in value.split(",") if name.strip())
     state = State(suites=names, patterns=tuple(config.getini("promptgate_files")), strict=config.getoption("prompt_strict"))
     config.stash[STATE_KEY] = state
@@ -323,6 +343,21 @@ def pytest_configure(config: pytest.Config) -> None:
             from .promote import BestVariantActions
 
             config.pluginmanager.register(BestVariantActions(config), "promptgate-best")
+        if config.getoption("prompt_optimize"):
+            _register_optimization(config)
+
+
+def _register_optimization(config: pytest.Config) -> None:
+    """``--prompt-optimize NAME``: runs candidates in this process after the items, so not beside xdist workers."""
+    if config.getoption("promote"):
+        raise pytest.UsageError("promptgate: --prompt-optimize and --promote are separate commands; optimize first, "
+                                "then promote the registered candidate")
+    if config.getoption("numprocesses", None):
+        raise pytest.UsageError("promptgate: --prompt-optimize runs its candidates in pytest's own process after the "
+                                "items: run it without xdist workers (-n 0)")
+    from .improve import Optimization
+
+    config.pluginmanager.register(Optimization(config), "promptgate-optimize")
 
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:

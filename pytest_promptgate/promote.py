@@ -9,7 +9,6 @@ never write to the terminal themselves; only the command functions do I/O.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import getpass
 import json
 import os
@@ -17,11 +16,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .places import write_prompt
 from .verdicts import PromptChange, format_p, prompt_changes
 
 if TYPE_CHECKING:
@@ -673,38 +672,11 @@ class BestVariantActions:
             self.lines.append((f"{best.eval}: prompt {name!r} is a chat prompt; it is not written back "
                                "(--prompt-register-best registers it)", {"yellow": True}))
             return
-        path = Path(source["path"])
-        try:
-            old = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            self.lines.append((f"promptgate: cannot read {path}: {exc.strerror or exc}", {"red": True}))
-            self.refused = True
-            return
-        if kind == "file":
-            new = text
-        else:
-            span = source.get("span")
-            if not span:
-                self.lines.append((f"{best.eval}: cannot find the template of prompt {name!r} in {path}", {"red": True}))
-                self.refused = True
-                return
-            # A JSON string is a valid double-quoted YAML scalar: the template, exactly, on one line.
-            new = old[: span[0]] + json.dumps(text, ensure_ascii=False) + old[span[1]:]
-        if new == old:
-            self.lines.append((f"{best.eval}: {path} already holds the best variant's prompt {name!r}", {}))
-            return
-        diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{path.name}", f"b/{path.name}", lineterm="")
-        self.lines += [(line, {}) for line in diff]
-        if self.dry_run:
-            self.lines.append((f"promptgate: --prompt-dry-run: {path} left as it is", {"yellow": True}))
-            return
-        try:
-            path.write_text(new, encoding="utf-8")
-        except OSError as exc:
-            self.lines.append((f"promptgate: cannot write {path}: {exc.strerror or exc}", {"red": True}))
-            self.refused = True
-            return
-        self.lines.append((f"promptgate: wrote the best variant {best.variant}'s prompt {name!r} into {path}", {"green": True}))
+        lines, ok = write_prompt(source, text, self.dry_run, owner=best.eval, name=name,
+                                 held=f"the best variant's prompt {name!r}",
+                                 wrote=f"the best variant {best.variant}'s prompt {name!r}")
+        self.lines += lines
+        self.refused = self.refused or not ok
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -713,3 +685,4 @@ class BestVariantActions:
         terminalreporter.write_sep("=", "best variant")
         for line, markup in self.lines:
             terminalreporter.write_line(line, **markup)
+

@@ -126,6 +126,8 @@ class EvalSession:
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
         self.best: list[BestVariant] = []
+        #: ``--prompt-optimize``'s rounds, once they ran (:class:`pytest_promptgate.improve.Optimization`).
+        self.optimization: Any = None
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
@@ -388,6 +390,10 @@ class EvalSession:
             self._stop_agent()
         self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
+        optimization = self.config.pluginmanager.get_plugin("promptgate-optimize")
+        if optimization is not None and not (stopped_early or signalled):
+            optimization.run(self, session)  # its candidates run now, after the items (docs/optimize.md)
+            self.optimization = optimization
         fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
             failing_verdicts=sum(c.verdict is not None and fails_session(c.verdict, fail_on) for c in self.checks),
@@ -410,6 +416,8 @@ class EvalSession:
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
+        if self.optimization is not None and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = self.optimization.exit_status()  # the current prompt failing is why one optimizes
         if self.outcome.interrupted:
             session.exitstatus = pytest.ExitCode.INTERRUPTED
         self.report_problems = self._write_reports()
@@ -679,16 +687,29 @@ class EvalSession:
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
             data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            if self.optimization is not None:
+                from .improve import optimization_json
+
+                data["optimization"] = optimization_json(self.optimization)
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
             text = markdown_report(self.checks, self.outcome, self.best, self.tracking)
+            if self.optimization is not None:
+                from .improve import optimization_markdown
+
+                text += "\n" + optimization_markdown(self.optimization)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking), "w"))
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            if self.optimization is not None:
+                from .improve import optimization_html
+
+                page = page.replace("<script>", optimization_html(self.optimization) + "\n<script>", 1)
+            writes.append((html_path, page, "w"))
         problems = []
         for path, text, mode in writes:
             try:

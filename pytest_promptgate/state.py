@@ -163,6 +163,18 @@ def at_least_one(unit: str) -> Callable[[str], int]:
 
 #: ``--prompt-concurrency``, ``--prompt-trend-limit``.
 concurrency_option, trend_limit_option = at_least_one("calls"), at_least_one("runs")
+candidates_option, rounds_option = at_least_one("candidates"), at_least_one("rounds")
+
+
+def budget_option(text: str) -> float:
+    """``--optimize-budget-usd``: a positive number of US dollars."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of US dollars, such as 0.50; got {text!r}")
+    return value
 
 
 def concurrency(config: pytest.Config) -> int:

@@ -5,10 +5,42 @@ Controller-only: workers never import it (the ``workers`` contract). Reading a
 labels file is part of reading an eval, so it lives in ``schema/``; what this room
 does with labels (agreement, templates, export) happens after the items ran.
 Other rooms import what they need from this face, not from its modules.
+
+- ``evidence``: the training/held-out split, what the optimizer is shown, which candidates are refused;
+- ``decide``: ranking by the goal and the held-out test (pure);
+- ``metaprompt``: the built-in proposal strategy;
+- ``optimizer``: ``--prompt-optimize`` and its rounds;
+- ``handoff``: the candidates' MLflow runs, and the winner registered or written back;
+- ``render``: the optimization as terminal lines, JSON and Markdown;
+- ``importing``: ``--prompt-import``, other tools' eval definitions written as eval files.
 """
 
 from __future__ import annotations
 
+from .decide import adjusted, beats, sign_test_greater, wins_losses
+from .evidence import (
+    GOALS,
+    Evidence,
+    FailingCase,
+    Proposal,
+    Tried,
+    build_evidence,
+    refusal,
+    split_of,
+)
 from .importing import Imported, ImportFailure, import_command, import_evals
+from .metaprompt import META_PROMPT, meta_prompt, parse_candidates
+from .optimizer import EXIT_NO_WINNER, EXIT_WINNER, Optimization
+from .render import (
+    optimization_html,
+    optimization_json,
+    optimization_lines,
+    optimization_markdown,
+)
 
-__all__ = ["ImportFailure", "Imported", "import_command", "import_evals"]
+__all__ = [
+    "EXIT_NO_WINNER", "EXIT_WINNER", "GOALS", "META_PROMPT", "Evidence", "FailingCase", "ImportFailure", "Imported",
+    "Optimization", "Proposal", "Tried", "adjusted", "beats", "build_evidence", "import_command", "import_evals",
+    "meta_prompt", "optimization_html", "optimization_json", "optimization_lines", "optimization_markdown",
+    "parse_candidates", "refusal", "sign_test_greater", "split_of", "wins_losses",
+]

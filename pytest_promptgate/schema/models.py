@@ -335,6 +335,8 @@ class Eval(_Model):
     pricing: dict[str, Price] = {}
     graders: list[Grader] = []
     gates: Gates | None = None
+    #: The optimizer model of ``--prompt-optimize`` (any target or provider); else ini ``promptgate_optimizer``.
+    optimizer: TargetSpec | None = None
     # Entries are Case or Include; told apart and checked one by one so errors stay precise.
     cases: list[Any] = Field(min_length=1)
 
