@@ -45,10 +45,13 @@ def parse_quarantine(lines: Sequence[str]) -> tuple[QuarantineEntry, ...]:
     """The entries of the ``promptgate_quarantine`` ini lines; a ValueError naming the first bad line.
 
     Each line is ``EVAL/CASE YYYY-MM-DD REASON``: a pattern without spaces, the
-    expiry date, then the reason (the rest of the line, required).
+    expiry date, then the reason (the rest of the line, required). Lines starting
+    with ``#`` are comments.
     """
     entries = []
     for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("#"):
+            continue
         words = line.split(None, 2)
         where = f"line {number} ({line.strip()!r})"
         if len(words) < 2 or "/" not in words[0] or not all(words[0].split("/", 1)):

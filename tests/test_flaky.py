@@ -174,6 +174,17 @@ def test_a_quarantined_failing_case_runs_but_stays_out_of_the_verdict(story, pyt
     assert (run.data.metrics["total_cases"], run.data.metrics["pass_rate"]) == (3, 1.0)
 
 
+def test_under_xdist_the_workers_report_the_quarantined_failure_as_xfailed(story, pytester, monkeypatch):
+    monkeypatch.setenv("PROMPTGATE_TRACKING", "off")
+    story(threshold=1.0, ini=QUARANTINE.format(until=FUTURE))
+    (pytester.path / "wrong.txt").write_text("c4")
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", "-n", "2", "-rx")
+    assert result.ret == 0
+    result.assert_outcomes(passed=3, xfailed=1)
+    result.stdout.fnmatch_lines(["*quarantined in story ?default?: 1 case(s) kept out*",
+                                 f"XFAIL story.eval.yaml::default::c4 - quarantined until {FUTURE}: judge flips*"])
+
+
 def _junit_results(path) -> dict[str, list]:
     """``{test case name: its results}`` of a JUnit XML file, read by junitparser."""
     xml = JUnitXml.fromfile(str(path))
@@ -216,7 +227,7 @@ def test_a_malformed_quarantine_line_is_one_usage_error_naming_it(story, line, s
 
 
 def test_entries_match_eval_and_case_globs_apart_and_hold_through_their_date():
-    (entry,) = parse_quarantine(["intent-*/refund-? 2026-12-31 judge flips"])
+    (entry,) = parse_quarantine(["# EVAL/CASE expiry reason", "intent-*/refund-? 2026-12-31 judge flips"])
     assert entry == QuarantineEntry("intent-*/refund-?", datetime.date(2026, 12, 31), "judge flips")
     assert entry.matches("intent-routing", "refund-1")
     assert not entry.matches("intent-routing", "refund-10") and not entry.matches("routing", "refund-1")
