@@ -421,6 +421,7 @@ class EvalSession:
             logged_runs=self.tracking.logged if self.tracking is not None else 0,
             spooled_runs=self.tracking.spooled if self.tracking is not None else 0,
             journal=self._journal_place() if self.tracking is not None and self.tracking.lost else None,
+            quarantined_cases=len(self.results) - len(counted),
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK

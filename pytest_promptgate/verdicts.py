@@ -190,6 +190,8 @@ class SessionOutcome:
     logged_runs: int = 0
     spooled_runs: int = 0
     journal: str | None = None
+    #: Cases the quarantine held out of their verdicts (``promptgate_quarantine``): counted nowhere above.
+    quarantined_cases: int = 0
 
     @property
     def failed(self) -> bool:

@@ -108,6 +108,18 @@ def test_without_tracking_nothing_is_said_of_flaky_cases(story, pytester, monkey
     assert not (pytester.path / "mlflow.db").exists()
 
 
+def test_with_tracking_unreachable_no_history_is_read_and_the_summary_says_so_once(story, monkeypatch):
+    from mlflow_server import free_port
+
+    monkeypatch.delenv("PROMPTGATE_TRACKING", raising=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = story()("c1", "--prompt-tracking-uri", nowhere)
+    assert result.ret == 0
+    result.stdout.no_fnmatch_line("*flaky across runs*")
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert result.stdout.str().count(f"MLflow tracking at {nowhere} is unavailable") == 1
+
+
 @pytest.mark.parametrize("value", ["5/3", "3", "0/5", "3/21", "x/y"])
 def test_a_bad_window_is_one_usage_error(story, value):
     session = story()
@@ -153,7 +165,7 @@ def test_a_quarantined_failing_case_runs_but_stays_out_of_the_verdict(story, pyt
         "*story*default*3*0/0/0*100.0%*PASS (first run)*",
         f"*quarantined in story ?default?: 1 case(s) kept out of pass rate, gates and verdict until {FUTURE} "
         "(story/c4: judge flips on c4 (#12)): c4 failed*",
-        "promptgate: session passes: every case passed",
+        "promptgate: session passes: every case passed (1 quarantined case(s) not counted)",
     ])
     data = json.loads((pytester.path / "report.json").read_text())
     (check,) = data["evals"]

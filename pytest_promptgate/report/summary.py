@@ -246,9 +246,11 @@ def conclusion(outcome: SessionOutcome) -> str:
         if outcome.strict and tolerated:
             reasons.append(f"--prompt-strict and {tolerated} failed or errored case(s)")
         return "promptgate: session FAILED: " + "; ".join(reasons)
+    held = f" ({outcome.quarantined_cases} quarantined case(s) not counted)" if outcome.quarantined_cases else ""
     if tolerated:
-        return f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated; no verdict fails the session"
-    return "promptgate: session passes: every case passed"
+        return (f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated{held}; "
+                "no verdict fails the session")
+    return f"promptgate: session passes: every case passed{held}"
 
 
 def _interrupted(outcome: SessionOutcome) -> str:
