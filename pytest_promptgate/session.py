@@ -148,6 +148,7 @@ class EvalSession:
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
         self._every_outcome: dict[tuple[str, str], dict[str, bool]] = {}  # quarantined cases too, for the history
+        self._read_outcomes: dict[str, dict[str, bool]] = {}  # run id -> its cases' outcomes, read for its baseline
         #: Eval items selected to run (None until collection says), for "interrupted after N of M cases".
         self.eval_items: int | None = None
         self._journal: Journal | None = None  # opened at the first case when tracking is on
@@ -508,6 +509,7 @@ class EvalSession:
             return judge(check, None, None, settings.significance, no_baseline=why)
         try:
             before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
+            self._read_outcomes[baseline.run_id] = before
         except TrackingError as exc:
             self._problem(check, str(exc))
             before = {}
@@ -524,7 +526,8 @@ class EvalSession:
         )
 
     def _flaky(self, check: EvalCheck) -> EvalCheck:
-        """``check`` with its cases flaky across runs: one bounded read of its recent complete runs.
+        """``check`` with its cases flaky across runs: one bounded read of its recent complete runs (the
+        baseline's results, read already, are not read again).
 
         Not when ``--prompt-flaky-history off`` or MLflow cannot be reached (the summary says so already).
         """
@@ -534,8 +537,10 @@ class EvalSession:
         if not history or not self._connect():
             return check
         min_flips, runs = history
+        baseline = check.baseline_run_id
+        known = {baseline: self._read_outcomes[baseline]} if baseline in self._read_outcomes else {}
         try:
-            earlier = self._call(lambda: self._via("recent_outcomes", s.eval, s.variant, runs - 1)) or []
+            earlier = self._call(lambda: self._via("recent_outcomes", s.eval, s.variant, runs - 1, known=known)) or []
         except TrackingError as exc:
             return self._problem(check, str(exc))
         flaky = flaky_across_runs(earlier, self._every_outcome.get((s.eval, s.variant), {}), min_flips, runs)
