@@ -32,6 +32,7 @@ from .verdicts import (
 )
 
 if TYPE_CHECKING:
+    from .quarantine import QuarantinedCase
     from .tracking import Journal
     from .tracking import Baseline, Tracker, TrackingStatus
     from .tracking import TrackingAgent
@@ -926,7 +927,7 @@ def _comparison_fields(check: EvalCheck) -> dict[str, Any]:
     return fields
 
 
-def _with_quarantine(check: EvalCheck, quarantined: dict[tuple[str, str], tuple[Any, ...]]) -> EvalCheck:
+def _with_quarantine(check: EvalCheck, quarantined: dict[tuple[str, str], tuple[QuarantinedCase, ...]]) -> EvalCheck:
     """``check`` with its quarantined cases; held cases leave its dataset too, so a full run stays complete."""
     cases = quarantined.get((check.summary.eval, check.summary.variant), ())
     if not cases:

@@ -4,7 +4,8 @@ Every room that runs or aggregates eval items reads the state of its process
 through :func:`get_state`; the plugin (``plugin.py``) only creates it. The
 option converters are here because more than one room reads those options
 (the plugin for ``--help`` and argument types, the session for ini values).
-Light, like the plugin: imports nothing beyond pytest at module level.
+Light, like the plugin: imports nothing beyond pytest and the quarantine's rules
+(:mod:`pytest_promptgate.quarantine`, standard library only) at module level.
 """
 
 from __future__ import annotations
