@@ -16,9 +16,10 @@ import pytest
 
 from .state import (
     DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
-    candidates_option, concurrency, concurrency_option, fail_on_option, get_state, rounds_option, significance_option,
-    trend_limit_option,
+    candidates_option, concurrency, concurrency_option, fail_on_option, get_state, quarantine, rounds_option,
+    significance_option, trend_limit_option,
 )
+from .quarantine import flaky_history_option
 
 #: Eval file arguments that are symbolic links to nothing (a loop, a missing file), kept out of pytest's argument list.
 _UNREADABLE_ARGS = pytest.StashKey["list[str]"]()
@@ -176,6 +177,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: ini promptgate_fail_on, else regression.",
     )
     group.addoption(
+        "--prompt-flaky-history",
+        metavar="K/M",
+        type=flaky_history_option,
+        default=None,
+        help="name the cases whose outcome flipped at least K times in the last M complete runs of their eval and "
+        "variant (this one included; M up to 20), or off. Default: ini promptgate_flaky_history, else 3/5.",
+    )
+    group.addoption(
         "--prompt-junit-tolerated",
         choices=("fail", "skip"),
         default=None,
@@ -260,6 +269,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
+    parser.addini("promptgate_flaky_history", "flaky across runs: K flips in the last M runs, K/M or off (default: 3/5)")
+    parser.addini("promptgate_quarantine", "cases kept running but out of pass rates, gates and verdicts until a date: "
+                  "one 'EVAL/CASE YYYY-MM-DD REASON' per line, fnmatch globs in EVAL and CASE (default: none)",
+                  type="linelist", default=[])
     parser.addini("promptgate_junit_tolerated", "tolerated failed cases in the JUnit XML: fail or skip (default: fail)",
                   default="fail")
     parser.addini("promptgate_concurrency", "target calls under way at once in each process (default: 8)",
@@ -324,6 +337,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names:
         return
     state.prices(config)  # a malformed promptgate_pricing is a usage error now, not per file
+    state.quarantine = quarantine(config)  # and so is a malformed promptgate_quarantine
     state.concurrency = concurrency(config)
     from .targets.cache import from_config
 
@@ -532,13 +546,22 @@ class EvalHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        """Attach the item's result to its report, so it reaches the controller (also under xdist)."""
+        """Attach the item's result to its report, so it reaches the controller (also under xdist).
+
+        A quarantined case that failed is reported as xfailed, as pytest's own
+        ``skipping`` plugin reports an ``xfail`` mark (``rep.outcome = "skipped"``,
+        ``rep.wasxfail``): its failure is known, shown, and fails nothing.
+        """
         report = yield
         result_for_report = getattr(item, "result_for_report", None)
         if result_for_report is not None:
             result = result_for_report(call.when, call.excinfo)
             if result is not None:
                 setattr(report, REPORT_ATTR, result.to_dict())
+                held = get_state(item.config).quarantined(result.eval, result.case_id)
+                if held is not None and report.failed:
+                    report.outcome = "skipped"
+                    report.wasxfail = f"quarantined until {held.until}: {held.reason}"
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -556,7 +579,7 @@ class EvalHooks:
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         """Flaky cases keep their outcome but say they are flaky."""
         data = getattr(report, REPORT_ATTR, None)
-        if data and data.get("flaky") and report.when == "call":
+        if data and data.get("flaky") and report.when == "call" and not hasattr(report, "wasxfail"):
             word = "PASSED (flaky)" if report.passed else "FAILED (flaky)"
             return report.outcome, "." if report.passed else "F", (word, {"yellow": True})
         return None

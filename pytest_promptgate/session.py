@@ -10,6 +10,7 @@ Only this process talks to MLflow, and only once a session has eval results.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .interrupts import Interrupts
+from .quarantine import DEFAULT_FLAKY_HISTORY, flaky_across_runs, flaky_history_option, hold
 from .state import REPORT_ATTR, State, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
@@ -30,6 +32,7 @@ from .verdicts import (
 )
 
 if TYPE_CHECKING:
+    from .quarantine import QuarantinedCase
     from .tracking import Journal
     from .tracking import Baseline, Tracker, TrackingStatus
     from .tracking import TrackingAgent
@@ -51,6 +54,8 @@ class TrackingSettings:
     fail_on: frozenset[str]
     #: When to open MLflow in a tracking agent: ``auto``, ``on`` or ``off`` (``tracking.agent_mode``).
     agent: str = "auto"
+    #: ``--prompt-flaky-history``: (K flips, M runs), or () when off.
+    flaky_history: tuple[int, ...] = DEFAULT_FLAKY_HISTORY
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
@@ -68,6 +73,11 @@ class TrackingSettings:
         fail_on = config.getoption("prompt_fail_on")
         if fail_on is None:
             fail_on = _from_ini(config, "promptgate_fail_on", parse_fail_on)
+        flaky_history = config.getoption("prompt_flaky_history")
+        if flaky_history is None:
+            flaky_history = DEFAULT_FLAKY_HISTORY
+            if config.getini("promptgate_flaky_history").strip():
+                flaky_history = _from_ini(config, "promptgate_flaky_history", flaky_history_option)
         required = config.getoption("prompt_require_tracking")
         pinned = tuple(dict.fromkeys(config.getoption("prompt_baseline")))
         if not enabled and (required or pinned):
@@ -98,6 +108,7 @@ class TrackingSettings:
             significance=significance,
             fail_on=fail_on,
             agent=agent,
+            flaky_history=flaky_history,
         )
 
 
@@ -139,6 +150,8 @@ class EvalSession:
         self._down: str | None = None  # why MLflow cannot be reached; once set, it is not called again
         self._pins: dict[str, Baseline] = {}
         self._tags: dict[str, str] | None = None  # git and CI tags, read once
+        self._every_outcome: dict[tuple[str, str], dict[str, bool]] = {}  # quarantined cases too, for the history
+        self._read_outcomes: dict[str, dict[str, bool]] = {}  # run id -> its cases' outcomes, read for its baseline
         #: Eval items selected to run (None until collection says), for "interrupted after N of M cases".
         self.eval_items: int | None = None
         self._journal: Journal | None = None  # opened at the first case when tracking is on
@@ -379,13 +392,16 @@ class EvalSession:
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         evals = self.state.evals
+        counted, quarantined = hold(self.results, self.state.quarantine, datetime.date.today())
         # Rows in a stable order (eval name, declared variant order), whatever order workers reported in.
-        summaries = sorted(summarize(self.results), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
+        summaries = sorted(summarize(counted), key=lambda s: (s.eval, _position(evals.get(s.eval), s.variant)))
         stopped_early = bool(session.shouldfail or session.shouldstop)
         signalled = exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupts.received is not None
-        outcomes = _outcomes(self.results)
+        outcomes = _outcomes(counted)
+        self._every_outcome = _outcomes(self.results)
+        checks = [_with_quarantine(check, quarantined) for check in check_evals(summaries, evals)]
         try:
-            self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, stopped_early or signalled)
+            self.checks = self._judge_and_log(checks, outcomes, stopped_early or signalled)
         finally:
             self._stop_agent()
         self._close_journal()
@@ -400,8 +416,8 @@ class EvalSession:
             failed_gates=sum(len(c.tripped("fail")) for c in self.checks),
             ordinary_failures=self.ordinary_failures,
             bad_eval_files=self.bad_eval_files,
-            failed_cases=sum(r.outcome == "failed" for r in self.results),
-            error_cases=sum(r.outcome == "error" for r in self.results),
+            failed_cases=sum(r.outcome == "failed" for r in counted),
+            error_cases=sum(r.outcome == "error" for r in counted),
             strict=self.state.strict,
             stopped_early=stopped_early,
             fail_on=fail_on,
@@ -413,6 +429,7 @@ class EvalSession:
             logged_runs=self.tracking.logged if self.tracking is not None else 0,
             spooled_runs=self.tracking.spooled if self.tracking is not None else 0,
             journal=self._journal_place() if self.tracking is not None and self.tracking.lost else None,
+            quarantined_cases=len(self.results) - len(counted),
         )
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self.outcome.stopped_early:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.outcome.failed else pytest.ExitCode.OK
@@ -477,7 +494,7 @@ class EvalSession:
             if refused:
                 status.problems.append(f"{refused} run(s) kept by earlier sessions were refused by MLflow and moved to "
                                        f"{spool / 'rejected'}, each with its reason beside it")
-        judged = [self._judge(check, outcomes) for check in checks]
+        judged = [self._flaky(self._judge(check, outcomes)) for check in checks]
         logged = [self._log(check, interrupted) for check in judged]
         status.waiting = len(spooled(spool))
         return logged
@@ -501,6 +518,7 @@ class EvalSession:
             return judge(check, None, None, settings.significance, no_baseline=why)
         try:
             before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
+            self._read_outcomes[baseline.run_id] = before
         except TrackingError as exc:
             self._problem(check, str(exc))
             before = {}
@@ -515,6 +533,27 @@ class EvalSession:
             judged, baseline_run_id=baseline.run_id,
             prompts_changed=prompt_changes(baseline.prompt_versions, self._prompt_versions(s.eval, s.variant)),
         )
+
+    def _flaky(self, check: EvalCheck) -> EvalCheck:
+        """``check`` with its cases flaky across runs: one bounded read of its recent complete runs (the
+        baseline's results, read already, are not read again).
+
+        Not when ``--prompt-flaky-history off`` or MLflow cannot be reached (the summary says so already).
+        """
+        from .tracking import TrackingError
+
+        s, history = check.summary, self.settings.flaky_history
+        if not history or not self._connect():
+            return check
+        min_flips, runs = history
+        baseline = check.baseline_run_id
+        known = {baseline: self._read_outcomes[baseline]} if baseline in self._read_outcomes else {}
+        try:
+            earlier = self._call(lambda: self._via("recent_outcomes", s.eval, s.variant, runs - 1, known=known)) or []
+        except TrackingError as exc:
+            return self._problem(check, str(exc))
+        flaky = flaky_across_runs(earlier, self._every_outcome.get((s.eval, s.variant), {}), min_flips, runs)
+        return dataclasses.replace(check, flaky_across_runs=flaky)
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
@@ -907,6 +946,16 @@ def _comparison_fields(check: EvalCheck) -> dict[str, Any]:
         fields.update(pass_rate_ci=list(c.current_ci), baseline_pass_rate=c.baseline_rate, delta=c.delta,
                       p_value=c.p_value, broke=c.broke, fixed=c.fixed)
     return fields
+
+
+def _with_quarantine(check: EvalCheck, quarantined: dict[tuple[str, str], tuple[QuarantinedCase, ...]]) -> EvalCheck:
+    """``check`` with its quarantined cases; held cases leave its dataset too, so a full run stays complete."""
+    cases = quarantined.get((check.summary.eval, check.summary.variant), ())
+    if not cases:
+        return check
+    held = sum(case.status == "held" for case in cases)
+    size = check.dataset_size - held if check.dataset_size is not None else None
+    return dataclasses.replace(check, quarantined=cases, dataset_size=size)
 
 
 def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool]]:

@@ -4,18 +4,22 @@ Every room that runs or aggregates eval items reads the state of its process
 through :func:`get_state`; the plugin (``plugin.py``) only creates it. The
 option converters are here because more than one room reads those options
 (the plugin for ``--help`` and argument types, the session for ini values).
-Light, like the plugin: imports nothing beyond pytest at module level.
+Light, like the plugin: imports nothing beyond pytest and the quarantine's rules
+(:mod:`pytest_promptgate.quarantine`, standard library only) at module level.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .quarantine import QuarantineEntry, parse_quarantine, quarantine_of
 
 if TYPE_CHECKING:
     from .collect import Schedule
@@ -74,6 +78,8 @@ class State:
     prompt_source: Callable[[str], dict[str, Any]] | None = None
     #: ``--promote NAME``: every reference to prompt NAME, whatever its alias or version, is the candidate.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``promptgate_quarantine``: the cases kept out of pass rates, gates and verdicts until a date.
+    quarantine: tuple[QuarantineEntry, ...] = ()
 
     def selects(self, suites: list[str]) -> bool:
         """Whether an eval listing ``suites`` runs in this session."""
@@ -119,6 +125,12 @@ class State:
         return PromptText(entry["name"], template=entry["template"], messages=messages,
                           source=f"prompts:/{entry['name']}/{entry['version']}", registry_name=entry["name"],
                           version=entry["version"])
+
+    def quarantined(self, eval_name: str, case_id: str) -> QuarantineEntry | None:
+        """The quarantine entry in force today for this case, or None."""
+        today = datetime.date.today()
+        entry = quarantine_of(self.quarantine, eval_name, case_id, today)
+        return entry if entry is not None and entry.active(today) else None
 
     def runner(self) -> Runner:
         """The process's runner, made on first use."""
@@ -186,6 +198,14 @@ def concurrency(config: pytest.Config) -> int:
         return concurrency_option(str(config.getini("promptgate_concurrency")).strip())
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"promptgate_concurrency: {exc}") from None
+
+
+def quarantine(config: pytest.Config) -> tuple[QuarantineEntry, ...]:
+    """The ``promptgate_quarantine`` ini lines as entries; a malformed line is a usage error naming it."""
+    try:
+        return parse_quarantine(config.getini("promptgate_quarantine"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"promptgate: ini promptgate_quarantine {exc}") from None
 
 
 def significance_option(text: str) -> float:

@@ -15,9 +15,12 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .results import EvalSummary
+
+if TYPE_CHECKING:
+    from .quarantine import FlakyCase, QuarantinedCase
 
 # Pass rates are fractions of whole cases; the tolerance absorbs float noise only.
 _EPSILON = 1e-9
@@ -61,6 +64,10 @@ class EvalCheck:
     prompts_changed: tuple[PromptChange, ...] = ()
     #: The MLflow run this (eval, variant) was logged as; None when it was not logged (yet).
     run_id: str | None = None
+    #: Its cases named by ``promptgate_quarantine`` (held ones are not in ``summary``).
+    quarantined: tuple[QuarantinedCase, ...] = ()
+    #: Its cases whose outcome flipped across recent complete runs (``--prompt-flaky-history``).
+    flaky_across_runs: tuple[FlakyCase, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -183,6 +190,8 @@ class SessionOutcome:
     logged_runs: int = 0
     spooled_runs: int = 0
     journal: str | None = None
+    #: Cases the quarantine held out of their verdicts (``promptgate_quarantine``): counted nowhere above.
+    quarantined_cases: int = 0
 
     @property
     def failed(self) -> bool:

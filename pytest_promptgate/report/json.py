@@ -10,6 +10,7 @@ from ..verdicts import BestVariant, EvalCheck, SessionOutcome
 from .summary import conclusion
 
 if TYPE_CHECKING:
+    from ..quarantine import QuarantinedCase
     from ..tracking import TrackingStatus
 
 
@@ -33,8 +34,17 @@ def json_report(
         "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
-        "cases": list(cases),
+        "cases": _marked_cases(checks, cases),
     }
+
+
+def _marked_cases(checks: Sequence[EvalCheck], cases: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Every case; those the quarantine held out of their verdict carry ``"quarantined": true``."""
+    held = {(c.summary.eval, c.summary.variant, q.case_id) for c in checks for q in c.quarantined if q.status == "held"}
+    if not held:
+        return list(cases)
+    return [{**case, "quarantined": True} if (case["eval"], case["variant"], case["case_id"]) in held else case
+            for case in cases]
 
 
 def _json_check(check: EvalCheck) -> dict[str, Any]:
@@ -62,4 +72,15 @@ def _json_check(check: EvalCheck) -> dict[str, Any]:
         "prompts_changed": [dataclasses.asdict(change) for change in check.prompts_changed],
         "run_id": check.run_id,
         "gates": [dataclasses.asdict(gate) for gate in check.gates],
+        "quarantined": [_json_quarantined(case) for case in check.quarantined],
+        "flaky_across_runs": [dataclasses.asdict(case) for case in check.flaky_across_runs],
+    }
+
+
+def _json_quarantined(case: QuarantinedCase) -> dict[str, Any]:
+    """A quarantined case: ``outcome`` is ``quarantined`` while held, else what the case did (it counts)."""
+    return {
+        "case_id": case.case_id, "outcome": "quarantined" if case.status == "held" else case.outcome,
+        "ran": case.outcome, "status": case.status, "pattern": case.entry.pattern, "reason": case.entry.reason,
+        "until": case.entry.until.isoformat(),
     }

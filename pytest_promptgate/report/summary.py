@@ -100,6 +100,8 @@ def note_lines(checks: Sequence[EvalCheck], best: Sequence[BestVariant], trackin
             changes = ", ".join(f"{c.name} {c.before or '(none)'} -> {c.after or '(none)'}" for c in check.prompts_changed)
             lines.append(f"{check.label}: prompts changed since baseline run {check.baseline_run_id}: {changes}")
     lines += _gate_lines(checks)
+    lines += _quarantine_lines(checks)
+    lines += _flaky_lines(checks)
     for check in checks:
         modes = check.summary.failure_modes
         if modes:
@@ -163,6 +165,51 @@ def _gate_lines(checks: Sequence[EvalCheck]) -> list[str]:
     return lines
 
 
+#: Cases named one by one in a note; more are counted.
+_NAMED_CASES = 10
+
+
+def _cases_text(cases: Sequence[str]) -> str:
+    """``a, b, c`` -- the first few of them, and how many more."""
+    shown = ", ".join(cases[:_NAMED_CASES])
+    return shown + (f" and {len(cases) - _NAMED_CASES} more" if len(cases) > _NAMED_CASES else "")
+
+
+def _quarantine_lines(checks: Sequence[EvalCheck]) -> list[str]:
+    """Per eval variant and quarantine entry: which cases it holds out (or no longer does), why, until when."""
+    lines = []
+    for check in checks:
+        groups: dict[tuple[Any, str], list[str]] = {}
+        for case in check.quarantined:
+            groups.setdefault((case.entry, case.status), []).append(f"{case.case_id} {case.outcome}")
+        for (entry, status), cases in groups.items():
+            what = f"{entry.pattern}: {entry.reason}"
+            if status == "held":
+                lines.append(f"quarantined in {check.label}: {len(cases)} case(s) kept out of pass rate, gates and "
+                             f"verdict until {entry.until} ({what}): {_cases_text(cases)}")
+            elif status == "expired":
+                lines.append(f"quarantine expired on {entry.until} ({what}): {len(cases)} case(s) of {check.label} "
+                             f"count again: {_cases_text(cases)}; remove or renew its promptgate_quarantine line")
+            else:
+                lines.append(f"quarantine not applied to {check.label} ({what}): every case of it is quarantined and "
+                             f"a verdict needs at least one, so they count: {_cases_text(cases)}")
+    return lines
+
+
+def _flaky_lines(checks: Sequence[EvalCheck]) -> list[str]:
+    """Per eval variant: the cases whose outcome flipped across its recent complete runs."""
+    lines = []
+    for check in checks:
+        for case in check.flaky_across_runs[:_NAMED_CASES]:
+            times = "1 time" if case.flips == 1 else f"{case.flips} times"
+            lines.append(f"flaky across runs: {check.label} case {case.case_id} flipped {times} "
+                         f"in the last {case.runs} runs")
+        more = len(check.flaky_across_runs) - _NAMED_CASES
+        if more > 0:
+            lines.append(f"flaky across runs: {check.label}: {more} more case(s) (the JSON report lists every one)")
+    return lines
+
+
 def _percent(value: float) -> str:
     return f"{value:.0%}" if round(value * 100, 6).is_integer() else f"{value:.1%}"
 
@@ -199,9 +246,11 @@ def conclusion(outcome: SessionOutcome) -> str:
         if outcome.strict and tolerated:
             reasons.append(f"--prompt-strict and {tolerated} failed or errored case(s)")
         return "promptgate: session FAILED: " + "; ".join(reasons)
+    held = f" ({outcome.quarantined_cases} quarantined case(s) not counted)" if outcome.quarantined_cases else ""
     if tolerated:
-        return f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated; no verdict fails the session"
-    return "promptgate: session passes: every case passed"
+        return (f"promptgate: session passes: {tolerated} failed or errored case(s) tolerated{held}; "
+                "no verdict fails the session")
+    return f"promptgate: session passes: every case passed{held}"
 
 
 def _interrupted(outcome: SessionOutcome) -> str:

@@ -12,7 +12,7 @@ says that too):
 - ``registry``: the prompt registry, aliases and the audit trail;
 - ``spooling``: runs kept on disk while MLflow is down, and sending them later;
 - ``journal``: each finished case on disk as it finishes, so a killed session's runs reach the spool;
-- ``history``: recent complete runs, for the trend;
+- ``history``: recent complete runs, for the trend and for the cases flaky across runs;
 - ``context``: git and CI facts as tags;
 - ``agent``: the child process that holds MLflow while the items run.
 
@@ -53,7 +53,7 @@ from .registry import (
 )
 from .spooling import rejected_spool, send_spooled, spool, spool_dir, spooled
 from .journal import Journal, journal_dir, record_id, recover, run_params
-from .history import EvalHistory, TrendRun, eval_runs
+from .history import EvalHistory, TrendRun, eval_runs, recent_outcomes
 from .agent import AgentBug, AgentGone, TrackingAgent, agent_mode
 
 __all__ = [
@@ -61,8 +61,8 @@ __all__ = [
     "MAX_TAG_VALUE", "RESULTS_FILE", "RegistryError", "TrackedRun", "Tracker", "TrackingAgent", "TrackingError",
     "TrackingStatus", "TrackingUnavailable", "TrendRun", "agent_mode", "alias_version", "anchor_sqlite",
     "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
-    "journal_dir", "log_eval_run", "metric_key", "pinned_baseline", "prompt_versions", "record_audit", "record_id",
-    "recover", "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri",
+    "journal_dir", "log_eval_run", "metric_key", "pinned_baseline", "prompt_versions", "recent_outcomes",
+    "record_audit", "record_id", "recover", "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri",
     "results_json", "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled",
     "summary_metrics", "template_dir", "tracking_failure",
 ]

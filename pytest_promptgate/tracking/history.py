@@ -1,4 +1,4 @@
-"""Recent complete runs of an eval, for the trend."""
+"""Recent complete runs of an eval: for the trend, and for the cases that flip across runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .baselines import baseline_outcomes
 from .runs import prompt_versions
 from .store import NEWEST_FIRST, Tracker, filter_literal, sqlite_path
 
@@ -100,6 +101,27 @@ def _history(
             if before:
                 earlier[variant] = before[0]
     return EvalHistory(eval_name, tracker.experiment_name(eval_name), tuple(runs), complete, earlier)
+
+
+def recent_outcomes(
+    tracker: Tracker, eval_name: str, variant: str, runs: int, known: Mapping[str, dict[str, bool]] | None = None
+) -> list[dict[str, bool]]:
+    """``{case_id: passed}`` of each of the ``runs`` newest complete runs of (eval, variant), oldest first.
+
+    For the cases flaky across runs (``--prompt-flaky-history``): one search of
+    ``runs`` runs, then one results table read per run (about 0.1 s each on a
+    local SQLite store) except the runs in ``known`` (run id -> outcomes the
+    caller read already: the baseline's), so the work is bounded by ``runs``
+    however long the history. [] when the eval has no experiment yet.
+    """
+    experiment_id = tracker.find_experiment(eval_name)
+    if experiment_id is None:
+        return []
+    tags = {"promptgate.eval": eval_name, "promptgate.variant": variant, "promptgate.complete": "true"}
+    found = _newest_runs(tracker, experiment_id, runs, frozenset(), tags)
+    known = known or {}
+    return [known[run.run_id] if run.run_id in known else baseline_outcomes(tracker, run.run_id)
+            for run in reversed(found)]
 
 
 def _eval_experiments(tracker: Tracker, eval_names: Sequence[str] | None) -> dict[str, str]:
