@@ -244,6 +244,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_cache_dir", "response cache directory, relative to the ini file "
                   "(default: .promptgate/cache under the rootdir)")
     parser.addini("promptgate_report_html", "HTML report path, relative to the ini file (default: none)")
+    parser.addini("promptgate_labels", "directory of the labels files (EVAL.labels.jsonl), relative to the ini file "
+                  "(default: each beside its eval file, NAME.labels.jsonl)")
     parser.addini("promptgate_allowed_paths", "directories besides the rootdir that eval files may read included "
                   "case files and prompt files from, relative to the ini file (default: none)", type="paths", default=[])
 

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..places import describe_exception
+from ..schema import output_sha
 from ..results import GraderRecord, RunRecord, combine_grades
 from .base import BaseGrader, CannotGrade, FunctionGrader, GradeContext, GradeResult
 
@@ -148,6 +149,7 @@ def grade_run(graders: Iterable[tuple[Any, BaseGrader]], ctx: GradeContext) -> A
         output_tokens=result.output_tokens,
         cost_usd=result.cost_usd,
         model=result.model,
+        output_sha=output_sha(ctx.output),
     )
 
 

@@ -1,0 +1,99 @@
+"""People's labels (DESIGN §11, issue 16): NAME.labels.jsonl beside an eval file, checked like the eval file, shown
+in failure text and reports, counted in failure modes; and the labels template that round-trips."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+EVAL = """
+eval: routing
+suites: [core]
+prompts: {p: {template: "{{message}}"}}
+target: app:label
+threshold: 0.5
+graders: [{type: equals, value: "{{expected}}", failure_mode: wrong_label}]
+cases:
+  - {id: r1, vars: {message: "refund now"}, expected: refund}
+  - {id: r2, vars: {message: "money back"}, expected: refund}
+  - {id: r3, vars: {message: "hello there"}, expected: refund}
+"""
+
+
+def sha(output: str) -> str:
+    """An output's digest as labels hold it, computed here independently of the plugin."""
+    return hashlib.sha256(output.encode()).hexdigest()[:16]
+
+
+def rows(*labels: dict) -> str:
+    return "".join(json.dumps(label) + "\n" for label in labels)
+
+
+def test_labels_show_in_failure_text_and_reports_and_count_as_failure_modes(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    project("routing.labels.jsonl", rows(
+        {"case": "r3", "output_sha": sha("other"), "rating": "bad", "failure_mode": "greeting_missed",
+         "feedback": "a greeting is not a refund request", "annotator": "ana", "at": "2026-12-01T10:00:00Z"},
+        {"case": "r1", "variant": "default", "rating": "good", "annotator": "bo"},
+        {"case": "r2", "rating": ""},  # not rated yet: waits for a person
+    ))
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json", "--prompt-report-md", "r.md")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*FAILED equals ?wrong_label?: *",
+        "  LABEL bad ?greeting_missed? by ana (this output): a greeting is not a refund request",
+    ])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["evals"][0]["failure_modes"] == {"greeting_missed": 1, "wrong_label": 1}
+    labels = {c["case_id"]: [(label["rating"], label["annotator"]) for label in c["labels"]] for c in report["cases"]}
+    assert labels == {"r1": [("good", "bo")], "r2": [], "r3": [("bad", "ana")]}
+    assert "failure modes of routing [default]: greeting_missed 1, wrong_label 1" in (pytester.path / "r.md").read_text()
+
+
+def test_a_label_about_an_earlier_output_shows_but_does_not_count(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    project("routing.labels.jsonl", rows(
+        {"case": "r3", "output_sha": sha("something else"), "rating": "bad", "failure_mode": "rude"}))
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json")
+    result.stdout.fnmatch_lines(["  LABEL bad ?rude? (an earlier output)"])
+    assert json.loads((pytester.path / "r.json").read_text())["evals"][0]["failure_modes"] == {"wrong_label": 1}
+
+
+def test_a_bad_labels_file_is_a_located_error_of_its_eval(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    project("routing.labels.jsonl", rows(
+        {"case": "r1", "rating": "good"},
+        {"case": "r33", "rating": "bad"},
+        {"case": "r1", "rating": "meh"},
+        {"case": "r2", "ratting": "bad"},
+    ) + "{not json\n" + rows({"case": "r2", "variant": "terse", "rating": "bad"}))
+    result = pytester.runpytest("--prompt-suite", "core")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "invalid eval file (5 problem(s)):",
+        "routing.labels.jsonl:2: case: unknown case id 'r33': the eval has no such case (did you mean 'r3'?)",
+        "routing.labels.jsonl:3: rating: expected one of: good, bad (got 'meh')",
+        "routing.labels.jsonl:4: ratting: unknown key 'ratting' (did you mean 'rating'?)*",
+        "routing.labels.jsonl:5:2: invalid JSON: *",
+        "routing.labels.jsonl:6: variant: unknown variant 'terse' (variants: default)",
+    ])
+
+
+def test_the_ini_key_points_at_a_directory_of_labels_files(project, pytester):
+    project("evals/routing.eval.yaml", EVAL)
+    project("labels/routing.labels.jsonl", rows({"case": "r3", "rating": "bad", "failure_mode": "greeting_missed"}))
+    pytester.makeini("[pytest]\npromptgate_labels = labels\n")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json")
+    result.stdout.fnmatch_lines(["  LABEL bad ?greeting_missed?"])
+    assert json.loads((pytester.path / "r.json").read_text())["evals"][0]["failure_modes"]["greeting_missed"] == 1
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_labels_reach_the_controller_under_xdist(project, pytester, args):
+    project("routing.eval.yaml", EVAL)
+    project("routing.labels.jsonl", rows({"case": "r3", "rating": "bad", "failure_mode": "greeting_missed"}))
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", "--prompt-report", "r.json", *args)
+    assert result.ret == 0
+    assert json.loads((pytester.path / "r.json").read_text())["evals"][0]["failure_modes"]["greeting_missed"] == 1
