@@ -92,6 +92,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "in a table that filters; docs/html-report.md). Default: ini promptgate_report_html, else none.",
     )
     group.addoption(
+        "--prompt-label-template",
+        metavar="DIR",
+        default=None,
+        help="write the session's failed and flaky outputs, ready to label, to DIR/EVAL.labels.jsonl (new rows "
+        "appended; people's ratings kept; docs/labels.md). Default: none.",
+    )
+    group.addoption(
+        "--prompt-export",
+        metavar="PATH",
+        default=None,
+        help="write the session's annotated dataset to PATH as JSON lines, one per output: inputs, output, expected, "
+        "grader results, failure modes, labels (docs/datasets.md). Default: none.",
+    )
+    group.addoption(
         "--prompt-tracking-uri",
         metavar="URI",
         default=None,

@@ -101,14 +101,18 @@ class CaseResult:
         return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ())), "labels": tuple(data.get("labels", ()))})
 
     def labelled_modes(self) -> set[str]:
-        """The failure modes people gave this case: of ``bad`` labels about one of its outputs, or about the
-        case as a whole (no ``output_sha``) when it failed."""
-        shas = {run.output_sha for run in self.runs}
-        return {
-            label["failure_mode"] for label in self.labels
-            if label["rating"] == "bad" and label.get("failure_mode")
-            and (label.get("output_sha") in shas if label.get("output_sha") else self.outcome == "failed")
-        }
+        """The failure modes people gave this case (:func:`labelled_modes` over all its outputs)."""
+        return labelled_modes(self.labels, {run.output_sha for run in self.runs}, self.outcome == "failed")
+
+
+def labelled_modes(labels: Iterable[dict[str, Any]], shas: set[str | None], failed: bool) -> set[str]:
+    """The failure modes of ``bad`` labels about one of the outputs whose digests are ``shas``, and of those about
+    the case as a whole (no ``output_sha``) when it ``failed``: a label about an earlier output is not counted."""
+    return {
+        label["failure_mode"] for label in labels
+        if label["rating"] == "bad" and label.get("failure_mode")
+        and (label["output_sha"] in shas if label.get("output_sha") else failed)
+    }
 
 
 def _plain(record: Any) -> dict[str, Any]:

@@ -129,6 +129,10 @@ class EvalSession:
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
+        #: What --prompt-label-template and --prompt-export wrote, a line each for the terminal.
+        self.written: list[str] = []
+        #: Each model judge's agreement with people's labels (``improve.Agreement``), when labels met judges.
+        self.agreement: list[Any] = []
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
         self._agent_started = False  # one agent per session at most
@@ -388,6 +392,9 @@ class EvalSession:
             self._stop_agent()
         self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
+        from .improve import judge_agreement
+
+        self.agreement = judge_agreement(self._case_data)
         fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
             failing_verdicts=sum(c.verdict is not None and fails_session(c.verdict, fail_on) for c in self.checks),
@@ -678,18 +685,19 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.agreement)
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
-            text = markdown_report(self.checks, self.outcome, self.best, self.tracking)
+            text = markdown_report(self.checks, self.outcome, self.best, self.tracking, self.agreement)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking), "w"))
-        problems = []
+            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking,
+                                                  self.agreement), "w"))
+        problems = self._write_datasets()
         for path, text, mode in writes:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -702,6 +710,34 @@ class EvalSession:
                 problems.append(f"promptgate: interrupted ({self.interrupts.received}) while writing the report {path}: "
                                 "it and any report after it are not written")
                 break
+        return problems
+
+    def _write_datasets(self) -> list[str]:
+        """Write ``--prompt-label-template DIR`` and ``--prompt-export PATH`` (:mod:`pytest_promptgate.improve`);
+        what could not be written, a line each."""
+        from .improve import export_rows, write_export, write_label_templates
+
+        config, problems = self.config, []
+        template_dir, export = config.getoption("prompt_label_template"), config.getoption("prompt_export")
+        if template_dir:
+            directory = config.invocation_params.dir / template_dir
+            try:
+                written = write_label_templates(directory, self._case_data)
+            except OSError as exc:
+                problems.append(f"promptgate: could not write the labels template in {directory}: {exc.strerror or exc}")
+            else:
+                self.written += [f"promptgate: {count} output(s) to label in {path}" for path, count in written]
+                if not written:
+                    self.written.append(f"promptgate: no new failed or flaky output to label in {directory}")
+        if export:
+            path = config.invocation_params.dir / export
+            run_ids = {(c.summary.eval, c.summary.variant): c.run_id for c in self.checks}
+            try:
+                count = write_export(path, export_rows(self._case_data, self.state.evals, run_ids, self.session_id))
+            except OSError as exc:
+                problems.append(f"promptgate: could not write the export {path}: {exc.strerror or exc}")
+            else:
+                self.written.append(f"promptgate: exported {count} output(s) to {path}")
         return problems
 
     def _html_report_path(self) -> Path | None:
@@ -771,8 +807,11 @@ class EvalSession:
             # A width only when the terminal's is known: a log that is not a terminal (CI) keeps the full table.
             known = terminalreporter.isatty or os.environ.get("COLUMNS", "").strip()
             width = terminalreporter.config.get_terminal_writer().fullwidth if known else None
-            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width):
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width,
+                                       agreement=self.agreement):
                 terminalreporter.write_line(line)
+        for line in self.written:
+            terminalreporter.write_line(line)
         for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)
 

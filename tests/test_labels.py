@@ -97,3 +97,37 @@ def test_labels_reach_the_controller_under_xdist(project, pytester, args):
     result = pytester.runpytest_subprocess("--prompt-suite", "core", "--prompt-report", "r.json", *args)
     assert result.ret == 0
     assert json.loads((pytester.path / "r.json").read_text())["evals"][0]["failure_modes"]["greeting_missed"] == 1
+
+
+def test_the_label_template_round_trips(project, pytester):
+    """Failed and flaky outputs become rows to fill in; filled in, the next session reads them; run again, the
+    template keeps people's ratings and adds only new outputs."""
+    project("routing.eval.yaml", EVAL)
+    pytester.makeini("[pytest]\npromptgate_labels = labels\n")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-label-template", "labels")
+    result.stdout.fnmatch_lines(["promptgate: 1 output(s) to label in */labels/routing.labels.jsonl"])
+    path = pytester.path / "labels/routing.labels.jsonl"
+    [row] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert row == {"case": "r3", "variant": "default", "output_sha": sha("other"), "rating": "", "failure_mode": "",
+                   "feedback": "", "annotator": "", "at": "", "output": "other"}
+
+    pytester.runpytest("--prompt-suite", "core")  # an unrated row waits for a person: no error, no label
+    row.update(rating="bad", failure_mode="greeting_missed", feedback="not a refund", annotator="ana")
+    path.write_text(json.dumps(row) + "\n")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-label-template", "labels", "--prompt-report", "r.json")
+    result.stdout.fnmatch_lines([
+        "  LABEL bad ?greeting_missed? by ana (this output): not a refund",
+        "promptgate: no new failed or flaky output to label in */labels",
+    ])
+    assert json.loads(path.read_text()) == row  # kept, not written twice
+    assert json.loads((pytester.path / "r.json").read_text())["evals"][0]["failure_modes"]["greeting_missed"] == 1
+
+
+def test_flaky_cases_get_a_row_per_distinct_output(project, pytester):
+    from conftest import COIN, coin_eval
+
+    pytester.makepyfile(coin=COIN)
+    project("coin.eval.yaml", coin_eval(0.0, steady="hhh", wobbly="hth", lost="ttt"))
+    pytester.runpytest("--prompt-suite", "core", "--prompt-label-template", "todo")
+    rows = [json.loads(line) for line in (pytester.path / "todo/coin.labels.jsonl").read_text().splitlines()]
+    assert [(r["case"], r["output"]) for r in rows] == [("wobbly", "heads"), ("wobbly", "tails"), ("lost", "tails")]

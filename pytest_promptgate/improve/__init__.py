@@ -6,3 +6,14 @@ labels file is part of reading an eval, so it lives in ``schema/``; what this ro
 does with labels (agreement, templates, export) happens after the items ran.
 Other rooms import what they need from this face, not from its modules.
 """
+
+from __future__ import annotations
+
+from .agreement import JUDGE_TYPES, Agreement, Kappa, agreement_lines, cohens_kappa, judge_agreement
+from .export import EXPORT_VERSION, export_rows, write_export
+from .labelling import template_rows, write_label_templates
+
+__all__ = [
+    "EXPORT_VERSION", "JUDGE_TYPES", "Agreement", "Kappa", "agreement_lines", "cohens_kappa", "export_rows",
+    "judge_agreement", "template_rows", "write_export", "write_label_templates",
+]

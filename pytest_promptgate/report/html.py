@@ -14,10 +14,12 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
+from ..improve import agreement_lines
 from .json import json_report
 from .summary import note_lines
 
 if TYPE_CHECKING:
+    from ..improve import Agreement
     from ..tracking import TrackingStatus
 
 #: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
@@ -34,11 +36,11 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
 ) -> str:
     """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
-    data = json_report(checks, outcome, cases, best, tracking)
-    notes = note_lines(checks, best, tracking)
+    data = json_report(checks, outcome, cases, best, tracking, agreement)
+    notes = note_lines(checks, best, tracking) + agreement_lines(agreement)
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
         "<!DOCTYPE html>",

@@ -10,6 +10,7 @@ from ..verdicts import BestVariant, EvalCheck, SessionOutcome
 from .summary import conclusion
 
 if TYPE_CHECKING:
+    from ..improve import Agreement
     from ..tracking import TrackingStatus
 
 
@@ -19,7 +20,7 @@ JSON_REPORT_VERSION = 1
 
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
     (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
@@ -33,6 +34,7 @@ def json_report(
         "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
+        "judge_agreement": [dataclasses.asdict(a) for a in agreement],
         "cases": list(cases),
     }
 

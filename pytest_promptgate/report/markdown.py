@@ -6,15 +6,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome
+from ..improve import agreement_lines
 from .summary import conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
+    from ..improve import Agreement
     from ..tracking import TrackingStatus
 
 
 def markdown_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None,
+    tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
 ) -> str:
     """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
     from tabulate import tabulate
@@ -27,5 +29,5 @@ def markdown_report(
     footnotes = footnote_lines(checks)
     if footnotes:
         parts += [*footnotes, ""]
-    parts += [f"- {note}" for note in note_lines(checks, best, tracking)]
+    parts += [f"- {note}" for note in note_lines(checks, best, tracking) + agreement_lines(agreement)]
     return "\n".join(parts).rstrip() + "\n"

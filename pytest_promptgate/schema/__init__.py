@@ -10,7 +10,7 @@ includes, variants and templates checked into a ``LoadedEval``) and :mod:`.words
 from __future__ import annotations
 
 from .files import display_path
-from .labels import LABELS_SUFFIX, Label, LabelRow, labels_for, labels_path, output_sha
+from .labels import LABELS_SUFFIX, Label, labels_for, output_sha
 from .load import LoadedCase, LoadedEval, LoadedVariant, PromptText, load_eval, registry_refs
 from .models import (
     Case, Eval, GateRule, Gates, Grader, Message, Prompt, Provider, ProviderTarget, TargetSpec, Variant,
@@ -19,7 +19,7 @@ from .models import (
 from .source import EvalFileError, Problem
 
 __all__ = [
-    "LABELS_SUFFIX", "Label", "LabelRow", "labels_for", "labels_path", "output_sha",
+    "LABELS_SUFFIX", "Label", "labels_for", "output_sha",
     "Case", "Eval", "EvalFileError", "GateRule", "Gates", "Grader", "LoadedCase", "LoadedEval", "LoadedVariant",
     "Message", "Problem", "Prompt", "PromptText", "Provider", "ProviderTarget", "TargetSpec", "Variant",
     "display_path", "load_eval", "parse_registry_ref", "registry_refs",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -154,7 +154,3 @@ def labels_for(labels: Iterable[Label], case_id: str, variant: str) -> tuple[Lab
     """The labels about case ``case_id`` under ``variant`` (the optimizer's and the failure text's question)."""
     return tuple(label for label in labels if label.applies_to(case_id, variant))
 
-
-def about_output(label: Mapping[str, Any], shas: Iterable[str | None]) -> bool:
-    """Whether a label (as plain data) is about one of the outputs whose digests are ``shas``."""
-    return label.get("output_sha") is not None and label["output_sha"] in set(shas)
