@@ -132,7 +132,8 @@ class Runner:
                         raise
                     raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
                 ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
-                                   case_id=case.id, variant=job.variant.name, judge=judge)
+                                   case_id=case.id, variant=job.variant.name, judge=judge,
+                                   labels=labels_for(case.labels, case.id, job.variant.name))
                 runs.append(grade_run(job.graders, ctx))
         finally:  # a case stopped by a failed run or grader needs none of its later runs
             running = []

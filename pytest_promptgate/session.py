@@ -131,8 +131,8 @@ class EvalSession:
         self.report_problems: list[str] = []
         #: What --prompt-label-template and --prompt-export wrote, a line each for the terminal.
         self.written: list[str] = []
-        #: Each model judge's agreement with people's labels (``improve.Agreement``), when labels met judges.
-        self.agreement: list[Any] = []
+        #: What people's labels say, and how far the model judges agree with them (``improve.Findings``).
+        self.findings: Any = None
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
         self._agent_started = False  # one agent per session at most
@@ -392,9 +392,9 @@ class EvalSession:
             self._stop_agent()
         self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
-        from .improve import judge_agreement
+        from .improve import label_findings
 
-        self.agreement = judge_agreement(self._case_data)
+        self.findings = label_findings(self._case_data)
         fail_on = self.settings.fail_on
         self.outcome = SessionOutcome(
             failing_verdicts=sum(c.verdict is not None and fails_session(c.verdict, fail_on) for c in self.checks),
@@ -685,18 +685,18 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.agreement)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings)
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
-            text = markdown_report(self.checks, self.outcome, self.best, self.tracking, self.agreement)
+            text = markdown_report(self.checks, self.outcome, self.best, self.tracking, self.findings)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report_md"), text, "w"))
             if os.environ.get("GITHUB_STEP_SUMMARY"):
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
             writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking,
-                                                  self.agreement), "w"))
+                                                  self.findings), "w"))
         problems = self._write_datasets()
         for path, text, mode in writes:
             try:
@@ -808,7 +808,7 @@ class EvalSession:
             known = terminalreporter.isatty or os.environ.get("COLUMNS", "").strip()
             width = terminalreporter.config.get_terminal_writer().fullwidth if known else None
             for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width,
-                                       agreement=self.agreement):
+                                       findings=self.findings):
                 terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)

@@ -39,7 +39,8 @@ def test_labels_show_in_failure_text_and_reports_and_count_as_failure_modes(proj
         {"case": "r1", "variant": "default", "rating": "good", "annotator": "bo"},
         {"case": "r2", "rating": ""},  # not rated yet: waits for a person
     ))
-    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json", "--prompt-report-md", "r.md")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json", "--prompt-report-md", "r.md",
+                                "--prompt-report-html", "r.html")
     assert result.ret == 0
     result.stdout.fnmatch_lines([
         "*FAILED equals ?wrong_label?: *",
@@ -49,7 +50,10 @@ def test_labels_show_in_failure_text_and_reports_and_count_as_failure_modes(proj
     assert report["evals"][0]["failure_modes"] == {"greeting_missed": 1, "wrong_label": 1}
     labels = {c["case_id"]: [(label["rating"], label["annotator"]) for label in c["labels"]] for c in report["cases"]}
     assert labels == {"r1": [("good", "bo")], "r2": [], "r3": [("bad", "ana")]}
-    assert "failure modes of routing [default]: greeting_missed 1, wrong_label 1" in (pytester.path / "r.md").read_text()
+    markdown = (pytester.path / "r.md").read_text()
+    assert "- failure modes of routing [default]: greeting_missed 1, wrong_label 1" in markdown
+    assert "- labels of routing [default]: 2 on 2 case(s), 1 good, 1 bad; 1 about this session's outputs" in markdown
+    assert "label bad [greeting_missed] by ana: a greeting is not a refund request" in (pytester.path / "r.html").read_text()
 
 
 def test_a_label_about_an_earlier_output_shows_but_does_not_count(project, pytester):
@@ -131,3 +135,20 @@ def test_flaky_cases_get_a_row_per_distinct_output(project, pytester):
     pytester.runpytest("--prompt-suite", "core", "--prompt-label-template", "todo")
     rows = [json.loads(line) for line in (pytester.path / "todo/coin.labels.jsonl").read_text().splitlines()]
     assert [(r["case"], r["output"]) for r in rows] == [("wobbly", "heads"), ("wobbly", "tails"), ("lost", "tails")]
+
+
+def test_the_human_grader_lets_labels_of_the_exact_output_decide(project, pytester):
+    """Opt-in: with {type: human}, a bad label about this output fails the case, a good one passes it, whatever
+    the (here optional) equals grader says."""
+    project("routing.eval.yaml", EVAL.replace(
+        'failure_mode: wrong_label}]', 'failure_mode: wrong_label, required: false}, {type: human}]'))
+    project("routing.labels.jsonl", rows(
+        {"case": "r1", "output_sha": sha("refund"), "rating": "bad", "feedback": "too curt", "annotator": "ana"},
+        {"case": "r3", "output_sha": sha("other"), "rating": "good", "annotator": "bo"},
+        {"case": "r2", "output_sha": sha("an old output"), "rating": "bad"},
+    ))
+    result = pytester.runpytest("--prompt-suite", "core", "-v")
+    result.stdout.fnmatch_lines([
+        "*::default::r1 FAILED*", "*::default::r2 PASSED*", "*::default::r3 PASSED*",
+        "  FAILED human: labelled bad by ana (routing.labels.jsonl:1): too curt",
+    ])

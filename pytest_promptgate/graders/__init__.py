@@ -32,9 +32,9 @@ class UnknownGrader(Exception):
 
 def builtin_types() -> dict[str, type[BaseGrader]]:
     """The grader types that ship with the plugin, by name."""
-    from . import custom, model, operational, similarity, strings, structure
+    from . import custom, human, model, operational, similarity, strings, structure
 
-    return {cls.type: cls for family in (strings, structure, similarity, model, operational, custom) for cls in family.GRADERS}
+    return {cls.type: cls for family in (strings, structure, similarity, model, operational, custom, human) for cls in family.GRADERS}
 
 
 class GraderRegistry:

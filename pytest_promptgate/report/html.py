@@ -14,12 +14,11 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
-from ..improve import agreement_lines
 from .json import json_report
 from .summary import note_lines
 
 if TYPE_CHECKING:
-    from ..improve import Agreement
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 #: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
@@ -36,11 +35,11 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> str:
     """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
-    data = json_report(checks, outcome, cases, best, tracking, agreement)
-    notes = note_lines(checks, best, tracking) + agreement_lines(agreement)
+    data = json_report(checks, outcome, cases, best, tracking, findings)
+    notes = note_lines(checks, best, tracking) + (findings.lines() if findings else [])
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
         "<!DOCTYPE html>",
@@ -203,6 +202,7 @@ def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
     reasons = [case["error"]] if case["error"] is not None else []
     reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
+    reasons += [_label_text(label) for label in case.get("labels", ())]
     latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
     score = f"{case['score']:.3f}" if case["score"] is not None else "-"
     return (
@@ -213,6 +213,13 @@ def _case_row(case: Mapping[str, Any], shown: bool) -> str:
         f"<td>{outputs}</td><td>{''.join(f'<pre>{bounded(r)}</pre>' for r in reasons)}</td>"
         f'<td class="number">{latency}</td></tr>'
     )
+
+
+def _label_text(label: Mapping[str, Any]) -> str:
+    """A person's label of the case, as its failure text words it: ``label bad [mode] by ana: feedback``."""
+    mode = f" [{label['failure_mode']}]" if label.get("failure_mode") else ""
+    by = f" by {label['annotator']}" if label.get("annotator") else ""
+    return f"label {label['rating']}{mode}{by}" + (f": {label['feedback']}" if label.get("feedback") else "")
 
 
 def _text(value: Any) -> str:

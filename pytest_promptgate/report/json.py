@@ -10,7 +10,7 @@ from ..verdicts import BestVariant, EvalCheck, SessionOutcome
 from .summary import conclusion
 
 if TYPE_CHECKING:
-    from ..improve import Agreement
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
@@ -20,7 +20,7 @@ JSON_REPORT_VERSION = 1
 
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
     (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
@@ -34,7 +34,8 @@ def json_report(
         "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
-        "judge_agreement": [dataclasses.asdict(a) for a in agreement],
+        # People's labels and the judges measured against them (improve.Findings): empty lists without labels.
+        **(findings.to_dict() if findings is not None else {"labels": [], "judge_agreement": []}),
         "cases": list(cases),
     }
 

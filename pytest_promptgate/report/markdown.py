@@ -6,17 +6,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome
-from ..improve import agreement_lines
 from .summary import conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
-    from ..improve import Agreement
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
 def markdown_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None, agreement: Sequence[Agreement] = (),
+    tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> str:
     """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
     from tabulate import tabulate
@@ -29,5 +28,5 @@ def markdown_report(
     footnotes = footnote_lines(checks)
     if footnotes:
         parts += [*footnotes, ""]
-    parts += [f"- {note}" for note in note_lines(checks, best, tracking) + agreement_lines(agreement)]
+    parts += [f"- {note}" for note in note_lines(checks, best, tracking) + (findings.lines() if findings else [])]
     return "\n".join(parts).rstrip() + "\n"

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome
-from ..improve import agreement_lines
 from .summary import compact_rows, conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
-    from ..improve import Agreement
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
@@ -21,7 +20,7 @@ _MIN_LABEL = 12
 
 def terminal_lines(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None, width: int | None = None, agreement: Sequence[Agreement] = (),
+    tracking: TrackingStatus | None = None, width: int | None = None, findings: Findings | None = None,
 ) -> list[str]:
     """The summary table (one row per eval and variant), then notes, then what decided the exit status.
 
@@ -32,7 +31,7 @@ def terminal_lines(
     lines = text_table(headers, rows, numeric_from=2) if rows else []
     if width is not None and any(len(line) > width for line in lines):
         lines = _compact_table(checks, tracking, width)
-    notes = [*footnote_lines(checks), "", *note_lines(checks, best, tracking), *agreement_lines(agreement),
+    notes = [*footnote_lines(checks), "", *note_lines(checks, best, tracking), *(findings.lines() if findings else []),
              conclusion(outcome)]
     if width is None:
         return lines + notes
