@@ -24,7 +24,8 @@ from pytest_promptgate.improve import cohens_kappa
 def test_kappa_and_interval_match_statsmodels(table):
     ours, theirs = cohens_kappa(table), statsmodels_kappa(table)
     assert ours.kappa == pytest.approx(theirs.kappa, abs=1e-12)
-    assert (ours.low, ours.high) == (pytest.approx(theirs.kappa_low, abs=1e-9), pytest.approx(theirs.kappa_upp, abs=1e-9))
+    assert (ours.low, ours.high) == (pytest.approx(max(-1, theirs.kappa_low), abs=1e-9),
+                                     pytest.approx(min(1, theirs.kappa_upp), abs=1e-9))
 
 
 @given(st.lists(st.integers(0, 40), min_size=4, max_size=4))
@@ -40,7 +41,8 @@ def test_kappa_matches_statsmodels_on_any_two_by_two_table(cells):
         theirs = statsmodels_kappa(table)
     assert ours.kappa == pytest.approx(theirs.kappa, abs=1e-9)
     if ours.low is not None:
-        assert ours.low == pytest.approx(theirs.kappa_low, abs=1e-9)
+        assert ours.low == pytest.approx(max(-1, theirs.kappa_low), abs=1e-9)
+        assert ours.high == pytest.approx(min(1, theirs.kappa_upp), abs=1e-9)
 
 
 def test_kappa_matches_scikit_learn_on_rating_lists():
@@ -88,7 +90,8 @@ def test_reports_give_the_judges_agreement_with_people(project, pytester):
     table = [[sum(j == x and p == y for j, p in zip(judge_says, people_say)) for y in (True, False)] for x in (True, False)]
     expected = statsmodels_kappa(table)
     line = (f"judge label_model of judged [default] agrees with people on 6 of 8 labelled output(s) (75%): "
-            f"kappa {expected.kappa:.2f} [95% CI {expected.kappa_low:.2f}, {expected.kappa_upp:.2f}]")
+            f"kappa {expected.kappa:.2f} [95% CI {max(-1, expected.kappa_low):.2f}, {min(1, expected.kappa_upp):.2f}]")
+    assert line.endswith("kappa 0.50 [95% CI -0.10, 1.00]")  # statsmodels' upper bound, 1.10, cut to where kappa lies
     result.stdout.fnmatch_lines([line])
     [agreement] = json.loads((pytester.path / "r.json").read_text())["judge_agreement"]
     assert (agreement["judge"], agreement["pairs"], agreement["agreed"]) == ("label_model", 8, 6)

@@ -4,7 +4,7 @@ Where a ``label_model`` or ``score_model`` grader judged an output that a person
 labelled (a label carrying that output's ``output_sha``), the judge's pass or fail
 and the person's good or bad make a pair. Per (eval, variant, judge), the pairs give
 Cohen's kappa with its 95% interval: the asymptotic variance of Fleiss, Cohen and
-Everitt (1969), as ``statsmodels.stats.inter_rater.cohens_kappa`` computes it. Pure:
+Everitt (1969), as ``statsmodels.stats.inter_rater.cohens_kappa`` computes it, cut to [-1, 1]. Pure:
 plain data in, plain data out.
 """
 
@@ -53,6 +53,8 @@ class Agreement:
 def cohens_kappa(table: Sequence[Sequence[float]], confidence: float = 0.95) -> Kappa | None:
     """Cohen's kappa of a square contingency table (rows: one rater, columns: the other); None when undefined.
 
+    The interval is statsmodels' (``kappa_low``, ``kappa_upp``) cut to [-1, 1], where kappa lies.
+
     Undefined when both raters used one and the same category only (the agreement
     expected by chance is then 1), or when the table is empty.
     """
@@ -76,7 +78,7 @@ def cohens_kappa(table: Sequence[Sequence[float]], confidence: float = 0.95) -> 
         return Kappa(kappa, None, None)
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     half = z * math.sqrt(variance)
-    return Kappa(kappa, kappa - half, kappa + half)
+    return Kappa(kappa, max(-1.0, kappa - half), min(1.0, kappa + half))  # kappa lies in [-1, 1]; a Wald interval may not
 
 
 def judge_agreement(cases: Iterable[Mapping[str, Any]]) -> list[Agreement]:
