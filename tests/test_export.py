@@ -82,3 +82,27 @@ def test_export_loads_as_an_mlflow_evaluation_dataset(project, pytester, tmp_pat
     mlflow.set_experiment(experiment_id=experiment)
     results = evaluate(data=rows, scorers=[same_label])
     assert results.metrics["same_label/mean"] == pytest.approx(sum(row["passed"] for row in rows) / len(rows))
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_an_error_case_is_exported_without_output_and_workers_export_rendered_prompts(project, pytester, args):
+    project("crashy.eval.yaml", """
+        eval: crashy
+        suites: [core]
+        prompts: {p: {messages: [{role: system, content: "Be brief."}, {role: user, content: "{{message}}"}]}}
+        target: app:crash
+        threshold: 0
+        graders: [{type: equals, value: ok}]
+        cases:
+          - {id: fine, vars: {message: "hi"}}
+          - {id: broken, vars: {message: "boom"}}
+        """)
+    result = pytester.runpytest_subprocess("--prompt-suite", "core", "--prompt-export", "out/dataset.jsonl", *args)
+    result.stdout.fnmatch_lines(["promptgate: exported 2 output(s) to *"])
+    rows = {row["case_id"]: row for row in exported(pytester)}
+    assert rows["fine"]["inputs"]["prompts"] == {"p": [{"role": "system", "content": "Be brief."},
+                                                       {"role": "user", "content": "hi"}]}
+    assert (rows["fine"]["outputs"], rows["fine"]["passed"], rows["fine"]["run"]) == ("ok", True, 1)
+    broken = rows["broken"]
+    assert (broken["outputs"], broken["run"], broken["case_outcome"], broken["graders"]) == (None, None, "error", [])
+    assert "KeyError" in broken["error"]
