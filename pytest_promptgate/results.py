@@ -102,6 +102,8 @@ class CaseResult:
 
     def labelled_modes(self) -> set[str]:
         """The failure modes people gave this case (:func:`labelled_modes` over all its outputs)."""
+        if not self.labels:  # most cases: no set of digests to build
+            return set()
         return labelled_modes(self.labels, {run.output_sha for run in self.runs}, self.outcome == "failed")
 
 

@@ -7,6 +7,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 EVAL = """
 eval: routing
@@ -152,3 +154,32 @@ def test_the_human_grader_lets_labels_of_the_exact_output_decide(project, pytest
         "*::default::r1 FAILED*", "*::default::r2 PASSED*", "*::default::r3 PASSED*",
         "  FAILED human: labelled bad by ana (routing.labels.jsonl:1): too curt",
     ])
+
+
+LABEL_KEYS = ["case", "variant", "output_sha", "rating", "failure_mode", "feedback", "annotator", "at", "output"]
+label_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20),
+                         st.sampled_from(["r1", "r3", "default", "good", "bad", "", "0123456789abcdef", "x" * 300]),
+                         st.lists(st.integers(), max_size=2))
+label_rows = st.one_of(
+    st.dictionaries(st.sampled_from(LABEL_KEYS) | st.text(max_size=6), label_values, max_size=6).map(json.dumps),
+    st.text(max_size=40),
+    st.binary(max_size=40).map(lambda raw: raw.decode("utf-8", "replace")),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(label_rows, max_size=6))
+def test_any_labels_file_loads_or_is_a_located_problem(tmp_path_factory, lines):
+    """Whatever a labels file holds, the eval loads with its labels or fails with problems at the file's lines."""
+    from pytest_promptgate.graders import GraderRegistry
+    from pytest_promptgate.schema import EvalFileError, load_eval
+
+    directory = tmp_path_factory.mktemp("fuzz")
+    (directory / "routing.eval.yaml").write_text(EVAL.replace("app:label", "echo"))
+    (directory / "routing.labels.jsonl").write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        loaded = load_eval(directory / "routing.eval.yaml", GraderRegistry.build([]).options_model)
+    except EvalFileError as exc:
+        assert exc.problems and all(p.file.endswith("routing.labels.jsonl") and p.line for p in exc.problems)
+        return
+    assert all(label.rating in ("good", "bad") for case in loaded.cases for label in case.labels)
