@@ -183,3 +183,13 @@ def test_any_labels_file_loads_or_is_a_located_problem(tmp_path_factory, lines):
         assert exc.problems and all(p.file.endswith("routing.labels.jsonl") and p.line for p in exc.problems)
         return
     assert all(label.rating in ("good", "bad") for case in loaded.cases for label in case.labels)
+
+
+def test_a_label_for_one_variant_stays_with_it(project, pytester):
+    project("routing.eval.yaml", EVAL.replace("threshold: 0.5", "threshold: 0.5\nvariants: [{name: a}, {name: b}]"))
+    project("routing.labels.jsonl", rows({"case": "r3", "variant": "b", "rating": "bad", "failure_mode": "only_b"}))
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json")
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert {e["variant"]: e["failure_modes"] for e in report["evals"]} == {
+        "a": {"wrong_label": 1}, "b": {"only_b": 1, "wrong_label": 1}}
+    assert str(result.stdout).count("LABEL bad [only_b]") == 1
