@@ -49,7 +49,7 @@ def test_kappa_matches_scikit_learn_on_rating_lists():
     sklearn = pytest.importorskip("sklearn.metrics")
     judge = [True, True, False, True, False, False, True, True, False, True]
     people = [True, False, False, True, False, True, True, True, False, False]
-    table = [[sum(j == a and p == b for j, p in zip(judge, people)) for b in (True, False)] for a in (True, False)]
+    table = [[sum(j == a and p == b for j, p in zip(judge, people, strict=True)) for b in (True, False)] for a in (True, False)]
     assert cohens_kappa(table).kappa == pytest.approx(sklearn.cohen_kappa_score(judge, people))
 
 
@@ -87,7 +87,7 @@ def test_reports_give_the_judges_agreement_with_people(project, pytester):
                                 "--prompt-report-html", "r.html")
     judge_says = ["please" in a.lower() for a in ANSWERS]
     people_say = [rating == "good" for rating in ANSWERS.values()]
-    table = [[sum(j == x and p == y for j, p in zip(judge_says, people_say)) for y in (True, False)] for x in (True, False)]
+    table = [[sum(j == x and p == y for j, p in zip(judge_says, people_say, strict=True)) for y in (True, False)] for x in (True, False)]
     expected = statsmodels_kappa(table)
     line = (f"judge label_model of judged [default] agrees with people on 6 of 8 labelled output(s) (75%): "
             f"kappa {expected.kappa:.2f} [95% CI {max(-1, expected.kappa_low):.2f}, {min(1, expected.kappa_upp):.2f}]")

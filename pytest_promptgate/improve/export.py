@@ -59,11 +59,16 @@ def export_rows(
                 if entry["version"] == registry["version"]:
                     entry["registry_name"] = registry["name"]
         if not case["runs"]:
-            yield {**common, "outputs": None, "run": None, "passed": False, "score": None, "output_sha": None,
+            yield _ordered({**common, "outputs": None, "run": None, "passed": False, "score": None, "output_sha": None,
                    "graders": [], "failure_modes": [], "latency_ms": None, "cost_usd": None,
-                   "input_tokens": None, "output_tokens": None, "model": None}
+                   "input_tokens": None, "output_tokens": None, "model": None})
         for number, run in enumerate(case["runs"], start=1):
-            yield {**common, **_run_fields(run, common["labels"], case), "run": number}
+            yield _ordered({**common, **_run_fields(run, common["labels"], case), "run": number})
+
+
+def _ordered(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with MLflow's trio first, as a person reading a line expects: inputs, outputs, expectations."""
+    return {key: row[key] for key in ("inputs", "outputs", "expectations")} | row
 
 
 def _run_fields(run: Mapping[str, Any], labels: list[Mapping[str, Any]], case: Mapping[str, Any]) -> dict[str, Any]:
