@@ -193,3 +193,12 @@ def test_a_label_for_one_variant_stays_with_it(project, pytester):
     assert {e["variant"]: e["failure_modes"] for e in report["evals"]} == {
         "a": {"wrong_label": 1}, "b": {"only_b": 1, "wrong_label": 1}}
     assert str(result.stdout).count("LABEL bad [only_b]") == 1
+
+
+def test_a_label_template_that_cannot_be_written_fails_the_session_in_one_line(project, pytester):
+    project("routing.eval.yaml", EVAL)
+    (pytester.path / "taken").write_text("a file, not a directory")
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-label-template", "taken")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["promptgate: could not write the labels template in */taken: *"])
+    assert "Traceback" not in str(result.stdout)
