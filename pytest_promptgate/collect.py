@@ -25,7 +25,7 @@ from _pytest.fixtures import TopRequest  # the route pytest's own doctest items 
 from . import template
 from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .graders.strings import cut
-from .results import CaseResult
+from .results import CaseResult, label_text
 from .places import describe_exception
 from .runner import Job, Runner
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
@@ -510,11 +510,8 @@ def label_lines(labels: Iterable[dict[str, Any]], shas: set[str | None]) -> list
     """What people said of the case (its labels file): a line each, saying whether it is about this very output."""
     lines = []
     for label in labels:
-        mode = f" [{label['failure_mode']}]" if label.get("failure_mode") else ""
-        by = f" by {label['annotator']}" if label.get("annotator") else ""
         sha = label.get("output_sha")
         about = " (this output)" if sha and sha in shas else " (an earlier output)" if sha else ""
-        feedback = f": {cut(label['feedback'], 200)}" if label.get("feedback") else ""
-        lines.append(f"  LABEL {label['rating']}{mode}{by}{about}{feedback}")
+        lines.append(f"  LABEL {label_text(label, about, limit=200)}")
     return lines
 

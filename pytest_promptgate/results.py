@@ -117,6 +117,17 @@ def labelled_modes(labels: Iterable[dict[str, Any]], shas: set[str | None], fail
     }
 
 
+def label_text(label: dict[str, Any], note: str = "", limit: int | None = None) -> str:
+    """A person's label as the failure text, the reports and the MLflow table word it: ``bad [mode] by ana: feedback``
+    (``note`` after the annotator; the feedback cut at ``limit`` characters, when given)."""
+    mode = f" [{label['failure_mode']}]" if label.get("failure_mode") else ""
+    by = f" by {label['annotator']}" if label.get("annotator") else ""
+    feedback = label.get("feedback") or ""
+    if limit is not None and len(feedback) > limit:
+        feedback = feedback[:limit] + "…"
+    return f"{label['rating']}{mode}{by}{note}" + (f": {feedback}" if feedback else "")
+
+
 def _plain(record: Any) -> dict[str, Any]:
     """A record's fields as a dict (one level: the fields' values are not copied)."""
     return {name: getattr(record, name) for name in record.__slots__}

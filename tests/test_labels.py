@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -202,3 +203,21 @@ def test_a_label_template_that_cannot_be_written_fails_the_session_in_one_line(p
     assert result.ret == 1
     result.stdout.fnmatch_lines(["promptgate: could not write the labels template in */taken: *"])
     assert "Traceback" not in str(result.stdout)
+
+
+def test_labels_reach_the_mlflow_results_table(project, pytester, tracking_on):
+    from mlflow import MlflowClient
+
+    project("routing.eval.yaml", EVAL)
+    project("routing.labels.jsonl", rows({"case": "r3", "rating": "bad", "failure_mode": "greeting_missed",
+                                          "feedback": "not a refund", "annotator": "ana"}))
+    assert pytester.runpytest("--prompt-suite", "core").ret == 0
+    client = MlflowClient(tracking_on)
+    [run] = client.search_runs([client.get_experiment_by_name("promptgate/routing").experiment_id])
+    assert run.data.metrics["failure_mode.greeting_missed.count"] == 1
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, "promptgate_results.json", str(pytester.path)))
+                       .read_text())
+    rows_by_case = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
+    assert rows_by_case["r3"]["labels"] == "bad [greeting_missed] by ana: not a refund"
+    assert rows_by_case["r3"]["failure_modes"] == "greeting_missed, wrong_label"
+    assert rows_by_case["r1"]["labels"] == ""

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..results import label_text
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
 from .json import json_report
 from .summary import note_lines
@@ -202,7 +203,7 @@ def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
     reasons = [case["error"]] if case["error"] is not None else []
     reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
-    reasons += [_label_text(label) for label in case.get("labels", ())]
+    reasons += ["label " + label_text(label) for label in case.get("labels", ())]
     latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
     score = f"{case['score']:.3f}" if case["score"] is not None else "-"
     return (
@@ -213,13 +214,6 @@ def _case_row(case: Mapping[str, Any], shown: bool) -> str:
         f"<td>{outputs}</td><td>{''.join(f'<pre>{bounded(r)}</pre>' for r in reasons)}</td>"
         f'<td class="number">{latency}</td></tr>'
     )
-
-
-def _label_text(label: Mapping[str, Any]) -> str:
-    """A person's label of the case, as its failure text words it: ``label bad [mode] by ana: feedback``."""
-    mode = f" [{label['failure_mode']}]" if label.get("failure_mode") else ""
-    by = f" by {label['annotator']}" if label.get("annotator") else ""
-    return f"label {label['rating']}{mode}{by}" + (f": {label['feedback']}" if label.get("feedback") else "")
 
 
 def _text(value: Any) -> str:
