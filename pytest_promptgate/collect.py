@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from _pytest.fixtures import TopRequest  # the route pytest's own doctest items 
 from . import template
 from .graders import BaseGrader, GraderFailed, GraderRegistry
 from .graders.strings import cut
-from .results import CaseResult
+from .results import CaseResult, label_text
 from .places import describe_exception
 from .runner import Job, Runner
 from .schema import EvalFileError, Grader, LoadedCase, LoadedEval, LoadedVariant, Problem, load_eval, parse_registry_ref
@@ -69,6 +69,15 @@ def allowed_roots(config: pytest.Config) -> tuple[Path, ...]:
     return (config.rootpath, *config.getini("promptgate_allowed_paths"))
 
 
+def labels_dir(config: pytest.Config) -> Path | None:
+    """The ini key ``promptgate_labels``: the directory of the labels files (relative to the ini file), else None
+    (each beside its eval file)."""
+    written = (config.getini("promptgate_labels") or "").strip()
+    if not written:
+        return None
+    return Path(config.inipath.parent if config.inipath else config.rootpath, written)
+
+
 class EvalFile(pytest.File):
     """A ``*.eval.yaml`` file: one eval."""
 
@@ -81,7 +90,8 @@ class EvalFile(pytest.File):
                 # controller shows it once (it drops repeats of the same text).
                 raise EvalFileError([Problem("", None, None, "", state.registry_error or "")])
             return  # reported once, as a usage error, after collection
-        loaded = load_eval(self.path, registry.options_model, state.selects, state.registry_prompt, allowed_roots(self.config))
+        loaded = load_eval(self.path, registry.options_model, state.selects, state.registry_prompt, allowed_roots(self.config),
+                           labels_dir(self.config))
         if isinstance(loaded, list):  # an eval of suites not selected
             state.suites_seen.update(loaded)
             return
@@ -461,6 +471,7 @@ class EvalItem(pytest.Item):
         return CaseResult(
             eval=self.plan.loaded.name, variant=self.variant.name, case_id=self.case.id, passed=False, score=None,
             error=error, vars=dict(self.case.vars), expected=self.case.expected, tags=self.case.tags,
+            labels=self.plan.job(self.variant, self.case).labels(),
         )
 
     def result_for_report(self, when: str, excinfo: pytest.ExceptionInfo[BaseException] | None) -> CaseResult | None:
@@ -491,5 +502,16 @@ def failure_lines(result: CaseResult, repeat_pass: float) -> list[str]:
             mode = f" [{grader.failure_mode}]" if grader.failure_mode else ""
             optional = " (not required)" if not grader.required else ""
             lines.append(f"  FAILED {grader.name}{mode}{optional}: {grader.reason}")
+    lines += label_lines(result.labels, {run.output_sha for run in result.runs})
+    return lines
+
+
+def label_lines(labels: Iterable[dict[str, Any]], shas: set[str | None]) -> list[str]:
+    """What people said of the case (its labels file): a line each, saying whether it is about this very output."""
+    lines = []
+    for label in labels:
+        sha = label.get("output_sha")
+        about = " (this output)" if sha and sha in shas else " (an earlier output)" if sha else ""
+        lines.append(f"  LABEL {label_text(label, about, limit=200)}")
     return lines
 

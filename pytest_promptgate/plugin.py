@@ -94,6 +94,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "in a table that filters; docs/html-report.md). Default: ini promptgate_report_html, else none.",
     )
     group.addoption(
+        "--prompt-label-template",
+        metavar="DIR",
+        default=None,
+        help="write the session's failed and flaky outputs, ready to label, to DIR/EVAL.labels.jsonl (new rows "
+        "appended; people's ratings kept; docs/labels.md). Default: none.",
+    )
+    group.addoption(
+        "--prompt-export",
+        metavar="PATH",
+        default=None,
+        help="write the session's annotated dataset to PATH as JSON lines, one per output: inputs, output, expected, "
+        "grader results, failure modes, labels (docs/datasets.md). Default: none.",
+    )
+    group.addoption(
         "--prompt-tracking-uri",
         metavar="URI",
         default=None,
@@ -283,6 +297,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptgate_report_html", "HTML report path, relative to the ini file (default: none)")
     parser.addini("promptgate_optimizer", "the optimizer model of --prompt-optimize: a target such as "
                   "mypkg.llm:call (an eval file's optimizer: wins) (default: none)")
+    parser.addini("promptgate_labels", "directory of the labels files (EVAL.labels.jsonl), relative to the ini file "
+                  "(default: each beside its eval file, NAME.labels.jsonl)")
     parser.addini("promptgate_allowed_paths", "directories besides the rootdir that eval files may read included "
                   "case files and prompt files from, relative to the ini file (default: none)", type="paths", default=[])
 

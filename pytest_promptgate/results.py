@@ -44,6 +44,8 @@ class RunRecord:
     output_tokens: int | None = None
     cost_usd: float | None = None
     model: str | None = None
+    #: The output's identity in a label (``schema.output_sha``), of the whole output (``output`` may be cut).
+    output_sha: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class CaseResult:
     vars: dict[str, Any] = field(default_factory=dict)
     expected: Any = None
     tags: tuple[str, ...] = ()
+    #: People's rated labels of this case under this variant (``schema.Label.to_dict``), from its labels file.
+    labels: tuple[dict[str, Any], ...] = ()
 
     @property
     def outcome(self) -> str:
@@ -94,7 +98,34 @@ class CaseResult:
         runs = tuple(
             RunRecord(**{**run, "graders": tuple(GraderRecord(**g) for g in run["graders"])}) for run in data["runs"]
         )
-        return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ()))})
+        return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ())), "labels": tuple(data.get("labels", ()))})
+
+    def labelled_modes(self) -> set[str]:
+        """The failure modes people gave this case (:func:`labelled_modes` over all its outputs)."""
+        if not self.labels:  # most cases: no set of digests to build
+            return set()
+        return labelled_modes(self.labels, {run.output_sha for run in self.runs}, self.outcome == "failed")
+
+
+def labelled_modes(labels: Iterable[dict[str, Any]], shas: set[str | None], failed: bool) -> set[str]:
+    """The failure modes of ``bad`` labels about one of the outputs whose digests are ``shas``, and of those about
+    the case as a whole (no ``output_sha``) when it ``failed``: a label about an earlier output is not counted."""
+    return {
+        label["failure_mode"] for label in labels
+        if label["rating"] == "bad" and label.get("failure_mode")
+        and (label["output_sha"] in shas if label.get("output_sha") else failed)
+    }
+
+
+def label_text(label: dict[str, Any], note: str = "", limit: int | None = None) -> str:
+    """A person's label as the failure text, the reports and the MLflow table word it: ``bad [mode] by ana: feedback``
+    (``note`` after the annotator; the feedback cut at ``limit`` characters, when given)."""
+    mode = f" [{label['failure_mode']}]" if label.get("failure_mode") else ""
+    by = f" by {label['annotator']}" if label.get("annotator") else ""
+    feedback = label.get("feedback") or ""
+    if limit is not None and len(feedback) > limit:
+        feedback = feedback[:limit] + "…"
+    return f"{label['rating']}{mode}{by}{note}" + (f": {feedback}" if feedback else "")
 
 
 def _plain(record: Any) -> dict[str, Any]:
@@ -182,6 +213,7 @@ def _summary(eval_name: str, variant: str, cases: list[CaseResult]) -> EvalSumma
     failure_modes: dict[str, int] = {}
     for case in graded:
         modes = {g.failure_mode for run in case.runs for g in run.graders if not g.passed and g.failure_mode}
+        modes |= case.labelled_modes()  # people's failure modes count with the graders' (DESIGN §11)
         for mode in modes:
             failure_modes[mode] = failure_modes.get(mode, 0) + 1
     cost = _sum_known(run.cost_usd for c in cases for run in c.runs)

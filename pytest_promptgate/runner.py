@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from .graders import BaseGrader, GradeContext, grade_run
 from .results import CaseResult, RunRecord, combine_runs
 from .places import describe_exception
-from .schema import Grader, LoadedCase, LoadedVariant
+from .schema import Grader, LoadedCase, LoadedVariant, labels_for
 from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
 from .targets.cache import ResponseCache
 from .targets.pricing import cost_usd
@@ -67,6 +67,10 @@ class Job:
             params=dict(self.variant.params),
             variant=self.variant.name,
         )
+
+    def labels(self) -> tuple[dict[str, Any], ...]:
+        """People's labels of this case under this variant, as plain data for its result."""
+        return tuple(label.to_dict() for label in labels_for(self.case.labels, self.case.id, self.variant.name))
 
     def key(self, run: int) -> CallKey:
         """The call of run ``run`` of this job's case: made at most once per process and session."""
@@ -128,7 +132,8 @@ class Runner:
                         raise
                     raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
                 ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
-                                   case_id=case.id, variant=job.variant.name, judge=judge)
+                                   case_id=case.id, variant=job.variant.name, judge=judge,
+                                   labels=labels_for(case.labels, case.id, job.variant.name))
                 runs.append(grade_run(job.graders, ctx))
         finally:  # a case stopped by a failed run or grader needs none of its later runs
             running = []
@@ -142,6 +147,7 @@ class Runner:
         return CaseResult(
             eval=job.eval, variant=job.variant.name, case_id=case.id, passed=passed, score=score,
             runs=tuple(runs), flaky=flaky, vars=dict(case.vars), expected=case.expected, tags=case.tags,
+            labels=job.labels(),
         )
 
     @staticmethod

@@ -142,6 +142,10 @@ class EvalSession:
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
+        #: What --prompt-label-template and --prompt-export wrote, a line each for the terminal.
+        self.written: list[str] = []
+        #: What people's labels say, and how far the model judges agree with them (``improve.Findings``).
+        self.findings: Any = None
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
         self._agent_started = False  # one agent per session at most
@@ -406,6 +410,9 @@ class EvalSession:
             self._stop_agent()
         self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
+        from .improve import label_findings
+
+        self.findings = label_findings(self._case_data)
         optimization = self.config.pluginmanager.get_plugin("promptgate-optimize")
         if optimization is not None and not (stopped_early or signalled):
             optimization.run(self, session)  # its candidates run now, after the items (docs/optimize.md)
@@ -725,7 +732,7 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings)
             if self.optimization is not None:
                 from .improve import optimization_json
 
@@ -733,7 +740,7 @@ class EvalSession:
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
-            text = markdown_report(self.checks, self.outcome, self.best, self.tracking)
+            text = markdown_report(self.checks, self.outcome, self.best, self.tracking, self.findings)
             if self.optimization is not None:
                 from .improve import optimization_markdown
 
@@ -743,13 +750,13 @@ class EvalSession:
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings)
             if self.optimization is not None:
                 from .improve import optimization_html
 
                 page = page.replace("<script>", optimization_html(self.optimization) + "\n<script>", 1)
             writes.append((html_path, page, "w"))
-        problems = []
+        problems = self._write_datasets()
         for path, text, mode in writes:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -762,6 +769,34 @@ class EvalSession:
                 problems.append(f"promptgate: interrupted ({self.interrupts.received}) while writing the report {path}: "
                                 "it and any report after it are not written")
                 break
+        return problems
+
+    def _write_datasets(self) -> list[str]:
+        """Write ``--prompt-label-template DIR`` and ``--prompt-export PATH`` (:mod:`pytest_promptgate.improve`);
+        what could not be written, a line each."""
+        from .improve import export_rows, write_export, write_label_templates
+
+        config, problems = self.config, []
+        template_dir, export = config.getoption("prompt_label_template"), config.getoption("prompt_export")
+        if template_dir:
+            directory = config.invocation_params.dir / template_dir
+            try:
+                written = write_label_templates(directory, self._case_data)
+            except OSError as exc:
+                problems.append(f"promptgate: could not write the labels template in {directory}: {exc.strerror or exc}")
+            else:
+                self.written += [f"promptgate: {count} output(s) to label in {path}" for path, count in written]
+                if not written:
+                    self.written.append(f"promptgate: no new failed or flaky output to label in {directory}")
+        if export:
+            path = config.invocation_params.dir / export
+            run_ids = {(c.summary.eval, c.summary.variant): c.run_id for c in self.checks}
+            try:
+                count = write_export(path, export_rows(self._case_data, self.state.evals, run_ids, self.session_id))
+            except OSError as exc:
+                problems.append(f"promptgate: could not write the export {path}: {exc.strerror or exc}")
+            else:
+                self.written.append(f"promptgate: exported {count} output(s) to {path}")
         return problems
 
     def _html_report_path(self) -> Path | None:
@@ -831,8 +866,11 @@ class EvalSession:
             # A width only when the terminal's is known: a log that is not a terminal (CI) keeps the full table.
             known = terminalreporter.isatty or os.environ.get("COLUMNS", "").strip()
             width = terminalreporter.config.get_terminal_writer().fullwidth if known else None
-            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width):
+            for line in terminal_lines(self.checks, self.outcome, self.best, self.tracking, width=width,
+                                       findings=self.findings):
                 terminalreporter.write_line(line)
+        for line in self.written:
+            terminalreporter.write_line(line)
         for problem in self.report_problems:  # also the one line of a finish that was interrupted
             terminalreporter.write_line(problem, red=True)
 

@@ -80,7 +80,7 @@ def test_every_builtin_type_is_documented_and_checks_its_options():
     assert sorted(types) == sorted(
         "equals not_equals contains not_contains icontains contains_any contains_all starts_with ends_with "
         "regex not_regex length is_json json_schema json_field text_similarity label_model score_model "
-        "latency cost tokens python".split()
+        "latency cost tokens python human".split()
     )
     for name, cls in types.items():
         assert cls.type == name

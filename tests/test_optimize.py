@@ -13,6 +13,7 @@ renames ``{{message}}``; round 2 proposes the real improvement.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -353,8 +354,8 @@ def test_other_goals_never_trade_passing_cases_for_savings():
 
 def test_evidence_holds_training_failures_within_its_budget():
     train = [_result(f"c{i}", i % 2 == 0, output="o" * 300) for i in range(200)]
-    evidence = build_evidence("p", "Say {{m}}", "accuracy", 4, 1, train, budget=3000,
-                              labels={("e", "c1"): [{"rating": "bad", "feedback": "too loud"}]})
+    train[1] = dataclasses.replace(train[1], labels=({"case": "c1", "rating": "bad", "feedback": "too loud"},))
+    evidence = build_evidence("p", "Say {{m}}", "accuracy", 4, 1, train, budget=3000)
     assert isinstance(evidence, Evidence)
     assert evidence.failures[0].case_id == "c1" and evidence.failures[0].labels[0]["feedback"] == "too loud"
     assert evidence.failures[0].reasons == ("equals: expected y",)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..places import describe_exception
+from ..schema import output_sha
 from ..results import GraderRecord, RunRecord, combine_grades
 from .base import BaseGrader, CannotGrade, FunctionGrader, GradeContext, GradeResult
 
@@ -32,9 +33,9 @@ class UnknownGrader(Exception):
 
 def builtin_types() -> dict[str, type[BaseGrader]]:
     """The grader types that ship with the plugin, by name."""
-    from . import custom, model, operational, similarity, strings, structure
+    from . import custom, human, model, operational, similarity, strings, structure
 
-    return {cls.type: cls for family in (strings, structure, similarity, model, operational, custom) for cls in family.GRADERS}
+    return {cls.type: cls for family in (strings, structure, similarity, model, operational, custom, human) for cls in family.GRADERS}
 
 
 class GraderRegistry:
@@ -149,6 +150,7 @@ def grade_run(graders: Iterable[tuple[Any, BaseGrader]], ctx: GradeContext) -> A
         output_tokens=result.output_tokens,
         cost_usd=result.cost_usd,
         model=result.model,
+        output_sha=output_sha(ctx.output),
     )
 
 

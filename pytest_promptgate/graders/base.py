@@ -49,6 +49,8 @@ class GradeContext:
     variant: str
     # Calls a judge (any target spec) with a prompt; provided by the runner.
     judge: Callable[[Any, Any], TargetResult] = field(repr=False, default=None)  # type: ignore[assignment]
+    #: People's labels of the case under this variant (``schema.Label``), for the ``human`` grader.
+    labels: tuple[Any, ...] = ()
 
     def values(self) -> dict[str, Any]:
         """The names a grader template may use."""

@@ -17,6 +17,14 @@ Other rooms import what they need from this face, not from its modules.
 
 from __future__ import annotations
 
+from .agreement import (
+    JUDGE_TYPES,
+    Agreement,
+    Kappa,
+    agreement_lines,
+    cohens_kappa,
+    judge_agreement,
+)
 from .decide import adjusted, beats, sign_test_greater, wins_losses
 from .evidence import (
     GOALS,
@@ -28,7 +36,10 @@ from .evidence import (
     refusal,
     split_of,
 )
+from .export import EXPORT_VERSION, export_rows, write_export
+from .findings import Findings, LabelCount, label_findings
 from .importing import Imported, ImportFailure, import_command, import_evals
+from .labelling import template_rows, write_label_templates
 from .metaprompt import META_PROMPT, meta_prompt, parse_candidates
 from .optimizer import EXIT_NO_WINNER, EXIT_WINNER, Optimization
 from .render import (
@@ -39,8 +50,44 @@ from .render import (
 )
 
 __all__ = [
-    "EXIT_NO_WINNER", "EXIT_WINNER", "GOALS", "META_PROMPT", "Evidence", "FailingCase", "ImportFailure", "Imported",
-    "Optimization", "Proposal", "Tried", "adjusted", "beats", "build_evidence", "import_command", "import_evals",
-    "meta_prompt", "optimization_html", "optimization_json", "optimization_lines", "optimization_markdown",
-    "parse_candidates", "refusal", "sign_test_greater", "split_of", "wins_losses",
+    "EXIT_NO_WINNER",
+    "EXIT_WINNER",
+    "EXPORT_VERSION",
+    "GOALS",
+    "JUDGE_TYPES",
+    "META_PROMPT",
+    "Agreement",
+    "Evidence",
+    "FailingCase",
+    "Findings",
+    "ImportFailure",
+    "Imported",
+    "Kappa",
+    "LabelCount",
+    "Optimization",
+    "Proposal",
+    "Tried",
+    "adjusted",
+    "agreement_lines",
+    "beats",
+    "build_evidence",
+    "cohens_kappa",
+    "export_rows",
+    "import_command",
+    "import_evals",
+    "judge_agreement",
+    "label_findings",
+    "meta_prompt",
+    "optimization_html",
+    "optimization_json",
+    "optimization_lines",
+    "optimization_markdown",
+    "parse_candidates",
+    "refusal",
+    "sign_test_greater",
+    "split_of",
+    "template_rows",
+    "wins_losses",
+    "write_export",
+    "write_label_templates",
 ]

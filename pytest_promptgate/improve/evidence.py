@@ -92,20 +92,19 @@ class Evidence:
 
 def build_evidence(
     prompt_name: str, prompt: str, goal: str, count: int, round: int, train: Sequence[CaseResult],
-    tried: Iterable[Tried] = (), labels: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]] | None = None,
-    budget: int = EVIDENCE_CHARS,
+    tried: Iterable[Tried] = (), budget: int = EVIDENCE_CHARS,
 ) -> Evidence:
     """The evidence of one round from the training results of the prompt being improved.
 
-    ``labels`` maps (eval, case id) to the labels of that case (the labels file's rows), when
-    there are any. Failing cases come first, then flaky ones; each value is cut to
+    Each case brings the labels people gave it (``CaseResult.labels``, from its labels
+    file). Failing cases come first, then flaky ones; each value is cut to
     :data:`VALUE_CHARS`, and cases stop being added once :data:`EVIDENCE_CHARS` is reached.
     """
     chosen = [r for r in train if r.outcome != "passed"] + [r for r in train if r.outcome == "passed" and r.flaky]
     failures: list[FailingCase] = []
     used = 0
     for result in chosen:
-        case = _failing_case(result, tuple((labels or {}).get((result.eval, result.case_id), ())))
+        case = _failing_case(result)
         size = len(json.dumps(asdict(case), ensure_ascii=False, default=str))
         if used + size > budget and failures:
             break
@@ -119,7 +118,7 @@ def build_evidence(
     )
 
 
-def _failing_case(result: CaseResult, labels: tuple[Mapping[str, Any], ...]) -> FailingCase:
+def _failing_case(result: CaseResult) -> FailingCase:
     run = next((run for run in result.runs if not run.passed), result.runs[0] if result.runs else None)
     reasons = tuple(_cut(f"{g.name}: {g.reason}") for g in (run.graders if run else ()) if not g.passed)
     modes = tuple(dict.fromkeys(g.failure_mode for g in (run.graders if run else ()) if not g.passed and g.failure_mode))
@@ -127,7 +126,7 @@ def _failing_case(result: CaseResult, labels: tuple[Mapping[str, Any], ...]) -> 
         eval=result.eval, case_id=result.case_id, vars=_cut_value(result.vars),
         output=_cut(run.output) if run else None, expected=_cut_value(result.expected), reasons=reasons,
         failure_modes=tuple(m for m in modes if m), flaky=result.flaky, error=_cut(result.error) if result.error else None,
-        labels=labels,
+        labels=result.labels,
     )
 
 

@@ -33,7 +33,15 @@ import pytest
 from ..results import CaseResult, summarize
 from ..verdicts import DEFAULT_ALPHA, check_evals
 from .decide import adjusted, beats, pass_rate, rank, sign_test_greater, wins_losses
-from .evidence import HELDOUT, TRAIN, Tried, build_evidence, proposals, refusal, split_of
+from .evidence import (
+    HELDOUT,
+    TRAIN,
+    Tried,
+    build_evidence,
+    proposals,
+    refusal,
+    split_of,
+)
 from .handoff import hand_off, log_candidates
 
 if TYPE_CHECKING:
@@ -250,8 +258,7 @@ class Optimization:
                ask: Callable[[str], str], tested: list[float], tried: list[Tried]) -> Candidate | None:
         r = self.request
         train_now = self._results(slots, incumbent, TRAIN)
-        evidence = build_evidence(r.name, incumbent_text, r.goal, r.candidates, number, train_now, tried,
-                                  labels=self._labels(slots))
+        evidence = build_evidence(r.name, incumbent_text, r.goal, r.candidates, number, train_now, tried)
         try:
             answer = self.config.hook.pytest_promptgate_propose_prompts(config=self.config, evidence=evidence, ask=ask)
         except BudgetExhausted:
@@ -418,17 +425,6 @@ class Optimization:
         if len(texts) > 1:
             return f"the evals that use prompt {name!r} hold different texts of it: optimize one eval at a time (-k)"
         return slots
-
-    def _labels(self, slots: list[Slot]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """People's labels of the training cases, by (eval, case id), where collection recorded an eval's labels
-        (its info's ``labels``: rows with a ``case_id``, as read from a ``*.labels.jsonl``); else none."""
-        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for slot in slots:
-            rows = (_state(self.config).evals.get(slot.eval) or {}).get("labels") or []
-            for row in rows:
-                if isinstance(row, dict) and row.get("case_id") is not None:
-                    found.setdefault((slot.eval, str(row["case_id"])), []).append(row)
-        return found
 
     @staticmethod
     def _results(slots: list[Slot], by_eval: dict[str, dict[str, CaseResult]], split: str) -> list[CaseResult]:

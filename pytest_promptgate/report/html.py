@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..results import label_text
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
 from .json import json_report
 from .summary import note_lines
 
 if TYPE_CHECKING:
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 #: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
@@ -34,11 +36,11 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> str:
     """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
-    data = json_report(checks, outcome, cases, best, tracking)
-    notes = note_lines(checks, best, tracking)
+    data = json_report(checks, outcome, cases, best, tracking, findings)
+    notes = note_lines(checks, best, tracking) + (findings.lines() if findings else [])
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
         "<!DOCTYPE html>",
@@ -201,6 +203,7 @@ def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
     reasons = [case["error"]] if case["error"] is not None else []
     reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
+    reasons += ["label " + label_text(label) for label in case.get("labels", ())]
     latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
     score = f"{case['score']:.3f}" if case["score"] is not None else "-"
     return (

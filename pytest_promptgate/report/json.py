@@ -11,6 +11,7 @@ from .summary import conclusion
 
 if TYPE_CHECKING:
     from ..quarantine import QuarantinedCase
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
@@ -20,7 +21,7 @@ JSON_REPORT_VERSION = 1
 
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
-    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
     (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
@@ -34,6 +35,8 @@ def json_report(
         "tracking": dataclasses.asdict(tracking) if tracking is not None else None,
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
+        # People's labels and the judges measured against them (improve.Findings): empty lists without labels.
+        **(findings.to_dict() if findings is not None else {"labels": [], "judge_agreement": []}),
         "cases": _marked_cases(checks, cases),
     }
 

@@ -9,12 +9,13 @@ from ..verdicts import BestVariant, EvalCheck, SessionOutcome
 from .summary import conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
 def markdown_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None,
+    tracking: TrackingStatus | None = None, findings: Findings | None = None,
 ) -> str:
     """The same summary as Markdown, for a pull request or ``$GITHUB_STEP_SUMMARY``."""
     from tabulate import tabulate
@@ -27,5 +28,5 @@ def markdown_report(
     footnotes = footnote_lines(checks)
     if footnotes:
         parts += [*footnotes, ""]
-    parts += [f"- {note}" for note in note_lines(checks, best, tracking)]
+    parts += [f"- {note}" for note in note_lines(checks, best, tracking) + (findings.lines() if findings else [])]
     return "\n".join(parts).rstrip() + "\n"

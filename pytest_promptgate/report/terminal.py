@@ -10,6 +10,7 @@ from ..verdicts import BestVariant, EvalCheck, SessionOutcome
 from .summary import compact_rows, conclusion, footnote_lines, note_lines, summary_rows
 
 if TYPE_CHECKING:
+    from ..improve import Findings
     from ..tracking import TrackingStatus
 
 
@@ -19,7 +20,7 @@ _MIN_LABEL = 12
 
 def terminal_lines(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, best: Sequence[BestVariant] = (),
-    tracking: TrackingStatus | None = None, width: int | None = None,
+    tracking: TrackingStatus | None = None, width: int | None = None, findings: Findings | None = None,
 ) -> list[str]:
     """The summary table (one row per eval and variant), then notes, then what decided the exit status.
 
@@ -30,7 +31,8 @@ def terminal_lines(
     lines = text_table(headers, rows, numeric_from=2) if rows else []
     if width is not None and any(len(line) > width for line in lines):
         lines = _compact_table(checks, tracking, width)
-    notes = [*footnote_lines(checks), "", *note_lines(checks, best, tracking), conclusion(outcome)]
+    notes = [*footnote_lines(checks), "", *note_lines(checks, best, tracking), *(findings.lines() if findings else []),
+             conclusion(outcome)]
     if width is None:
         return lines + notes
     return lines + [wrapped for note in notes for wrapped in (textwrap.wrap(note, width, subsequent_indent="  ") or [""])]

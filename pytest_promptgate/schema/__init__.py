@@ -10,6 +10,7 @@ includes, variants and templates checked into a ``LoadedEval``) and :mod:`.words
 from __future__ import annotations
 
 from .files import MAX_ROWS_BYTES, MAX_YAML_BYTES, Unreadable, display_path, read_file
+from .labels import LABELS_SUFFIX, Label, labels_for, output_sha
 from .load import LoadedCase, LoadedEval, LoadedVariant, PromptText, load_eval, registry_refs
 from .models import (
     Case, Eval, GateRule, Gates, Grader, Message, Prompt, Provider, ProviderTarget, TargetSpec, Variant,
@@ -18,6 +19,7 @@ from .models import (
 from .source import EvalFileError, Problem, Source
 
 __all__ = [
+    "LABELS_SUFFIX", "Label", "labels_for", "output_sha",
     "Case", "Eval", "EvalFileError", "GateRule", "Gates", "Grader", "LoadedCase", "LoadedEval", "LoadedVariant",
     "MAX_ROWS_BYTES", "MAX_YAML_BYTES", "Message", "Problem", "Prompt", "PromptText", "Provider", "ProviderTarget",
     "Source", "TargetSpec", "Unreadable", "Variant",

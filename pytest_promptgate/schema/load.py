@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .. import template
+from .labels import Label, labels_path, load_labels
 from .files import MAX_PROMPT_BYTES, MAX_ROWS_BYTES, MAX_YAML_BYTES, YAML_FILES, Unreadable, display_path, read_file, reference
 from .models import MAX_CASE_ID, Case, Eval, Grader, Include, Prompt, ProviderTarget, Variant, parse_registry_ref
 from .source import MAX_NESTING, TOO_DEEP, TOO_MANY_DIGITS, EvalFileError, Problem, Source
@@ -69,6 +70,8 @@ class LoadedCase:
     description: str
     file: str
     line: int | None
+    #: People's rated labels of the case (``NAME.labels.jsonl``), of every variant.
+    labels: tuple[Label, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ def load_eval(
     selects: Callable[[list[str]], bool] = lambda suites: True,
     registry: Callable[[str], PromptText | str] | None = None,
     roots: Sequence[Path] = (),
+    labels_dir: Path | None = None,
 ) -> LoadedEval | list[str]:
     """Read, validate and resolve one eval file, or raise :class:`EvalFileError`.
 
@@ -166,6 +170,9 @@ def load_eval(
 
     Files the eval names (``include:``, prompt ``file:``) must lie under one of ``roots``,
     the first being the rootdir; by default, the eval file's directory.
+
+    The eval's labels file (:func:`~.labels.labels_path`: beside the eval file, or in
+    ``labels_dir``) is read with it; its problems are the eval's.
     """
     roots = tuple(Path(os.path.realpath(root)) for root in roots or (path.parent,))
     source = Source.from_yaml(path)
@@ -195,6 +202,8 @@ def load_eval(
     variants = _resolve_variants(spec, path, roots, source, problems, registry)
     if not problems:
         problems += _check_templates(spec, cases, variants, source)
+    if not problems:  # labels name cases and variants: checked against a sound eval only
+        cases = _with_labels(cases, labels_path(path, spec.eval, labels_dir), [v.name for v in variants], problems)
     if problems:
         raise EvalFileError(problems)
     return LoadedEval(
@@ -205,6 +214,17 @@ def load_eval(
         dataset_hash=_dataset_hash(cases),
         _source=source,
     )
+
+
+def _with_labels(cases: list[LoadedCase], path: Path, variants: list[str], problems: list[Problem]) -> list[LoadedCase]:
+    """The cases, each with its rated labels from the labels file at ``path`` (if there is one)."""
+    labels = load_labels(path, (case.id for case in cases), variants, problems)
+    if not labels:
+        return cases
+    by_case: dict[str, list[Label]] = {}
+    for label in labels:
+        by_case.setdefault(label.case, []).append(label)
+    return [replace(case, labels=tuple(by_case[case.id])) if case.id in by_case else case for case in cases]
 
 
 def _check_grader(grader: Grader, loc: tuple[Any, ...], source: Source, grader_options: Callable) -> list[Problem]:

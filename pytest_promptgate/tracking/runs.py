@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from ..results import label_text, labelled_modes
 from ..template import prompt_digest
 from ..verdicts import format_p
 from .store import Tracker, path_part
@@ -431,7 +432,7 @@ def _batches(
 RESULT_COLUMNS = (
     "case_id", "outcome", "passed", "score", "flaky", "runs", "runs_passed", "latency_ms",
     "input_tokens", "output_tokens", "cost_usd", "model", "output", "graders", "failure_modes",
-    "error", "vars", "expected", "tags",
+    "error", "vars", "expected", "tags", "labels",
 )
 
 
@@ -483,11 +484,13 @@ def _row(case: Mapping[str, Any]) -> list[Any]:
         None if model is None else str(model),  # a target's own value: text in the table, whatever it was
         output,
         "\n".join(grader_lines),
-        ", ".join(sorted(modes)),
+        ", ".join(sorted(modes | labelled_modes(case.get("labels") or (), {r.get("output_sha") for r in runs},
+                                                error is None and not passed))),
         error,
         json.dumps(case.get("vars") or {}, ensure_ascii=False, default=str),
         _json_text(case.get("expected")),
         ", ".join(case.get("tags") or ()),
+        "\n".join(label_text(label) for label in case.get("labels") or ()),
     ]
 
 
