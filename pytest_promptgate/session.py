@@ -25,8 +25,8 @@ from .interrupts import Interrupts
 from .state import REPORT_ATTR, State, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
-    BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, fails_session, judge,
-    parse_fail_on, prompt_changes,
+    BestVariant, EvalCheck, FlippedCases, RateInput, SessionOutcome, best_variants, check_evals, fails_session,
+    flipped_cases, judge, parse_fail_on, prompt_changes,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ class EvalSession:
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
         self.best: list[BestVariant] = []
+        #: The flipped cases against each baseline, read only when a report shows them (:meth:`_shows_flips`).
+        self.flipped: list[FlippedCases] = []
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
@@ -491,11 +493,7 @@ class EvalSession:
         if baseline is None:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
             return judge(check, None, None, settings.significance, no_baseline=why)
-        try:
-            before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
-        except TrackingError as exc:
-            self._problem(check, str(exc))
-            before = {}
+        before = self._baseline_outcomes(check, baseline)
         counts = _counts(baseline, before)
         if counts is None:
             why = f"baseline run {baseline.run_id} has no case counts"
@@ -507,6 +505,32 @@ class EvalSession:
             judged, baseline_run_id=baseline.run_id,
             prompts_changed=prompt_changes(baseline.prompt_versions, self._prompt_versions(s.eval, s.variant)),
         )
+
+    def _baseline_outcomes(self, check: EvalCheck, baseline: Baseline) -> dict[str, bool]:
+        """``{case_id: passed}`` of the baseline; when a report shows the flipped cases, they are kept too
+        (:attr:`flipped`), from the same download of the baseline's results table."""
+        from .tracking import RESULTS_FILE, TrackingError, result_rows
+
+        s = check.summary
+        name = "run_cases" if self._shows_flips() else "baseline_outcomes"
+        try:
+            found = self._call(lambda: self._via(name, baseline.run_id))
+            problem = self._down if self._down else f"baseline run {baseline.run_id} has no results table ({RESULTS_FILE})"
+        except TrackingError as exc:
+            self._problem(check, str(exc))
+            found, problem = None, str(exc)
+        if name == "baseline_outcomes":
+            return found or {}
+        now = result_rows([data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant])
+        self.flipped.append(FlippedCases(
+            eval=s.eval, variant=s.variant, before_run_id=baseline.run_id, after_run_id=None,
+            cases=None if found is None else tuple(flipped_cases(found, now)), problem=None if found is not None else problem,
+        ))
+        return {str(row["case_id"]): bool(row.get("passed")) for row in found or ()}
+
+    def _shows_flips(self) -> bool:
+        """Whether a report that shows the flipped cases is asked for: the HTML report, or the JSON report."""
+        return bool(self.config.getoption("prompt_report")) or self._html_report_path() is not None
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
@@ -678,7 +702,7 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.flipped)
             body = json.dumps(data, indent=2, ensure_ascii=False)
             writes.append((config.invocation_params.dir / config.getoption("prompt_report"), body + "\n", "w"))
         if config.getoption("prompt_report_md"):
@@ -688,7 +712,8 @@ class EvalSession:
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            writes.append((html_path, html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking), "w"))
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.flipped)
+            writes.append((html_path, page, "w"))
         problems = []
         for path, text, mode in writes:
             try:

@@ -44,10 +44,10 @@ from .store import (
 )
 from .runs import (
     MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, TrackedRun, log_eval_run, metric_key, prompt_versions,
-    results_json, summary_metrics,
+    result_rows, results_json, summary_metrics,
 )
 from .context import ci_tags, git_tags
-from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline
+from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline, run_cases
 from .registry import (
     RegistryError, alias_version, audit_history, record_audit, register_prompt_version, resolve_prompt, set_alias,
 )
@@ -63,6 +63,6 @@ __all__ = [
     "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
     "journal_dir", "log_eval_run", "metric_key", "pinned_baseline", "prompt_versions", "record_audit", "record_id",
     "recover", "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri",
-    "results_json", "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled",
-    "summary_metrics", "template_dir", "tracking_failure",
+    "result_rows", "results_json", "run_cases", "run_params", "same_store", "send_spooled", "set_alias", "spool",
+    "spool_dir", "spooled", "summary_metrics", "template_dir", "tracking_failure",
 ]
