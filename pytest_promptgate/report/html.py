@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, FlippedCases, RunComparison, SessionOutcome, format_p
 from .json import compare_json, json_report
-from .summary import note_lines
+from .summary import compared_p, note_lines, run_date, versions_text
 
 if TYPE_CHECKING:
     from ..tracking import TrackingStatus
@@ -82,7 +82,7 @@ def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
     ci = e["pass_rate_ci95"]
     fields = [
         ("pass_rate", "pass rate", _rate(e["pass_rate"])),
-        ("ci95", "95% interval", f"{_rate(ci[0])} – {_rate(ci[1])}" if ci else "-"),
+        ("ci95", "95% interval", _interval(ci)),
         ("threshold", "threshold", _rate(e["threshold"]) if e["threshold"] is not None else "?"),
         ("baseline", "baseline", _rate(e["baseline_pass_rate"]) if e["baseline_pass_rate"] is not None
          else _no_baseline(e, tracking)),
@@ -229,15 +229,14 @@ def compare_html(rc: RunComparison) -> str:
     """``--prompt-compare`` as one HTML page: both runs, the comparison, and the flipped section of the report."""
     data = compare_json(rc)
     rows = "".join(
-        f'<tr data-run="{role}"><th>{role}</th><td>{escape(r["run_id"])}</td><td>{escape(_date(r["start_time_ms"]))}</td>'
-        f'<td>{escape(_versions(r["prompt_versions"]))}</td><td class="number">{_count(r)}</td>'
+        f'<tr data-run="{role}"><th>{role}</th><td>{escape(r["run_id"])}</td><td>{run_date(r["start_time_ms"])}</td>'
+        f'<td>{bounded(versions_text(r["prompt_versions"]), 200)}</td>'
+        f'<td class="number">{_of(r["passed"], r["cases"])}</td>'
         f'<td class="number" data-field="pass_rate">{_rate(r["pass_rate"]) if r["pass_rate"] is not None else "-"}</td>'
         f'<td class="number" data-field="ci95">{_interval(r["pass_rate_ci95"])}</td></tr>'
         for role, r in (("before", data["before"]), ("after", data["after"]))
     )
     delta = f"{data['delta'] * 100:+.1f} pp" if data["delta"] is not None else "-"
-    p = (f"{format_p(data['p_value'])} ({_TESTS.get(data['test'], data['test'])}, {data['shared_cases']} shared cases)"
-         if data["p_value"] is not None else "-")
     title = f'{data["eval"]} [{data["variant"]}]'
     return "\n".join([
         "<!DOCTYPE html>",
@@ -246,29 +245,17 @@ def compare_html(rc: RunComparison) -> str:
         f"<title>promptgate compare: {escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>promptgate compare: {escape(title)}</h1>",
-        '<section id="runs"><table><thead><tr><th></th><th>run</th><th>date</th><th>prompts</th><th>cases</th>'
+        '<section id="runs"><table><thead><tr><th></th><th>run</th><th>started</th><th>prompts</th><th>passed/cases</th>'
         f"<th>pass rate</th><th>95% interval</th></tr></thead><tbody>{rows}</tbody></table>"
-        f'<p>delta <span data-field="delta">{delta}</span>, <span data-field="p_value">{escape(p)}</span></p></section>',
+        f'<p>delta <span data-field="delta">{delta}</span>, '
+        f'<span data-field="p_value">{escape(compared_p(data))}</span></p></section>',
         flipped_section([data["flipped_cases"]], title="Flipped cases"),
         "</body></html>",
     ]) + "\n"
 
 
-_TESTS = {"mcnemar": "McNemar exact", "fisher": "Fisher exact"}
-
-
-def _date(milliseconds: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _versions(versions: Mapping[str, str]) -> str:
-    return ", ".join(f"{name}={version}" for name, version in sorted(versions.items())) or "-"
-
-
-def _count(run: Mapping[str, Any]) -> str:
-    return f"{run['passed']}/{run['cases']}" if run["cases"] is not None else "-"
+def _of(passed: int | None, total: int | None) -> str:
+    return f"{passed}/{total}" if total is not None else "-"
 
 
 def _interval(ci: Sequence[float] | None) -> str:

@@ -218,29 +218,30 @@ def _tag_clause(key: str, value: str | None, equal: bool) -> tuple[str | None, b
     return f"tags.\"{key}\" LIKE '{_LIKE_ANY_CHAR.sub('_', value)}'", False
 
 
-def pinned_baseline(tracker: Tracker, run_id: str, eval_name: str | None = None) -> Baseline:
+def pinned_baseline(tracker: Tracker, run_id: str, eval_name: str | None = None, *, role: str = "baseline run") -> Baseline:
     """The run ``run_id`` as a baseline (``--prompt-baseline``), whatever its variant, status or completeness.
 
     Raises :class:`BaselineError` when the run does not exist, is deleted, was not
-    logged by this plugin, or (with ``eval_name``) is a run of another eval.
+    logged by this plugin, or (with ``eval_name``) is a run of another eval; its
+    message names the run as ``role`` (``--prompt-compare`` reads its runs here too).
     """
     client = tracker.client
-    with tracker._calling(f"reading baseline run {run_id}"):
+    with tracker._calling(f"reading {role} {run_id}"):
         from mlflow.exceptions import MlflowException
 
         try:
             run = client.get_run(run_id)
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                raise BaselineError(f"baseline run {run_id!r} does not exist in {display_uri(tracker.uri)}") from None
+                raise BaselineError(f"{role} {run_id!r} does not exist in {display_uri(tracker.uri)}") from None
             raise
     if run.info.lifecycle_stage != "active":
-        raise BaselineError(f"baseline run {run_id!r} is deleted in {display_uri(tracker.uri)}")
+        raise BaselineError(f"{role} {run_id!r} is deleted in {display_uri(tracker.uri)}")
     owner = run.data.tags.get("promptgate.eval")
     if owner is None:
-        raise BaselineError(f"baseline run {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
+        raise BaselineError(f"{role} {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
     if eval_name is not None and owner != eval_name:
-        raise BaselineError(f"baseline run {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
+        raise BaselineError(f"{role} {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
     return _baseline(run, tracker)
 
 
