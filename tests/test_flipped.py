@@ -108,7 +108,11 @@ def flip_project(project, pytester):
     project("routing.eval.yaml", EVAL)
 
 
-def test_a_regressing_session_shows_the_newly_failing_cases_first_with_both_outputs(flip_project, pytester, tracking_on):
+@pytest.mark.parametrize("agent", ["off", "on"])
+def test_a_regressing_session_shows_the_newly_failing_cases_first_with_both_outputs(
+    flip_project, pytester, tracking_on, monkeypatch, agent,
+):
+    monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", agent)  # the baseline's table read in pytest's process, or the agent's
     first, report, _, ret = session(pytester, "good")
     assert ret == 0
     assert report["flipped_cases"] == [] and first.flips == []  # the first run has no baseline to flip against
