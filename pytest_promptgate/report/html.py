@@ -184,7 +184,8 @@ def _flip(flip: Mapping[str, Any], before: str, after: str) -> str:
     """One flipped case: what it asked, both runs' outputs side by side, their diff, each side's reasons."""
     old, new = flip["before"], flip["after"]
     sides = "".join(
-        f'<td class="side {escape(side["outcome"])}"><p class="outcome">{escape(label)}: {escape(side["outcome"])}</p>'
+        f'<td class="side"><p class="outcome">{escape(label)}: '
+        f'<span class="{escape(side["outcome"])}">{escape(side["outcome"])}</span></p>'
         f'<pre class="output">{bounded(side["output"] or "")}</pre>'
         + "".join(f'<pre class="reason">{bounded(r)}</pre>' for r in side["reasons"]) + "</td>"
         for label, side in ((before, old), (after, new))
