@@ -96,8 +96,10 @@ class FlipPage(HTMLParser):
 
 def session(pytester: pytest.Pytester, mode: str, *args: str) -> tuple[FlipPage, dict, str, int]:
     (pytester.path / "mode.txt").write_text(mode)
-    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "out/evals.json",
-                                "--prompt-report-html", "out/evals.html", *args)
+    # Under xdist in a process of its own, as from a shell: the workers import the target from the project.
+    run = pytester.runpytest_subprocess if "-n" in args else pytester.runpytest
+    result = run("--prompt-suite", "core", "--prompt-report", "out/evals.json", "--prompt-report-html", "out/evals.html",
+                 *args)
     text = (pytester.path / "out/evals.html").read_text(encoding="utf-8")
     return FlipPage(text), json.loads((pytester.path / "out/evals.json").read_text()), text, result.ret
 
@@ -108,15 +110,15 @@ def flip_project(project, pytester):
     project("routing.eval.yaml", EVAL)
 
 
-@pytest.mark.parametrize("agent", ["off", "on"])
+@pytest.mark.parametrize(("agent", "args"), [("off", ()), ("on", ("-n", "2"))])
 def test_a_regressing_session_shows_the_newly_failing_cases_first_with_both_outputs(
-    flip_project, pytester, tracking_on, monkeypatch, agent,
+    flip_project, pytester, tracking_on, monkeypatch, agent, args,
 ):
     monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", agent)  # the baseline's table read in pytest's process, or the agent's
-    first, report, _, ret = session(pytester, "good")
+    first, report, _, ret = session(pytester, "good", *args)
     assert ret == 0
     assert report["flipped_cases"] == [] and first.flips == []  # the first run has no baseline to flip against
-    page, report, text, ret = session(pytester, "bad")
+    page, report, text, ret = session(pytester, "bad", *args)
     [entry] = report["flipped_cases"]
     baseline = report["evals"][0]["baseline_run_id"]
     assert (entry["before_run_id"], entry["newly_failing"], entry["newly_passing"]) == (baseline, 2, 1)
