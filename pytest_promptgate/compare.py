@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .verdicts import RateInput, RecordedRun, RunComparison, compare_runs
+from .verdicts import RecordedRun, RunComparison, compare_runs
 
 if TYPE_CHECKING:
     from .tracking import Baseline, Tracker
@@ -114,10 +114,11 @@ def _cases(tracker: Tracker, run_id: str) -> tuple[list[dict[str, Any]] | None, 
 
 
 def _recorded(run: Baseline) -> RecordedRun:
-    passed, total = run.metrics.get("passed_cases"), run.metrics.get("total_cases")
-    counts = RateInput(int(passed), int(total)) if passed is not None and total is not None and 0 <= passed <= total else None
+    """The run as the comparison needs it; its counts from its metrics (from its rows later, when it has none)."""
+    from .session import case_counts
+
     return RecordedRun(run_id=run.run_id, start_time=run.start_time, prompt_versions=run.prompt_versions,
-                       complete=run.complete, counts=counts)
+                       complete=run.complete, counts=case_counts(run, {}))
 
 
 def _write_reports(config: pytest.Config, rc: RunComparison) -> list[str]:
@@ -126,7 +127,8 @@ def _write_reports(config: pytest.Config, rc: RunComparison) -> list[str]:
 
     writes = []
     if config.getoption("prompt_report"):
-        writes.append((config.getoption("prompt_report"), json.dumps(compare_json(rc), indent=2, ensure_ascii=False) + "\n"))
+        text = json.dumps(compare_json(rc), indent=2, ensure_ascii=False) + "\n"
+        writes.append((config.getoption("prompt_report"), text))
     if config.getoption("prompt_report_html"):
         writes.append((config.getoption("prompt_report_html"), compare_html(rc)))
     problems = []

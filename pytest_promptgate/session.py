@@ -494,7 +494,7 @@ class EvalSession:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
             return judge(check, None, None, settings.significance, no_baseline=why)
         before = self._baseline_outcomes(check, baseline)
-        counts = _counts(baseline, before)
+        counts = case_counts(baseline, before)
         if counts is None:
             why = f"baseline run {baseline.run_id} has no case counts"
             return judge(check, None, None, settings.significance, no_baseline=why)
@@ -515,17 +515,16 @@ class EvalSession:
         name = "run_cases" if self._shows_flips() else "baseline_outcomes"
         try:
             found = self._call(lambda: self._via(name, baseline.run_id))
-            problem = self._down if self._down else f"baseline run {baseline.run_id} has no results table ({RESULTS_FILE})"
+            problem = self._down or f"baseline run {baseline.run_id} has no results table ({RESULTS_FILE})"
         except TrackingError as exc:
             self._problem(check, str(exc))
             found, problem = None, str(exc)
         if name == "baseline_outcomes":
             return found or {}
         now = result_rows([data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant])
-        self.flipped.append(FlippedCases(
-            eval=s.eval, variant=s.variant, before_run_id=baseline.run_id, after_run_id=None,
-            cases=None if found is None else tuple(flipped_cases(found, now)), problem=None if found is not None else problem,
-        ))
+        cases = None if found is None else tuple(flipped_cases(found, now))
+        self.flipped.append(FlippedCases(eval=s.eval, variant=s.variant, before_run_id=baseline.run_id, after_run_id=None,
+                                         cases=cases, problem=None if cases is not None else problem))
         return {str(row["case_id"]): bool(row.get("passed")) for row in found or ()}
 
     def _shows_flips(self) -> bool:
@@ -921,8 +920,8 @@ def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool
     return outcomes
 
 
-def _counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:
-    """The baseline run's passed and total cases: from its metrics, else from its results table."""
+def case_counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:
+    """A recorded run's passed and total cases: from its metrics, else from its results table's ``outcomes``."""
     passed, total = baseline.metrics.get("passed_cases"), baseline.metrics.get("total_cases")
     if passed is not None and total is not None and 0 <= passed <= total:
         return RateInput(int(passed), int(total))

@@ -469,7 +469,8 @@ def flipped_cases(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
     Both are rows of the results table (``case_id``, ``outcome``, ``passed``, ``output``,
     ``graders``, ``error``, ``vars``, ``expected``). A flip is a change of ``passed``, the
     change McNemar's test counts; a case only one run has is no flip. Within each
-    direction, cases keep the order of ``after``.
+    direction, by case id: the tables hold their cases in the order they finished,
+    which xdist makes differ from run to run.
     """
     earlier = {str(row["case_id"]): row for row in before}
     flips = []
@@ -482,7 +483,7 @@ def flipped_cases(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
             vars=_cell_text(row.get("vars")), expected=_cell_text(row.get("expected")),
             before=_side(old), after=_side(row),
         ))
-    return sorted(flips, key=lambda flip: flip.newly != "failing")  # stable: the order of after within each
+    return sorted(flips, key=lambda flip: (flip.newly != "failing", flip.case_id))
 
 
 def _side(row: Mapping[str, Any]) -> FlipSide:

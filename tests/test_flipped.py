@@ -178,11 +178,13 @@ def test_flips_are_changes_of_passed_newly_failing_first():
                 "output": output, "graders": "" if passed else "equals: FAIL (0.00) no", "error": error,
                 "vars": "{}", "expected": None}
 
-    before = [row("a", False), row("b", True), row("c", True), row("d", False), row("gone", True)]
-    after = [row("a", True), row("b", False), row("c", True), row("d", False, error="boom"), row("new", False)]
+    before = [row("a", False), row("b", True), row("c", True), row("d", False), row("gone", True), row("e", True)]
+    after = [row("e", False), row("a", True), row("b", False), row("c", True), row("d", False, error="boom"),
+             row("new", False)]
     flips = flipped_cases(before, after)
-    assert [(f.case_id, f.newly) for f in flips] == [("b", "failing"), ("a", "passing")]
+    assert [(f.case_id, f.newly) for f in flips] == [("b", "failing"), ("e", "failing"), ("a", "passing")]
     assert flips[0].after.reasons == ("equals: FAIL (0.00) no",)
+    assert flipped_cases(before, after[::-1]) == flips  # whatever order the cases finished in
 
 
 def test_the_diff_escapes_every_piece_and_is_bounded():
@@ -190,3 +192,13 @@ def test_the_diff_escapes_every_piece_and_is_bounded():
     assert diff == "say &lt;<del>b</del><ins>i</ins>&gt;hi&lt;/<del>b</del><ins>i</ins>&gt;"
     big = output_diff("A" * 1_000_000, "B" * 1_000_000)
     assert len(big) < 5_000 and big.endswith("… [diff of the first 2000 characters]")
+
+
+def test_a_long_output_with_one_word_changed_diffs_as_that_word():
+    words = [f"word{n % 37}" for n in range(250)]  # repetitive and long: difflib's autojunk would drop every word
+    changed = [*words[:100], "CHANGED", *words[101:200], "ALSO", *words[201:]]
+    diff = output_diff(" ".join(words), " ".join(changed))
+    assert diff.count("<del>") == diff.count("<ins>") == 2
+    assert f"<del>{words[100]}</del><ins>CHANGED</ins>" in diff and f"<del>{words[200]}</del><ins>ALSO</ins>" in diff
+    cut = output_diff(" ".join(words * 2), " ".join(changed * 2))  # over 2 000 characters: cut, both ends differ
+    assert f"<del>{words[100]}</del><ins>CHANGED</ins>" in cut and cut.endswith("[diff of the first 2000 characters]")

@@ -13,6 +13,6 @@ from .markdown import markdown_report
 from .terminal import compare_lines, promotion_lines, terminal_lines
 
 __all__ = [
-    "JSON_REPORT_VERSION", "TOLERATED_CHOICES", "compare_html", "compare_json", "compare_lines", "complete_junit", "failing", "html_report", "json_report",
-    "markdown_report", "promotion_lines", "terminal_lines", "tolerated_reason",
+    "JSON_REPORT_VERSION", "TOLERATED_CHOICES", "compare_html", "compare_json", "compare_lines", "complete_junit",
+    "failing", "html_report", "json_report", "markdown_report", "promotion_lines", "terminal_lines", "tolerated_reason",
 ]
