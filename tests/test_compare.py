@@ -182,3 +182,10 @@ def test_clear_usage_errors(runs, pytester, tracking_on, problem):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([lit(f"ERROR: promptgate: --prompt-compare: {message}")])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_compare_is_a_command_of_its_own(pytester):
+    result = pytester.runpytest("--prompt-trend", "--prompt-compare", "abc")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: promptgate: --prompt-trend and --prompt-compare are separate commands; "
+                                 "run one at a time"])

@@ -202,3 +202,22 @@ def test_a_long_output_with_one_word_changed_diffs_as_that_word():
     assert f"<del>{words[100]}</del><ins>CHANGED</ins>" in diff and f"<del>{words[200]}</del><ins>ALSO</ins>" in diff
     cut = output_diff(" ".join(words * 2), " ".join(changed * 2))  # over 2 000 characters: cut, both ends differ
     assert f"<del>{words[100]}</del><ins>CHANGED</ins>" in cut and cut.endswith("[diff of the first 2000 characters]")
+
+
+def test_chromium_shows_the_flips_as_text(flip_project, pytester, tracking_on, tmp_path):
+    from chromium import chromium
+
+    session(pytester, "good")
+    session(pytester, "bad")
+    with chromium(tmp_path) as browser:
+        browser.open(pytester.path / "out/evals.html")
+        assert browser.run("return Array.from(document.querySelectorAll('#flipped .flip'), f => f.dataset.case)") == [
+            "r2", "r4", "r3"]
+        assert browser.run("return document.querySelectorAll('#flipped del, #flipped ins').length") == 6
+        shown = browser.run("return document.querySelector('.flip[data-case=r2] td:nth-child(2) pre.output').textContent")
+        assert shown == "<script>alert(1)</script></textarea> nope"
+        browser.run("document.getElementById('flipped').scrollIntoView()")
+        browser.screenshot(tmp_path / "flipped.png")
+        console = [entry for entry in browser.log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    assert console == []
+    assert (tmp_path / "flipped.png").read_bytes().startswith(b"\x89PNG")
