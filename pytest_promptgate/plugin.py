@@ -142,6 +142,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "then exit without running tests. Filter with --prompt-suite and --prompt-trend-eval.",
     )
     group.addoption(
+        "--prompt-compare",
+        nargs="+",
+        metavar="RUN_ID",
+        default=None,
+        help="compare two recorded runs of one eval and variant, RUN_A (before) and RUN_B (after; default: the newest "
+        "other complete run of that eval and variant): pass rates, delta, paired p-value, the cases that flipped; "
+        "with --prompt-report-html and --prompt-report also as HTML and JSON; then exit without running tests. "
+        "Default: off.",
+    )
+    group.addoption(
         "--prompt-trend-limit",
         metavar="N",
         type=trend_limit_option,
@@ -306,11 +316,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--prompt-sync``: send the runs kept while tracking was down; ``--prompt-trend``: print the pass-rate
     history (:func:`pytest_promptgate.promote.trend`); ``--prompt-import``: write eval files from another tool's
-    (:func:`pytest_promptgate.improve.import_command`). None runs tests."""
+    (:func:`pytest_promptgate.improve.import_command`); ``--prompt-compare``: compare two recorded runs
+    (:func:`pytest_promptgate.compare.compare`). None runs tests."""
     commands = [name for name, given in (
         ("--promote", config.getoption("promote")), ("--rollback", config.getoption("rollback")),
         ("--prompt-trend", config.getoption("prompt_trend")), ("--prompt-sync", config.getoption("prompt_sync")),
-        ("--prompt-import", config.getoption("prompt_import")),
+        ("--prompt-import", config.getoption("prompt_import")), ("--prompt-compare", config.getoption("prompt_compare")),
     ) if given]
     if len(commands) > 1:
         raise pytest.UsageError(f"promptgate: {' and '.join(commands)} are separate commands; run one at a time")
@@ -326,6 +337,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         from .improve import import_command
 
         return import_command(config)
+    if config.getoption("prompt_compare"):
+        from .compare import compare
+
+        return compare(config)
     if not config.getoption("prompt_sync"):
         return None
     from .session import sync_spool

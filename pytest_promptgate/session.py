@@ -27,8 +27,8 @@ from .quarantine import DEFAULT_FLAKY_HISTORY, flaky_across_runs, flaky_history_
 from .state import REPORT_ATTR, State, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
-    BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, fails_session, judge,
-    parse_fail_on, prompt_changes,
+    BestVariant, EvalCheck, FlippedCases, RateInput, SessionOutcome, best_variants, check_evals, fails_session,
+    flipped_cases, judge, parse_fail_on, prompt_changes,
 )
 
 if TYPE_CHECKING:
@@ -139,6 +139,8 @@ class EvalSession:
         self.best: list[BestVariant] = []
         #: ``--prompt-optimize``'s rounds, once they ran (:class:`pytest_promptgate.improve.Optimization`).
         self.optimization: Any = None
+        #: The flipped cases against each baseline, read only when a report shows them (:meth:`_shows_flips`).
+        self.flipped: list[FlippedCases] = []
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
@@ -523,13 +525,9 @@ class EvalSession:
         if baseline is None:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
             return judge(check, None, None, settings.significance, no_baseline=why)
-        try:
-            before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
-            self._read_outcomes[baseline.run_id] = before
-        except TrackingError as exc:
-            self._problem(check, str(exc))
-            before = {}
-        counts = _counts(baseline, before)
+        before = self._baseline_outcomes(check, baseline)
+        self._read_outcomes[baseline.run_id] = before
+        counts = case_counts(baseline, before)
         if counts is None:
             why = f"baseline run {baseline.run_id} has no case counts"
             return judge(check, None, None, settings.significance, no_baseline=why)
@@ -561,6 +559,30 @@ class EvalSession:
             return self._problem(check, str(exc))
         flaky = flaky_across_runs(earlier, self._every_outcome.get((s.eval, s.variant), {}), min_flips, runs)
         return dataclasses.replace(check, flaky_across_runs=flaky)
+    def _baseline_outcomes(self, check: EvalCheck, baseline: Baseline) -> dict[str, bool]:
+        """``{case_id: passed}`` of the baseline; when a report shows the flipped cases, they are kept too
+        (:attr:`flipped`), from the same download of the baseline's results table."""
+        from .tracking import RESULTS_FILE, TrackingError, result_rows
+
+        s = check.summary
+        name = "run_cases" if self._shows_flips() else "baseline_outcomes"
+        try:
+            found = self._call(lambda: self._via(name, baseline.run_id))
+            problem = self._down or f"baseline run {baseline.run_id} has no results table ({RESULTS_FILE})"
+        except TrackingError as exc:
+            self._problem(check, str(exc))
+            found, problem = None, str(exc)
+        if name == "baseline_outcomes":
+            return found or {}
+        now = result_rows([data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant])
+        cases = None if found is None else tuple(flipped_cases(found, now))
+        self.flipped.append(FlippedCases(eval=s.eval, variant=s.variant, before_run_id=baseline.run_id, after_run_id=None,
+                                         cases=cases, problem=None if cases is not None else problem))
+        return {str(row["case_id"]): bool(row.get("passed")) for row in found or ()}
+
+    def _shows_flips(self) -> bool:
+        """Whether a report that shows the flipped cases is asked for: the HTML report, or the JSON report."""
+        return bool(self.config.getoption("prompt_report")) or self._html_report_path() is not None
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
@@ -732,7 +754,8 @@ class EvalSession:
         assert self.outcome is not None
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
-            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings)
+            data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
+                               self.flipped)
             if self.optimization is not None:
                 from .improve import optimization_json
 
@@ -750,7 +773,8 @@ class EvalSession:
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings)
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
+                               self.flipped)
             if self.optimization is not None:
                 from .improve import optimization_html
 
@@ -1004,8 +1028,8 @@ def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool
     return outcomes
 
 
-def _counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:
-    """The baseline run's passed and total cases: from its metrics, else from its results table."""
+def case_counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:
+    """A recorded run's passed and total cases: from its metrics, else from its results table's ``outcomes``."""
     passed, total = baseline.metrics.get("passed_cases"), baseline.metrics.get("total_cases")
     if passed is not None and total is not None and 0 <= passed <= total:
         return RateInput(int(passed), int(total))

@@ -428,6 +428,143 @@ def compare(
     )
 
 
+# --------------------------------------------------------------------------- flipped cases
+
+
+@dataclass(frozen=True)
+class FlipSide:
+    """One run's side of a flipped case: its outcome, output and the reasons it failed (a failed grader or an error)."""
+
+    outcome: str
+    output: str | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A case both runs share whose outcome changed: ``newly`` ``failing`` (passed before) or ``passing``."""
+
+    case_id: str
+    newly: Literal["failing", "passing"]
+    #: The case's vars as JSON text and its expected value, as the later run's results table holds them.
+    vars: str | None
+    expected: str | None
+    before: FlipSide
+    after: FlipSide
+
+
+@dataclass(frozen=True)
+class FlippedCases:
+    """The flipped cases of one (eval, variant) between a ``before`` run and an ``after`` run (DESIGN §8).
+
+    ``cases`` is None when they could not be read; ``problem`` then says why.
+    """
+
+    eval: str
+    variant: str
+    before_run_id: str
+    after_run_id: str | None
+    cases: tuple[Flip, ...] | None
+    problem: str | None = None
+
+    def count(self, newly: str) -> int | None:
+        """How many cases are newly ``failing`` or newly ``passing``; None when the cases could not be read."""
+        return None if self.cases is None else sum(flip.newly == newly for flip in self.cases)
+
+
+def flipped_cases(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> list[Flip]:
+    """The cases of ``after`` whose pass/fail outcome differs from ``before``'s, newly failing first.
+
+    Both are rows of the results table (``case_id``, ``outcome``, ``passed``, ``output``,
+    ``graders``, ``error``, ``vars``, ``expected``). A flip is a change of ``passed``, the
+    change McNemar's test counts; a case only one run has is no flip. Within each
+    direction, by case id: the tables hold their cases in the order they finished,
+    which xdist makes differ from run to run.
+    """
+    earlier = {str(row["case_id"]): row for row in before}
+    flips = []
+    for row in after:
+        old = earlier.get(str(row["case_id"]))
+        if old is None or bool(old.get("passed")) == bool(row.get("passed")):
+            continue
+        flips.append(Flip(
+            case_id=str(row["case_id"]), newly="passing" if row.get("passed") else "failing",
+            vars=_cell_text(row.get("vars")), expected=_cell_text(row.get("expected")),
+            before=_side(old), after=_side(row),
+        ))
+    return sorted(flips, key=lambda flip: (flip.newly != "failing", flip.case_id))
+
+
+def _side(row: Mapping[str, Any]) -> FlipSide:
+    """A row's outcome, output and reasons: its error, and the lines of its graders' column that say FAIL."""
+    reasons = [str(row["error"])] if row.get("error") else []
+    reasons += [line for line in str(row.get("graders") or "").splitlines() if ": FAIL" in line]
+    passed = bool(row.get("passed"))
+    outcome = str(row.get("outcome") or ("passed" if passed else "failed"))
+    return FlipSide(outcome=outcome, output=_cell_text(row.get("output")), reasons=tuple(reasons))
+
+
+def _cell_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A run ``--prompt-compare`` compares: its id, when it started (ms since the epoch), its prompt versions."""
+
+    run_id: str
+    start_time: int
+    prompt_versions: dict[str, str]
+    complete: bool
+    counts: RateInput | None
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Two recorded runs of one (eval, variant): ``before``, ``after``, their comparison and what flipped."""
+
+    eval: str
+    variant: str
+    before: RecordedRun
+    after: RecordedRun
+    #: ``after`` against ``before`` (:func:`compare`); None when a run's case counts are unknown.
+    comparison: Comparison | None
+    flipped: FlippedCases
+
+
+def compare_runs(
+    eval_name: str, variant: str, before: RecordedRun, after: RecordedRun,
+    before_rows: Sequence[Mapping[str, Any]] | None, after_rows: Sequence[Mapping[str, Any]] | None,
+    problem: str | None = None,
+) -> RunComparison:
+    """``after`` against ``before``: rates, the paired p-value on shared cases (Fisher's test when none), the flips.
+
+    Rows are the runs' results tables (None: not readable, ``problem`` says why); counts come from
+    the runs' metrics, else from their rows.
+    """
+    def counts(run: RecordedRun, rows: Sequence[Mapping[str, Any]] | None) -> RateInput | None:
+        if run.counts is not None or rows is None:
+            return run.counts
+        return RateInput(sum(bool(row.get("passed")) for row in rows), len(rows))
+
+    have_rows = before_rows is not None and after_rows is not None
+    if have_rows:
+        earlier = {str(row["case_id"]): bool(row.get("passed")) for row in before_rows or ()}
+        paired = [(earlier[str(row["case_id"])], bool(row.get("passed")))
+                  for row in after_rows or () if str(row["case_id"]) in earlier]
+    else:
+        paired = []
+    now, then = counts(after, after_rows), counts(before, before_rows)
+    before, after = dataclasses.replace(before, counts=then), dataclasses.replace(after, counts=now)
+    comparison = compare(now, then, paired or None) if now is not None and then is not None else None
+    flips = FlippedCases(
+        eval=eval_name, variant=variant, before_run_id=before.run_id, after_run_id=after.run_id,
+        cases=tuple(flipped_cases(before_rows or (), after_rows or ())) if have_rows else None,
+        problem=None if have_rows else problem,
+    )
+    return RunComparison(eval_name, variant, before, after, comparison, flips)
+
+
 # --------------------------------------------------------------------------- verdicts
 
 

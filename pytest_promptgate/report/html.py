@@ -8,15 +8,17 @@ reasons are untrusted text: each is escaped, and cut at :data:`MAX_CELL_CHARS`.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..results import label_text
-from ..verdicts import BestVariant, EvalCheck, SessionOutcome, format_p
-from .json import json_report
-from .summary import note_lines
+from ..verdicts import BestVariant, EvalCheck, FlippedCases, RunComparison, SessionOutcome, format_p
+from .json import compare_json, json_report
+from .summary import compared_p, note_lines, run_date, versions_text
 
 if TYPE_CHECKING:
     from ..improve import Findings
@@ -30,6 +32,9 @@ MAX_CELL_CHARS = 2_000
 #: Laying out every row of 10 000 cost Chromium seconds (docs/html-report.md); the page holds them all.
 PAGE_ROWS = 500
 
+#: Flipped cases shown per (eval, variant); the JSON report holds them all.
+MAX_FLIPS_SHOWN = 100
+
 #: The chart's geometry, in SVG user units: where the pass-rate axis starts and how wide it is, the height of a row.
 _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 
@@ -37,9 +42,11 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
+    flipped: Sequence[FlippedCases] = (),
 ) -> str:
-    """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
-    data = json_report(checks, outcome, cases, best, tracking, findings)
+    """The session as one HTML page: verdict cards, the pass-rate chart, the flipped cases, failure modes,
+    every case."""
+    data = json_report(checks, outcome, cases, best, tracking, findings, flipped)
     notes = note_lines(checks, best, tracking) + (findings.lines() if findings else [])
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
@@ -52,6 +59,7 @@ def html_report(
         f'<p id="conclusion" class="{verdict_class}">{escape(data["conclusion"])}</p>',
         _cards(data["evals"], data["tracking"]),
         _chart(data["evals"]),
+        flipped_section(data["flipped_cases"]),
         _notes(notes),
         _failure_modes(data["evals"]),
         _case_table(data["cases"]),
@@ -77,7 +85,7 @@ def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
     ci = e["pass_rate_ci95"]
     fields = [
         ("pass_rate", "pass rate", _rate(e["pass_rate"])),
-        ("ci95", "95% interval", f"{_rate(ci[0])} – {_rate(ci[1])}" if ci else "-"),
+        ("ci95", "95% interval", _interval(ci)),
         ("threshold", "threshold", _rate(e["threshold"]) if e["threshold"] is not None else "?"),
         ("baseline", "baseline", _rate(e["baseline_pass_rate"]) if e["baseline_pass_rate"] is not None
          else _no_baseline(e, tracking)),
@@ -148,6 +156,130 @@ def _chart(evals: Sequence[Mapping[str, Any]]) -> str:
     legend = ('<p class="legend">bar: pass rate; whisker: 95% interval; dashed line: threshold; '
               "diamond: baseline's pass rate</p>")
     return '<section id="chart"><h2>Pass rate by variant</h2>' + "".join(parts) + legend + "</section>"
+
+
+def flipped_section(entries: Sequence[Mapping[str, Any]], title: str = "Flipped cases against the baseline") -> str:
+    """The cases whose outcome changed between two runs (JSON report entries, :func:`flipped_json`), newly failing
+    first: vars, expected, both outputs side by side with their diff, and each side's reasons."""
+    if not entries:
+        return ""
+    return f'<section id="flipped"><h2>{escape(title)}</h2>' + "".join(_flipped(e) for e in entries) + "</section>"
+
+
+def _flipped(e: Mapping[str, Any]) -> str:
+    """One (eval, variant)'s flips, at most :data:`MAX_FLIPS_SHOWN` of them."""
+    before = f"before: run {e['before_run_id']}"
+    after = f"after: run {e['after_run_id']}" if e["after_run_id"] else "after: this session"
+    head = (f'<div class="flips" data-eval="{escape(e["eval"])}" data-variant="{escape(e["variant"])}">'
+            f'<h3>{escape(e["eval"])} <span class="variant">[{escape(e["variant"])}]</span></h3>')
+    if e["cases"] is None:
+        return head + f'<p class="problem">flipped cases unavailable: {bounded(e["problem"] or "unknown")}</p></div>'
+    counts = (f'<p class="flip-counts"><span data-field="newly_failing">{e["newly_failing"]}</span> newly failing, '
+              f'<span data-field="newly_passing">{e["newly_passing"]}</span> newly passing '
+              f"({escape(before)}; {escape(after)})</p>")
+    shown = e["cases"][:MAX_FLIPS_SHOWN]
+    more = len(e["cases"]) - len(shown)
+    rest = f'<p class="more">{more} more flipped case(s) are in the JSON report</p>' if more else ""
+    return head + counts + "".join(_flip(flip, before, after) for flip in shown) + rest + "</div>"
+
+
+def _flip(flip: Mapping[str, Any], before: str, after: str) -> str:
+    """One flipped case: what it asked, both runs' outputs side by side, their diff, each side's reasons."""
+    old, new = flip["before"], flip["after"]
+    sides = "".join(
+        f'<td class="side"><p class="outcome">{escape(label)}: '
+        f'<span class="{escape(side["outcome"])}">{escape(side["outcome"])}</span></p>'
+        f'<pre class="output">{bounded(side["output"] or "")}</pre>'
+        + "".join(f'<pre class="reason">{bounded(r)}</pre>' for r in side["reasons"]) + "</td>"
+        for label, side in ((before, old), (after, new))
+    )
+    return (
+        f'<div class="flip newly-{escape(flip["newly"])}" data-case="{escape(flip["case_id"])}">'
+        f'<h4>{bounded(flip["case_id"], 200)}: newly {escape(flip["newly"])} '
+        f'({escape(old["outcome"])} → {escape(new["outcome"])})</h4>'
+        f'<dl><dt>vars</dt><dd><pre>{bounded(flip["vars"] or "")}</pre></dd>'
+        f'<dt>expected</dt><dd><pre>{bounded(flip["expected"] or "")}</pre></dd></dl>'
+        f'<table class="sides"><tbody><tr>{sides}</tr><tr><td colspan="2"><p class="outcome">diff</p>'
+        f'<pre class="diff">{output_diff(old["output"] or "", new["output"] or "")}</pre></td></tr></tbody></table></div>'
+    )
+
+
+#: Token pairs up to which the diff matches every token (about 250 tokens, some 1 000 characters, a side).
+_EXACT_DIFF_PAIRS = 60_000
+
+_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def output_diff(before: str, after: str, limit: int = MAX_CELL_CHARS) -> str:
+    """The word-level diff of two outputs as escaped HTML: removed text in ``<del>``, added text in ``<ins>``.
+
+    Only the first ``limit`` characters of each are compared (and said so), which bounds the page. The
+    common start and end are set aside first, so one changed word in a long output is found exactly. In
+    between, difflib's matching grows with the square of the tokens: up to :data:`_EXACT_DIFF_PAIRS` token
+    pairs every token is matched (40 ms at most, measured); beyond, difflib's autojunk (tokens in over 1% of a
+    long text only extend matches) keeps it near a millisecond, where matching every token of two unrelated
+    2 000-character outputs took 0.4 s.
+    """
+    cut = len(before) > limit or len(after) > limit
+    a, b = _TOKEN.findall(before[:limit]), _TOKEN.findall(after[:limit])
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    middle_a, middle_b = a[head:len(a) - tail], b[head:len(b) - tail]
+    parts = [escape("".join(a[:head]))]
+    exact = len(middle_a) * len(middle_b) <= _EXACT_DIFF_PAIRS
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, middle_a, middle_b, autojunk=not exact).get_opcodes():
+        if op == "equal":
+            parts.append(escape("".join(middle_a[i1:i2])))
+            continue
+        if i2 > i1:
+            parts.append(f"<del>{escape(''.join(middle_a[i1:i2]))}</del>")
+        if j2 > j1:
+            parts.append(f"<ins>{escape(''.join(middle_b[j1:j2]))}</ins>")
+    parts.append(escape("".join(a[len(a) - tail:])))
+    if cut:
+        parts.append(f"… [diff of the first {limit} characters]")
+    return "".join(parts)
+
+
+def compare_html(rc: RunComparison) -> str:
+    """``--prompt-compare`` as one HTML page: both runs, the comparison, and the flipped section of the report."""
+    data = compare_json(rc)
+    rows = "".join(
+        f'<tr data-run="{role}"><th>{role}</th><td>{escape(r["run_id"])}</td><td>{run_date(r["start_time_ms"])}</td>'
+        f'<td>{bounded(versions_text(r["prompt_versions"]), 200)}</td>'
+        f'<td class="number">{_of(r["passed"], r["cases"])}</td>'
+        f'<td class="number" data-field="pass_rate">{_rate(r["pass_rate"]) if r["pass_rate"] is not None else "-"}</td>'
+        f'<td class="number" data-field="ci95">{_interval(r["pass_rate_ci95"])}</td></tr>'
+        for role, r in (("before", data["before"]), ("after", data["after"]))
+    )
+    delta = f"{data['delta'] * 100:+.1f} pp" if data["delta"] is not None else "-"
+    title = f'{data["eval"]} [{data["variant"]}]'
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>promptgate compare: {escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>promptgate compare: {escape(title)}</h1>",
+        ('<section id="runs"><table><thead><tr><th></th><th>run</th><th>started</th><th>prompts</th>'
+         f"<th>passed/cases</th><th>pass rate</th><th>95% interval</th></tr></thead><tbody>{rows}</tbody></table>"
+         f'<p>delta <span data-field="delta">{delta}</span>, '
+         f'<span data-field="p_value">{escape(compared_p(data))}</span></p></section>'),
+        flipped_section([data["flipped_cases"]], title="Flipped cases"),
+        "</body></html>",
+    ]) + "\n"
+
+
+def _of(passed: int | None, total: int | None) -> str:
+    return f"{passed}/{total}" if total is not None else "-"
+
+
+def _interval(ci: Sequence[float] | None) -> str:
+    return f"{_rate(ci[0])} – {_rate(ci[1])}" if ci else "-"
 
 
 def _x(rate: float) -> float:
@@ -252,6 +384,12 @@ table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;paddin
 th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;font-size:.95em}
 .controls label{margin-right:1em}
+.flip{border:1px solid #ddd;border-left:6px solid #999;border-radius:4px;margin:.6em 0;padding:.2em .8em .6em}
+.flip.newly-failing{border-left-color:#c62828}.flip.newly-passing{border-left-color:#2e7d32}
+.flip h4{margin:.3em 0}.flip dl{display:grid;grid-template-columns:auto 1fr;gap:.1em .8em;margin:.3em 0}
+.flip dd{margin:0}.sides{width:100%;table-layout:fixed}.sides td{width:50%}.side .outcome,.flip .outcome{margin:0;color:#555}
+.diff del{background:#fde8e8;color:#a4161a}.diff ins{background:#e6f4ea;color:#176b2c;text-decoration:none}
+.problem{color:#a4161a}
 """
 
 #: Filters the case table, showing the first ``PAGE_ROWS`` rows that match (more on request); the row texts are

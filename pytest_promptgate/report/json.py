@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..verdicts import BestVariant, EvalCheck, SessionOutcome
+from ..verdicts import BestVariant, EvalCheck, FlippedCases, RunComparison, SessionOutcome
 from .summary import conclusion
 
 if TYPE_CHECKING:
@@ -22,9 +22,11 @@ JSON_REPORT_VERSION = 1
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
+    flipped: Sequence[FlippedCases] = (),
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
-    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
+    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts), and the cases
+    that flipped against each baseline (``flipped``: read when a report shows them)."""
     return {
         "version": JSON_REPORT_VERSION,
         "passed": not outcome.failed,
@@ -38,6 +40,43 @@ def json_report(
         # People's labels and the judges measured against them (improve.Findings): empty lists without labels.
         **(findings.to_dict() if findings is not None else {"labels": [], "judge_agreement": []}),
         "cases": _marked_cases(checks, cases),
+        "flipped_cases": [flipped_json(f) for f in flipped],
+    }
+
+
+def flipped_json(flipped: FlippedCases) -> dict[str, Any]:
+    """The flipped cases of one (eval, variant): counts, then each flip with both runs' sides."""
+    return {
+        "eval": flipped.eval, "variant": flipped.variant,
+        "before_run_id": flipped.before_run_id, "after_run_id": flipped.after_run_id,
+        "problem": flipped.problem,
+        "newly_failing": flipped.count("failing"), "newly_passing": flipped.count("passing"),
+        "cases": None if flipped.cases is None else [dataclasses.asdict(flip) for flip in flipped.cases],
+    }
+
+
+def compare_json(rc: RunComparison) -> dict[str, Any]:
+    """``--prompt-compare`` as data: both runs, the comparison of ``after`` with ``before``, the flipped cases."""
+    c = rc.comparison
+    return {
+        "version": JSON_REPORT_VERSION,
+        "eval": rc.eval, "variant": rc.variant,
+        "before": _recorded_json(rc.before, c.baseline_ci if c else None),
+        "after": _recorded_json(rc.after, c.current_ci if c else None),
+        "delta": c.delta if c else None,
+        "p_value": c.p_value if c else None,
+        "test": c.test if c else None,
+        "shared_cases": c.shared_cases if c else 0,
+        "flipped_cases": flipped_json(rc.flipped),
+    }
+
+
+def _recorded_json(run: Any, ci: tuple[float, float] | None) -> dict[str, Any]:
+    counts = run.counts
+    return {
+        "run_id": run.run_id, "start_time_ms": run.start_time, "prompt_versions": run.prompt_versions,
+        "complete": run.complete, "passed": counts.passed if counts else None, "cases": counts.total if counts else None,
+        "pass_rate": counts.rate if counts else None, "pass_rate_ci95": list(ci) if ci else None,
     }
 
 

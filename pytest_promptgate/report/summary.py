@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..verdicts import BestVariant, EvalCheck, SessionOutcome, Verdict, format_p
@@ -208,6 +208,27 @@ def _flaky_lines(checks: Sequence[EvalCheck]) -> list[str]:
         if more > 0:
             lines.append(f"flaky across runs: {check.label}: {more} more case(s) (the JSON report lists every one)")
     return lines
+#: How the comparison's test is named where its p-value is shown.
+TEST_NAMES = {"mcnemar": "McNemar exact", "fisher": "Fisher exact"}
+
+
+def run_date(milliseconds: int) -> str:
+    """When a recorded run started, in UTC to the minute (``--prompt-compare``)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def versions_text(versions: Mapping[str, str]) -> str:
+    """A run's prompt versions as ``name=version`` pairs; ``-`` when it has none."""
+    return ", ".join(f"{name}={version}" for name, version in sorted(versions.items())) or "-"
+
+
+def compared_p(data: Mapping[str, Any]) -> str:
+    """``p=0.25 (McNemar exact, 4 shared cases)`` of a compared pair (:func:`compare_json`'s data); ``-`` without."""
+    if data["p_value"] is None:
+        return "-"
+    return f"{format_p(data['p_value'])} ({TEST_NAMES.get(data['test'], data['test'])}, {data['shared_cases']} shared cases)"
 
 
 def _percent(value: float) -> str:

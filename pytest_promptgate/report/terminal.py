@@ -6,8 +6,11 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..verdicts import BestVariant, EvalCheck, SessionOutcome
-from .summary import compact_rows, conclusion, footnote_lines, note_lines, summary_rows
+from ..verdicts import BestVariant, EvalCheck, RunComparison, SessionOutcome
+from .json import compare_json
+from .summary import (
+    compact_rows, compared_p, conclusion, footnote_lines, note_lines, run_date, summary_rows, versions_text,
+)
 
 if TYPE_CHECKING:
     from ..improve import Findings
@@ -52,6 +55,47 @@ def _compact_table(checks: Sequence[EvalCheck], tracking: TrackingStatus | None,
                 row[0] = row[0][:max(keep - len(tail) - 1, 1)] + "…" + tail
         lines = text_table(headers, rows, numeric_from=1)
     return lines
+
+
+#: The longest reason a flipped case's line shows; the HTML report (``--prompt-report-html``) shows all of it.
+_SHORT_REASON = 70
+
+
+def compare_lines(rc: RunComparison, source: str) -> list[str]:
+    """``--prompt-compare``: both runs with their pass rates, the delta and its p-value, then the flipped cases."""
+    data = compare_json(rc)
+    rows = [
+        [role, r["run_id"], run_date(r["start_time_ms"]), versions_text(r["prompt_versions"]),
+         f"{r['passed']}/{r['cases']}" if r["cases"] is not None else "-", _rate_and_interval(r)]
+        for role, r in (("before", data["before"]), ("after", data["after"]))
+    ]
+    lines = [f"promptgate compare: {data['eval']} [{data['variant']}] (MLflow at {source})", ""]
+    lines += text_table(["", "run", "started", "prompts", "passed", "pass rate [95% CI]"], rows, numeric_from=4)
+    delta = f"{data['delta'] * 100:+.1f} pp" if data["delta"] is not None else "-"
+    lines += ["", f"delta (after - before): {delta}, {compared_p(data)}"]
+    flipped = data["flipped_cases"]
+    if flipped["cases"] is None:
+        return [*lines, f"flipped cases unavailable: {flipped['problem']}"]
+    lines.append(f"newly failing: {flipped['newly_failing']}, newly passing: {flipped['newly_passing']}")
+    if flipped["cases"]:
+        flips = [[f["case_id"], f"{f['before']['outcome']} -> {f['after']['outcome']}", _short_reason(f)]
+                 for f in flipped["cases"]]
+        lines += ["", *text_table(["case", "before -> after", "reason"], flips, numeric_from=3)]
+    return lines
+
+
+def _rate_and_interval(run: dict[str, Any]) -> str:
+    if run["pass_rate"] is None:
+        return "-"
+    ci = run["pass_rate_ci95"]
+    return f"{run['pass_rate']:.1%}" + (f" [{ci[0] * 100:.0f}%-{ci[1] * 100:.0f}%]" if ci else "")
+
+
+def _short_reason(flip: dict[str, Any]) -> str:
+    """Why the failing side failed (after's when newly failing, before's when newly passing), on one short line."""
+    side = flip["after"] if flip["newly"] == "failing" else flip["before"]
+    reason = " ".join((side["reasons"][0] if side["reasons"] else "-").split())
+    return reason if len(reason) <= _SHORT_REASON else reason[:_SHORT_REASON - 1] + "…"
 
 
 def text_table(headers: list[str], rows: list[list[object]], numeric_from: int) -> list[str]:

@@ -40,20 +40,20 @@ from __future__ import annotations
 
 from .store import (
     Tracker, TrackingError, TrackingStatus, TrackingUnavailable, anchor_sqlite, display_uri, resolve_tracking_uri,
-    same_store, template_dir, tracking_failure,
+    same_store, sqlite_path, template_dir, tracking_failure,
 )
 from .runs import (
     MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, TrackedRun, log_eval_run, metric_key, prompt_versions,
-    results_json, summary_metrics,
+    result_rows, results_json, summary_metrics,
 )
 from .context import ci_tags, git_tags
-from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline
+from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline, run_cases
 from .registry import (
     RegistryError, alias_version, audit_history, record_audit, register_prompt_version, resolve_prompt, set_alias,
 )
 from .spooling import rejected_spool, send_spooled, spool, spool_dir, spooled
 from .journal import Journal, journal_dir, record_id, recover, run_params
-from .history import EvalHistory, TrendRun, eval_runs, recent_outcomes
+from .history import EvalHistory, TrendRun, eval_runs, newest_complete_run, recent_outcomes
 from .agent import AgentBug, AgentGone, TrackingAgent, agent_mode
 
 __all__ = [
@@ -61,8 +61,9 @@ __all__ = [
     "MAX_TAG_VALUE", "RESULTS_FILE", "RegistryError", "TrackedRun", "Tracker", "TrackingAgent", "TrackingError",
     "TrackingStatus", "TrackingUnavailable", "TrendRun", "agent_mode", "alias_version", "anchor_sqlite",
     "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
-    "journal_dir", "log_eval_run", "metric_key", "pinned_baseline", "prompt_versions", "recent_outcomes",
-    "record_audit", "record_id", "recover", "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri",
-    "results_json", "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled",
-    "summary_metrics", "template_dir", "tracking_failure",
+    "journal_dir", "log_eval_run", "metric_key", "newest_complete_run", "pinned_baseline", "prompt_versions",
+    "recent_outcomes", "record_audit", "record_id", "recover", "register_prompt_version", "rejected_spool",
+    "resolve_prompt", "resolve_tracking_uri", "result_rows", "results_json", "run_cases", "run_params", "same_store",
+    "send_spooled", "set_alias", "spool", "spool_dir", "spooled", "sqlite_path", "summary_metrics", "template_dir",
+    "tracking_failure",
 ]

@@ -66,16 +66,38 @@ def baseline_outcomes(tracker: Tracker, run_id: str) -> dict[str, bool]:
     Downloads :data:`RESULTS_FILE`; {} when the run has none (it was not
     logged by this plugin, or its upload failed).
     """
+    table = _results_table(tracker, run_id)
+    return outcomes_from_table(table) if table is not None else {}
+
+
+def run_cases(tracker: Tracker, run_id: str) -> list[dict[str, Any]] | None:
+    """Every case of run ``run_id`` as a row of its results table (``{column: cell}``, :func:`result_rows`' shape).
+
+    For the flipped cases, which need what the run's cases said, not only whether they
+    passed. None when the run has no results table; a table that is not one raises
+    :class:`TrackingError` (the run's other figures still count).
+    """
+    table = _results_table(tracker, run_id)
+    if table is None:
+        return None
+    columns = table.get("columns") if isinstance(table, dict) else None
+    rows = table.get("data") if isinstance(table, dict) else None
+    if not isinstance(columns, list) or "case_id" not in columns or not isinstance(rows, list):
+        raise TrackingError(f"the results table {RESULTS_FILE} of run {run_id} is not a promptgate results table")
+    return [dict(zip(columns, row)) for row in rows if isinstance(row, list)]
+
+
+def _results_table(tracker: Tracker, run_id: str) -> Any:
+    """The parsed :data:`RESULTS_FILE` of run ``run_id``; None when the run has none."""
     client = tracker.client
     what = f"reading the results of run {run_id}"
     with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp, tracker._calling(what):
         names = {item.path for item in client.list_artifacts(run_id)}
         if RESULTS_FILE not in names:
-            return {}
+            return None
         path = client.download_artifacts(run_id, RESULTS_FILE, tmp)
         with open(path, encoding="utf-8") as f:
-            table = json.load(f)
-    return outcomes_from_table(table)
+            return json.load(f)
 
 
 def outcomes_from_table(table: Mapping[str, Any]) -> dict[str, bool]:
@@ -196,29 +218,30 @@ def _tag_clause(key: str, value: str | None, equal: bool) -> tuple[str | None, b
     return f"tags.\"{key}\" LIKE '{_LIKE_ANY_CHAR.sub('_', value)}'", False
 
 
-def pinned_baseline(tracker: Tracker, run_id: str, eval_name: str | None = None) -> Baseline:
+def pinned_baseline(tracker: Tracker, run_id: str, eval_name: str | None = None, *, role: str = "baseline run") -> Baseline:
     """The run ``run_id`` as a baseline (``--prompt-baseline``), whatever its variant, status or completeness.
 
     Raises :class:`BaselineError` when the run does not exist, is deleted, was not
-    logged by this plugin, or (with ``eval_name``) is a run of another eval.
+    logged by this plugin, or (with ``eval_name``) is a run of another eval; its
+    message names the run as ``role`` (``--prompt-compare`` reads its runs here too).
     """
     client = tracker.client
-    with tracker._calling(f"reading baseline run {run_id}"):
+    with tracker._calling(f"reading {role} {run_id}"):
         from mlflow.exceptions import MlflowException
 
         try:
             run = client.get_run(run_id)
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                raise BaselineError(f"baseline run {run_id!r} does not exist in {display_uri(tracker.uri)}") from None
+                raise BaselineError(f"{role} {run_id!r} does not exist in {display_uri(tracker.uri)}") from None
             raise
     if run.info.lifecycle_stage != "active":
-        raise BaselineError(f"baseline run {run_id!r} is deleted in {display_uri(tracker.uri)}")
+        raise BaselineError(f"{role} {run_id!r} is deleted in {display_uri(tracker.uri)}")
     owner = run.data.tags.get("promptgate.eval")
     if owner is None:
-        raise BaselineError(f"baseline run {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
+        raise BaselineError(f"{role} {run_id!r} is not a pytest-promptgate run (it has no promptgate.eval tag)")
     if eval_name is not None and owner != eval_name:
-        raise BaselineError(f"baseline run {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
+        raise BaselineError(f"{role} {run_id!r} is a run of eval {owner!r}, not of {eval_name!r}")
     return _baseline(run, tracker)
 
 

@@ -83,6 +83,19 @@ def eval_runs(
     return {history.eval: history for history in histories if history.runs}
 
 
+def newest_complete_run(tracker: Tracker, eval_name: str, variant: str, other_than: str) -> TrendRun | None:
+    """The newest complete FINISHED run of (eval, variant) other than run ``other_than``; None when there is none.
+
+    What ``--prompt-compare RUN_A`` compares RUN_A with. One search of two runs.
+    """
+    experiment_id = tracker.find_experiment(eval_name)
+    if experiment_id is None:
+        return None
+    tags = {"promptgate.eval": eval_name, "promptgate.variant": variant, "promptgate.complete": "true"}
+    runs = _newest_runs(tracker, experiment_id, 2, frozenset(), tags)
+    return next((run for run in runs if run.run_id != other_than), None)
+
+
 def _history(
     tracker: Tracker, eval_name: str, experiment_id: str, suites: frozenset[str], limit: int, complete_runs: int
 ) -> EvalHistory:

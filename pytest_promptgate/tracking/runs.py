@@ -494,6 +494,11 @@ def _row(case: Mapping[str, Any]) -> list[Any]:
     ]
 
 
+def result_rows(cases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cases as rows of the results table (``{column: cell}``), as :func:`run_cases` reads a logged run's back."""
+    return [dict(zip(RESULT_COLUMNS, _row(case))) for case in cases]
+
+
 def _json_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
