@@ -58,10 +58,15 @@ def html_report(
     ]) + "\n"
 
 
-def bounded(text: str, limit: int = MAX_CELL_CHARS) -> str:
-    """``text`` escaped for HTML and cut at ``limit`` characters, saying how much was cut."""
-    if len(text) > limit:
-        text = text[:limit] + f"… [{len(text) - limit} chars cut]"
+def bounded(text: str, limit: int = MAX_CELL_CHARS, length: int | None = None) -> str:
+    """``text`` escaped for HTML and cut at ``limit`` characters, saying how much was cut.
+
+    ``length`` is the text's length before an earlier cut (a case result's ``output_chars``), so the count is
+    of the characters the reader does not see, not of what was left after the first cut.
+    """
+    length = len(text) if length is None else length
+    if length > limit:
+        text = text[:limit] + f"… [{length - limit} chars cut]"
     return escape(text)
 
 
@@ -198,7 +203,7 @@ def _case_table(cases: Sequence[Mapping[str, Any]]) -> str:
 def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outcome = "error" if case["error"] is not None else ("passed" if case["passed"] else "failed")
     runs = case["runs"]
-    outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
+    outputs = "".join(f"<pre>{bounded(run['output'], length=run.get('output_chars'))}</pre>" for run in runs)
     reasons = [case["error"]] if case["error"] is not None else []
     reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
     latency = ", ".join(f"{run['latency_ms']:.0f}" for run in runs)
