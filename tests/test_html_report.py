@@ -53,6 +53,8 @@ class Page(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
         self.cards: dict[tuple[str, str], dict[str, str]] = {}
+        #: The latency and cost table's cells, by (eval, variant) and field.
+        self.figures: dict[tuple[str, str], dict[str, str]] = {}
         self.rows: list[dict[str, str]] = []
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.scripts: list[str] = []
@@ -71,6 +73,11 @@ class Page(HTMLParser):
         elif tag == "dd" and self._card is not None:
             self._field = a["data-field"]
             self._card[self._field] = ""
+        elif tag == "tr" and "data-eval" in a and "data-outcome" not in a:
+            self._card = self.figures[(a["data-eval"], a["data-variant"])] = {}
+        elif tag == "td" and "data-field" in a and self._card is not None:
+            self._field = a["data-field"]
+            self._card[self._field] = ""
         elif tag == "tr" and "data-outcome" in a:
             self.rows.append({"eval": a["data-eval"], "variant": a["data-variant"], "outcome": a["data-outcome"],
                               "hidden": "hidden" in a, "cells": []})
@@ -80,11 +87,11 @@ class Page(HTMLParser):
             self._in_script = True
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "article":
+        if tag in ("article", "tr"):
             self._card = None
-        elif tag == "dd":
+        if tag in ("dd", "td"):
             self._field = None
-        elif tag == "td" and self._cell is not None:
+        if tag == "td" and self._cell is not None:
             self.rows[-1]["cells"].append("".join(self._cell))
             self._cell = None
         elif tag == "script":
@@ -129,13 +136,21 @@ def test_the_cards_say_what_the_json_report_says(project, pytester, tracking_on)
         assert float(card["cost"].lstrip("$")) == pytest.approx(entry["cost_usd_total"], abs=5e-7)
         assert float(card["latency_p95"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p95"], abs=0.05)
         assert f'class="card verdict-{entry["verdict"]}"' in text
+        figures = page.figures[(entry["eval"], entry["variant"])]
+        assert float(figures["latency_p50"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p50"], abs=0.05)
+        assert float(figures["latency_p95"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p95"], abs=0.05)
+        assert float(figures["cost"].lstrip("$")) == pytest.approx(entry["cost_usd_total"], abs=5e-7)
+        assert float(figures["cost_per_case"].lstrip("$")) == pytest.approx(entry["cost_usd_per_case"], abs=5e-7)
     assert "tripped (warn): pass_rate 0.666667 below min 0.9" in text
     assert len(page.rows) == len(report["cases"]) == 6
     assert sorted((r["variant"], r["cells"][2], r["outcome"]) for r in page.rows) == sorted(
         (c["variant"], c["case_id"], "passed" if c["passed"] else "failed") for c in report["cases"]
     )
-    svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path")}
-    assert svg == {"svg", "rect", "line", "path"}
+    svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path", "circle")}
+    assert svg == {"svg", "rect", "line", "path", "circle"}
+    charts = [a["id"] for tag, a in page.tags if tag == "svg"]
+    assert charts == ["pass-rate-chart", "latency-chart", "cost-chart"]
+    assert sum(a.get("class", "").startswith("point") for tag, a in page.tags if tag == "circle") == 2
     assert sum(a.get("class") == "threshold" for tag, a in page.tags) == 2
     assert sum(a.get("class") == "baseline" for tag, a in page.tags) == 2
     assert not re.search(r"https?://", text)  # self-contained: nothing to fetch

@@ -50,6 +50,7 @@ def html_report(
         f'<p id="conclusion" class="{verdict_class}">{escape(data["conclusion"])}</p>',
         _cards(data["evals"], data["tracking"]),
         _chart(data["evals"]),
+        _latency_and_cost(data["evals"]),
         _notes(notes),
         _failure_modes(data["evals"]),
         _case_table(data["cases"]),
@@ -88,8 +89,8 @@ def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
         ("p_value", "p-value", format_p(e["p_value"]) if e["p_value"] is not None else "-"),
         ("cases", "cases", f"{e['passed']} passed, {e['failed']} failed, {e['errors']} errors, {e['flaky']} flaky"
          + (f" ({e['cases']} of {e['dataset_size']}: partial)" if e["partial"] else "")),
-        ("cost", "cost", f"${e['cost_usd_total']:.6f}" if e["cost_usd_total"] is not None else "-"),
-        ("latency_p95", "p95 latency", f"{e['latency_ms_p95']:.1f} ms" if e["latency_ms_p95"] is not None else "-"),
+        ("cost", "cost", _usd(e["cost_usd_total"])),
+        ("latency_p95", "p95 latency", _ms(e["latency_ms_p95"])),
     ]
     rows = "".join(f'<dt>{label}</dt><dd data-field="{key}">{escape(text)}</dd>' for key, label, text in fields)
     gates = "".join(
@@ -155,6 +156,95 @@ def _chart(evals: Sequence[Mapping[str, Any]]) -> str:
 
 def _x(rate: float) -> float:
     return _AXIS_X + rate * _AXIS_WIDTH
+
+
+def _latency_and_cost(evals: Sequence[Mapping[str, Any]]) -> str:
+    """Latency (p50, p95) and cost per (eval, variant): a table with the figures, a latency chart, and cost
+    against pass rate, where the variant worth having sits top left."""
+    if not evals:
+        return ""
+    rows = "".join(
+        f'<tr data-eval="{escape(e["eval"])}" data-variant="{escape(e["variant"])}"><td>{escape(e["eval"])}</td>'
+        f'<td>{escape(e["variant"])}</td>'
+        + "".join(f'<td class="number" data-field="{key}">{text}</td>' for key, text in _latency_cost_cells(e))
+        + "</tr>"
+        for e in evals
+    )
+    table = ('<table id="latency-cost-table"><thead><tr><th>eval</th><th>variant</th><th>p50 latency</th>'
+             "<th>p95 latency</th><th>cost</th><th>cost per case</th></tr></thead><tbody>" + rows + "</tbody></table>")
+    return ('<section id="latency-cost"><h2>Latency and cost</h2>' + table + _latency_chart(evals)
+            + _cost_chart(evals) + "</section>")
+
+
+def _latency_cost_cells(e: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("latency_p50", _ms(e["latency_ms_p50"])),
+        ("latency_p95", _ms(e["latency_ms_p95"])),
+        ("cost", _usd(e["cost_usd_total"])),
+        ("cost_per_case", _usd(e["cost_usd_per_case"])),
+    ]
+
+
+def _latency_chart(evals: Sequence[Mapping[str, Any]]) -> str:
+    """A bar per (eval, variant) to its p95 latency, the p50 part darker; scaled to the slowest p95."""
+    timed = [e for e in evals if e["latency_ms_p95"] is not None]
+    if not timed:
+        return '<p class="legend">no latency measured (every case errored)</p>'
+    slowest = max(e["latency_ms_p95"] for e in timed) or 1.0
+    height = _ROW_HEIGHT * len(timed) + 10
+    parts = [f'<svg id="latency-chart" role="img" viewBox="0 0 700 {height}" width="700" height="{height}">',
+             "<title>p50 and p95 latency by variant</title>"]
+    for row, e in enumerate(timed):
+        top = row * _ROW_HEIGHT + 4
+        label = f'{e["eval"]} [{e["variant"]}]'
+        p50, p95 = e["latency_ms_p50"], e["latency_ms_p95"]
+        parts.append(
+            f'<text class="label" x="{_AXIS_X - 8}" y="{top + 15}">{bounded(label, 40)}</text>'
+            f'<rect class="p95" x="{_AXIS_X}" y="{top}" width="{p95 / slowest * _AXIS_WIDTH:.1f}" height="22">'
+            f"<title>{escape(label)}: p95 {_ms(p95)}</title></rect>"
+            f'<rect class="p50" x="{_AXIS_X}" y="{top}" width="{p50 / slowest * _AXIS_WIDTH:.1f}" height="22">'
+            f"<title>{escape(label)}: p50 {_ms(p50)}</title></rect>"
+            f'<text class="value" x="{_AXIS_X + p95 / slowest * _AXIS_WIDTH + 4:.1f}" y="{top + 15}">'
+            f"{_ms(p50)} / {_ms(p95)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts) + '<p class="legend">dark: p50 latency; light: p95 latency (labels: p50 / p95)</p>'
+
+
+def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
+    """Cost per case against pass rate: a point per (eval, variant) whose cost is known."""
+    priced = [e for e in evals if e["cost_usd_per_case"] is not None]
+    if not priced:
+        return '<p class="legend">no cost known (no prices for the models, or no tokens reported)</p>'
+    dearest = max(e["cost_usd_per_case"] for e in priced) or 1.0
+    left, top, width, height = 70, 10, 560, 200
+    parts = [f'<svg id="cost-chart" role="img" viewBox="0 0 700 {height + 50}" width="700" height="{height + 50}">',
+             "<title>cost per case against pass rate, a point per eval and variant</title>",
+             f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>',
+             f'<text class="tick" x="{left}" y="{top + height + 16}">$0</text>'
+             f'<text class="tick" x="{left + width}" y="{top + height + 16}">{_usd(dearest)}</text>'
+             f'<text class="tick" x="{left + width / 2}" y="{top + height + 34}">cost per case</text>'
+             f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
+             f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>']
+    for e in priced:
+        x = left + e["cost_usd_per_case"] / dearest * width
+        y = top + (1 - e["pass_rate"]) * height
+        label = f'{e["eval"]} [{e["variant"]}]'
+        parts.append(
+            f'<circle class="point verdict-{escape(e["verdict"] or "none")}" cx="{x:.1f}" cy="{y:.1f}" r="5">'
+            f"<title>{escape(label)}: {_rate(e['pass_rate'])} at {_usd(e['cost_usd_per_case'])} a case</title></circle>"
+            f'<text class="point-label" x="{x + 7:.1f}" y="{y + 4:.1f}">{bounded(label, 40)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts) + '<p class="legend">a point per eval and variant: up is a higher pass rate, left is cheaper</p>'
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "-"
+
+
+def _usd(value: float | None) -> str:
+    return f"${value:.6f}" if value is not None else "-"
 
 
 def _notes(notes: Sequence[str]) -> str:
@@ -249,7 +339,10 @@ svg text{font:12px system-ui,sans-serif}svg .label{text-anchor:end}svg .tick{tex
 svg .grid{stroke:#e3e3e3}svg .bar{fill:#90a4ae}svg .bar.verdict-PASS{fill:#81c784}
 svg .bar.verdict-IMPROVED{fill:#64b5f6}svg .bar.verdict-WARNING{fill:#ffb74d}svg .bar.verdict-REGRESSION{fill:#e57373}
 svg .whisker{stroke:#222;stroke-width:1.5;fill:none}svg .threshold{stroke:#000;stroke-dasharray:3 2;stroke-width:2}
-svg .baseline{fill:#6a1b9a}.legend{color:#555;font-size:.85em}
+svg .baseline{fill:#6a1b9a}svg .p95{fill:#cfd8dc}svg .p50{fill:#607d8b}svg .axis{stroke:#666;fill:none}
+svg .point{fill:#90a4ae;stroke:#222}svg .point.verdict-PASS{fill:#81c784}svg .point.verdict-IMPROVED{fill:#64b5f6}
+svg .point.verdict-WARNING{fill:#ffb74d}svg .point.verdict-REGRESSION{fill:#e57373}
+#latency-cost-table{margin-bottom:.6em}.legend{color:#555;font-size:.85em}
 table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
 th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;font-size:.95em}
