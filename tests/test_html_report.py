@@ -148,12 +148,44 @@ def test_the_cards_say_what_the_json_report_says(project, pytester, tracking_on)
     )
     svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path", "circle")}
     assert svg == {"svg", "rect", "line", "path", "circle"}
-    charts = [a["id"] for tag, a in page.tags if tag == "svg"]
-    assert charts == ["pass-rate-chart", "latency-chart", "cost-chart"]
+    charts = [a.get("id") or a["class"] for tag, a in page.tags if tag == "svg"]
+    assert charts == ["pass-rate-chart", "latency-chart", "cost-chart", "trend-chart"]
     assert sum(a.get("class", "").startswith("point") for tag, a in page.tags if tag == "circle") == 2
     assert sum(a.get("class") == "threshold" for tag, a in page.tags) == 2
     assert sum(a.get("class") == "baseline" for tag, a in page.tags) == 2
     assert not re.search(r"https?://", text)  # self-contained: nothing to fetch
+
+
+def test_the_trend_marks_prompt_changes_and_the_page_is_logged_with_the_runs(project, pytester, tracking_on):
+    from mlflow.tracking import MlflowClient
+
+    project("routing.eval.yaml", EVAL)
+    run(pytester)
+    run(pytester)
+    project("routing.eval.yaml", EVAL.replace('template: "{{message}}"', 'template: "Label: {{message}}"'))
+    page, report, text = run(pytester)
+    [trend] = report["trend"]
+    assert trend["eval"] == "routing"
+    runs = trend["runs"]
+    assert [r["variant"] for r in runs] == ["a", "b"] * 3  # this session's runs are the newest
+    assert [r["run_id"] for r in runs[-2:]] == [e["run_id"] for e in report["evals"]]
+    assert [r["prompts_changed"] for r in runs[:2]] == [None, None]  # nothing shown before them
+    assert [r["prompts_changed"] for r in runs[2:4]] == [[], []]
+    changed = runs[4]["prompts_changed"]
+    assert [(c["name"], c["before"] != c["after"]) for c in changed] == [("p", True)]  # variant a's prompt only
+    assert runs[5]["prompts_changed"] == []  # b has its own template, unchanged
+    marks = [a for tag, a in page.tags if a.get("class") == "prompt-change"]
+    assert len(marks) == 1
+    assert f"p {changed[0]['before']} → {changed[0]['after']}" in text
+    table = re.findall(r'<tr data-run-id="([0-9a-f]+)">.*?data-field="pass_rate">([0-9.]+)%<', text)
+    assert [run_id for run_id, _ in table] == [r["run_id"] for r in runs]
+    assert [float(rate) / 100 for _, rate in table] == pytest.approx([r["pass_rate"] for r in runs], abs=5e-4)
+    assert sum(a.get("class", "").startswith("trend-point") for tag, a in page.tags) == 6
+    client = MlflowClient(tracking_uri=tracking_on)
+    for entry in report["evals"]:
+        assert "evals.html" in [f.path for f in client.list_artifacts(entry["run_id"])]
+        logged = client.download_artifacts(entry["run_id"], "evals.html", str(pytester.path / entry["variant"]))
+        assert Path(logged).read_text(encoding="utf-8") == text
 
 
 def test_untrusted_outputs_are_text_and_bounded(project, pytester):
@@ -199,6 +231,11 @@ def test_written_when_the_tracking_server_is_down(project, pytester, tracking_on
     page, report, _ = run(pytester, "--prompt-tracking-uri", "http://127.0.0.1:9")
     assert report["tracking"]["state"] == "unavailable"
     assert page.cards[("routing", "b")]["baseline"] == "unavailable"
+    assert report["trend"] is None
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-tracking-uri", "http://127.0.0.1:9",
+                                "--prompt-report-html", "out/again.html")
+    result.stdout.fnmatch_lines(["the HTML report is not logged with the 2 run(s) kept on disk (MLflow was not reached); "
+                                 f"it is at {pytester.path / 'out/again.html'}"])
 
 
 def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):

@@ -18,7 +18,7 @@ from .json import json_report
 from .summary import note_lines
 
 if TYPE_CHECKING:
-    from ..tracking import TrackingStatus
+    from ..tracking import EvalHistory, TrackingStatus
 
 #: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
 #: 1 MB output costs the page 2 000 characters.
@@ -35,9 +35,13 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    history: Mapping[str, EvalHistory] | None = None, promotion: Mapping[str, Any] | None = None,
 ) -> str:
-    """The session as one HTML page: verdict cards, the pass-rate chart, failure modes, every case."""
-    data = json_report(checks, outcome, cases, best, tracking)
+    """The session as one HTML page: verdict cards, the charts, the trend, the promotion, failure modes, every case.
+
+    ``history`` and ``promotion`` as for :func:`~pytest_promptgate.report.json.json_report`.
+    """
+    data = json_report(checks, outcome, cases, best, tracking, history, promotion)
     notes = note_lines(checks, best, tracking)
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
@@ -48,9 +52,11 @@ def html_report(
         f"<style>{_CSS}</style></head><body>",
         "<h1>promptgate</h1>",
         f'<p id="conclusion" class="{verdict_class}">{escape(data["conclusion"])}</p>',
+        _promotion(data["promotion"]),
         _cards(data["evals"], data["tracking"]),
         _chart(data["evals"]),
         _latency_and_cost(data["evals"]),
+        _trend(data["trend"]),
         _notes(notes),
         _failure_modes(data["evals"]),
         _case_table(data["cases"]),
@@ -239,6 +245,85 @@ def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts) + '<p class="legend">a point per eval and variant: up is a higher pass rate, left is cheaper</p>'
 
 
+def _trend(trend: Sequence[Mapping[str, Any]] | None) -> str:
+    """Per eval, the pass rate of its recent complete runs (a line per variant, oldest left), a dashed mark where
+    a prompt version changed, and the runs as a table."""
+    if not trend:
+        return ""
+    parts = ['<section id="trend"><h2>Trend of recent complete runs</h2>']
+    for entry in trend:
+        runs = entry["runs"]
+        if not runs:
+            continue
+        parts.append(f'<h3>{escape(entry["eval"])}</h3>' + _trend_chart(entry["eval"], runs) + _trend_table(runs))
+    parts.append('<p class="legend">a line per variant, oldest run left; dashed line: a prompt version changed '
+                 "since the run before of that variant</p></section>")
+    return "".join(parts)
+
+
+def _trend_chart(eval_name: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    left, top, width, height = 70, 10, 560, 150
+    step = width / (len(runs) - 1) if len(runs) > 1 else 0
+    xs = [left + n * step if len(runs) > 1 else left + width / 2 for n in range(len(runs))]
+    parts = [f'<svg class="trend-chart" data-eval="{escape(eval_name)}" role="img" viewBox="0 0 700 {height + 30}" '
+             f'width="700" height="{height + 30}"><title>pass rate of the recent complete runs of {escape(eval_name)}</title>',
+             f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>'
+             f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
+             f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>']
+    for x, run in zip(xs, runs):
+        if run["prompts_changed"]:
+            changes = ", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}"
+                                for c in run["prompts_changed"])
+            parts.append(f'<line class="prompt-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}">'
+                         f"<title>{bounded(changes, 200)}</title></line>"
+                         f'<text class="change-label" x="{x + 3:.1f}" y="{top + height + 16}">{bounded(changes, 40)}</text>')
+    for n, variant in enumerate(dict.fromkeys(run["variant"] for run in runs)):
+        points = [(x, top + (1 - run["pass_rate"]) * height, run) for x, run in zip(xs, runs)
+                  if run["variant"] == variant and run["pass_rate"] is not None]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
+        parts.append(f'<polyline class="trend-line series-{n % 4}" points="{path}"/>')
+        parts += [f'<circle class="trend-point series-{n % 4}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{escape(variant)}: '
+                  f'{_rate(run["pass_rate"])} ({escape(run["date"])}, run {escape(run["run_id"])})</title></circle>'
+                  for x, y, run in points]
+    return "".join(parts) + "</svg>"
+
+
+def _trend_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr data-run-id="{escape(run["run_id"])}"><td>{escape(run["date"])}</td><td>{escape(run["variant"])}</td>'
+        f'<td class="number" data-field="pass_rate">{_rate(run["pass_rate"]) if run["pass_rate"] is not None else "-"}</td>'
+        f'<td class="number">{run["cases"] if run["cases"] is not None else "-"}</td><td>{escape(run["verdict"] or "-")}</td>'
+        f"<td>{_changes(run['prompts_changed'])}</td><td><code>{escape(run['run_id'])}</code></td></tr>"
+        for run in runs
+    )
+    return ('<table class="trend-table"><thead><tr><th>date (UTC)</th><th>variant</th><th>pass rate</th><th>cases</th>'
+            "<th>verdict</th><th>prompts changed</th><th>run id</th></tr></thead><tbody>" + rows + "</tbody></table>")
+
+
+def _changes(changes: Sequence[Mapping[str, Any]] | None) -> str:
+    if changes is None:
+        return "-"
+    return bounded(", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}" for c in changes), 400)
+
+
+def _promotion(promotion: Mapping[str, Any] | None) -> str:
+    """What ``--promote`` did: the alias moved (forced or not) or refused, and every reason it gave."""
+    if promotion is None:
+        return ""
+    p = promotion
+    target = f"{p['prompt']} version {p['candidate_version']} ({p['source']}) to alias {p['alias']!r}"
+    before = f"version {p['alias_version_before']}" if p["alias_version_before"] is not None else "no version"
+    if p["promoted"]:
+        head = f"promoted {target} (it was at {before}) by {p['actor']}" + (", forced past the blocks below" if p["forced"] else "")
+    else:
+        head = f"refused to promote {target}; it stays at {before}"
+    reasons = [*p["blocked_because"], *p["problems"]]
+    items = "".join(f"<li>{bounded(reason)}</li>" for reason in reasons)
+    state = "promoted" if p["promoted"] else "refused"
+    return (f'<section id="promotion" class="{state}"><h2>Promotion</h2><p class="decision {state}">{escape(head)}</p>'
+            + (f'<ul class="reasons">{items}</ul>' if items else "") + "</section>")
+
+
 def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if value is not None else "-"
 
@@ -342,7 +427,11 @@ svg .whisker{stroke:#222;stroke-width:1.5;fill:none}svg .threshold{stroke:#000;s
 svg .baseline{fill:#6a1b9a}svg .p95{fill:#cfd8dc}svg .p50{fill:#607d8b}svg .axis{stroke:#666;fill:none}
 svg .point{fill:#90a4ae;stroke:#222}svg .point.verdict-PASS{fill:#81c784}svg .point.verdict-IMPROVED{fill:#64b5f6}
 svg .point.verdict-WARNING{fill:#ffb74d}svg .point.verdict-REGRESSION{fill:#e57373}
-#latency-cost-table{margin-bottom:.6em}.legend{color:#555;font-size:.85em}
+#latency-cost-table{margin-bottom:.6em}svg .trend-line{fill:none;stroke-width:2}svg .prompt-change{stroke:#6a1b9a;stroke-dasharray:4 3}
+svg .series-0{stroke:#1565c0;fill:#1565c0}svg .series-1{stroke:#ef6c00;fill:#ef6c00}svg .series-2{stroke:#2e7d32;fill:#2e7d32}
+svg .series-3{stroke:#6a1b9a;fill:#6a1b9a}polyline.trend-line{fill:none}svg .change-label{fill:#6a1b9a;font-size:10px}
+#promotion{border:1px solid #ccc;border-radius:4px;padding:.2em .9em;margin:.8em 0}#promotion .decision{font-weight:600}
+.decision.promoted{color:#176b2c}.decision.refused{color:#a4161a}.legend{color:#555;font-size:.85em}
 table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
 th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;font-size:.95em}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..verdicts import BestVariant, EvalCheck, SessionOutcome
+from ..verdicts import BestVariant, EvalCheck, SessionOutcome, prompt_changes
 from .summary import conclusion
 
 if TYPE_CHECKING:
-    from ..tracking import TrackingStatus
+    from ..tracking import EvalHistory, TrackingStatus
 
 
 #: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
@@ -20,9 +21,14 @@ JSON_REPORT_VERSION = 1
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None,
+    history: Mapping[str, EvalHistory] | None = None, promotion: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
-    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts)."""
+    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts).
+
+    ``history``: the recent runs of the evals (read for the HTML report only), as ``trend``;
+    ``promotion``: what ``--promote`` decided, and why.
+    """
     return {
         "version": JSON_REPORT_VERSION,
         "passed": not outcome.failed,
@@ -34,7 +40,33 @@ def json_report(
         "evals": [_json_check(check) for check in checks],
         "best_variants": [{**dataclasses.asdict(b), "significant": b.significant} for b in best],
         "cases": list(cases),
+        "trend": [trend_entry(h) for h in history.values()] if history else None,
+        "promotion": dict(promotion) if promotion is not None else None,
     }
+
+
+def trend_entry(history: EvalHistory) -> dict[str, Any]:
+    """The recent complete runs of one eval, oldest first, each with the prompt versions that changed since the
+    run before it of its variant (None for the first one shown, which has nothing to compare with)."""
+    runs, previous = [], {}
+    for run in history.runs:
+        if not run.complete:
+            continue
+        before = previous.get(run.variant)
+        previous[run.variant] = run
+        runs.append({
+            "run_id": run.run_id,
+            "date": datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "variant": run.variant,
+            "pass_rate": run.pass_rate,
+            "cases": run.total_cases,
+            "verdict": run.verdict,
+            "prompt_versions": run.prompt_versions,
+            "prompts_changed": None if before is None else [
+                dataclasses.asdict(change) for change in prompt_changes(before.prompt_versions, run.prompt_versions)
+            ],
+        })
+    return {"eval": history.eval, "experiment": history.experiment, "runs": runs}
 
 
 def _json_check(check: EvalCheck) -> dict[str, Any]:
