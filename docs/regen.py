@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: Where the docs say the demo project is.
 SHOWN_DIR = "/tmp/demo"
-#: Header lines that plugins of this environment add (pytest-asyncio), not the plugin's: left out.
-_OTHER_HEADERS = ("asyncio: ",)
+#: Plugins of the development environment that a user of the docs does not have (their header lines, warnings).
+_OTHER_PLUGINS = ("asyncio", "hypothesispytest")
 _MARK = re.compile(r"^<!-- output: (?P<name>[\w-]+) -->\n```[\w]*\n(?P<body>.*?)^```$", re.M | re.S)
 
 
@@ -46,7 +47,7 @@ class Run:
 
     @property
     def prompt(self) -> str:
-        return "$ pytest " + " ".join(self.args)
+        return "$ pytest " + shlex.join(self.args)
 
 
 #: The commands, in the order a reader of the quick start runs them.
@@ -54,6 +55,11 @@ RUNS = {
     "no-suite": Run(("examples",)),
     "first": Run(("examples", "--prompt-suite", "core")),
     "second": Run(("examples", "--prompt-suite", "core")),
+    "collect-tone": Run(("examples", "--prompt-suite", "core", "--co", "-q", "-k", "tone")),
+    "partial": Run(("examples", "--prompt-suite", "core", "-q", "-k", "terse and not tone")),
+    "fail-on-pass": Run(("examples", "--prompt-suite", "routing", "-q", "--prompt-fail-on", "pass")),
+    "bad-ini": Run(("examples", "--prompt-suite", "routing", "-q", "-o", "promptgate_fail_on=bogus")),
+    "no-such-suite": Run(("examples", "--prompt-suite", "nosuch")),
 }
 
 
@@ -64,6 +70,18 @@ def _from(pattern: str) -> Callable[[list[str]], list[str]]:
 
 def _whole(lines: list[str]) -> list[str]:
     return lines
+
+
+def _head(count: int) -> Callable[[list[str]], list[str]]:
+    """The first ``count`` lines, then ``...`` for the rest."""
+    return lambda lines: [*lines[:count], "..."]
+
+
+def _partial(lines: list[str]) -> list[str]:
+    """The progress line, then the promptgate summary down to its conclusion."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("=" * 34 + " promptgate"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("promptgate: session "))
+    return [*lines[:2], "...", *lines[start:end + 1], "..."]
 
 
 def _without_summary_info(lines: list[str]) -> list[str]:
@@ -103,6 +121,11 @@ BLOCKS = {
     "readme-second-run": Block("second", _without_summary_info, comment="   # the second run: each row is compared "
                                "with the first", status=True),
     "graders-failure-modes": Block("first", _apologetic, comment=None),
+    "quickstart-collect-tone": Block("collect-tone", _whole),
+    "quickstart-partial": Block("partial", _partial),
+    "options-fail-on-pass": Block("fail-on-pass", _head(2)),
+    "options-bad-ini": Block("bad-ini", _whole),
+    "options-no-such-suite": Block("no-such-suite", _from("collected"), elided=True),
 }
 
 
@@ -111,12 +134,14 @@ def run_story(demo: Path) -> dict[str, tuple[list[str], int]]:
     shutil.copytree(ROOT / "examples", demo / "examples", ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PROMPTGATE_", "MLFLOW_", "PYTEST_", "GITHUB_")) and key not in ("COLUMNS", "LINES", "CI")}
+    env["PYTEST_ADDOPTS"] = " ".join(f"-p no:{name}" for name in _OTHER_PLUGINS)
+    pytest = shutil.which("pytest", path=str(Path(sys.executable).parent))
+    command = [pytest] if pytest else [sys.executable, "-m", "pytest"]
     outputs = {}
     for name, run in RUNS.items():
-        done = subprocess.run([sys.executable, "-m", "pytest", *run.args], cwd=demo, env=env, capture_output=True,
-                              text=True, timeout=600)
-        lines = done.stdout.replace(str(demo), SHOWN_DIR).rstrip("\n").splitlines()
-        outputs[name] = ([line for line in lines if not line.startswith(_OTHER_HEADERS)], done.returncode)
+        done = subprocess.run([*command, *run.args], cwd=demo, env=env, text=True, capture_output=True, timeout=600)
+        text = (done.stdout + done.stderr).replace(str(demo), SHOWN_DIR)  # a usage error is on stderr
+        outputs[name] = (text.rstrip("\n").splitlines(), done.returncode)
     return outputs
 
 
