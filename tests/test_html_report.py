@@ -246,17 +246,24 @@ def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):
     result.stdout.fnmatch_lines(["promptgate: could not write the report */blocked/r.html: *"])
 
 
-def test_chromium_opens_the_page_from_disk_and_filters_the_cases(project, pytester, tmp_path):
+def test_chromium_opens_the_page_from_disk_and_filters_the_cases(project, pytester, tmp_path, tracking_on):
     pytester.makepyfile(hostile=HOSTILE_APP)
     project("hostile.eval.yaml", HOSTILE_EVAL)
     project("routing.eval.yaml", EVAL)
     run(pytester)
+    run(pytester)  # a trend of two sessions
     page = pytester.path / "out/evals.html"
     with chromium(tmp_path) as browser:
         browser.open(page)
         assert browser.run("return document.querySelectorAll('#pass-rate-chart rect.bar').length") == 3
         assert browser.run("return document.querySelectorAll('#pass-rate-chart .threshold').length") == 3
         assert browser.run("return document.querySelectorAll('#pass-rate-chart .whisker').length") == 3
+        assert browser.run("return document.querySelectorAll('#latency-chart rect.p95').length") == 3
+        assert browser.run("return document.querySelectorAll('#cost-chart circle.point').length") == 2  # hostile: no cost
+        assert browser.run("return document.querySelectorAll('svg.trend-chart').length") == 2  # an eval each
+        assert browser.run("return document.querySelectorAll('svg.trend-chart polyline.trend-line').length") == 3
+        size = "return document.getElementById('cost-chart').getBoundingClientRect().width"
+        assert browser.run(size) > 0  # laid out, not just present
         visible = "return Array.from(document.querySelectorAll('#cases tbody tr')).filter(r => r.offsetHeight > 0).length"
         assert browser.run(visible) == 8
         browser.type("#filter-text", "hello")

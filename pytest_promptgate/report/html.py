@@ -197,6 +197,7 @@ def _latency_chart(evals: Sequence[Mapping[str, Any]]) -> str:
     if not timed:
         return '<p class="legend">no latency measured (every case errored)</p>'
     slowest = max(e["latency_ms_p95"] for e in timed) or 1.0
+    scale = (_AXIS_WIDTH - 120) / slowest  # room right of the longest bar for its label
     height = _ROW_HEIGHT * len(timed) + 10
     parts = [f'<svg id="latency-chart" role="img" viewBox="0 0 700 {height}" width="700" height="{height}">',
              "<title>p50 and p95 latency by variant</title>"]
@@ -206,11 +207,11 @@ def _latency_chart(evals: Sequence[Mapping[str, Any]]) -> str:
         p50, p95 = e["latency_ms_p50"], e["latency_ms_p95"]
         parts.append(
             f'<text class="label" x="{_AXIS_X - 8}" y="{top + 15}">{bounded(label, 40)}</text>'
-            f'<rect class="p95" x="{_AXIS_X}" y="{top}" width="{p95 / slowest * _AXIS_WIDTH:.1f}" height="22">'
+            f'<rect class="p95" x="{_AXIS_X}" y="{top}" width="{p95 * scale:.1f}" height="22">'
             f"<title>{escape(label)}: p95 {_ms(p95)}</title></rect>"
-            f'<rect class="p50" x="{_AXIS_X}" y="{top}" width="{p50 / slowest * _AXIS_WIDTH:.1f}" height="22">'
+            f'<rect class="p50" x="{_AXIS_X}" y="{top}" width="{p50 * scale:.1f}" height="22">'
             f"<title>{escape(label)}: p50 {_ms(p50)}</title></rect>"
-            f'<text class="value" x="{_AXIS_X + p95 / slowest * _AXIS_WIDTH + 4:.1f}" y="{top + 15}">'
+            f'<text class="value" x="{_AXIS_X + p95 * scale + 4:.1f}" y="{top + 15}">'
             f"{_ms(p50)} / {_ms(p95)}</text>"
         )
     parts.append("</svg>")
@@ -239,7 +240,9 @@ def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
         parts.append(
             f'<circle class="point verdict-{escape(e["verdict"] or "none")}" cx="{x:.1f}" cy="{y:.1f}" r="5">'
             f"<title>{escape(label)}: {_rate(e['pass_rate'])} at {_usd(e['cost_usd_per_case'])} a case</title></circle>"
-            f'<text class="point-label" x="{x + 7:.1f}" y="{y + 4:.1f}">{bounded(label, 40)}</text>'
+            # labels of points on the right half go to their left, inside the chart
+            + (f'<text class="point-label" x="{x + 7:.1f}" y="{y + 4:.1f}">' if x < left + width / 2 else
+               f'<text class="point-label end" x="{x - 7:.1f}" y="{y + 4:.1f}">') + f"{bounded(label, 40)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts) + '<p class="legend">a point per eval and variant: up is a higher pass rate, left is cheaper</p>'
@@ -263,8 +266,11 @@ def _trend(trend: Sequence[Mapping[str, Any]] | None) -> str:
 
 def _trend_chart(eval_name: str, runs: Sequence[Mapping[str, Any]]) -> str:
     left, top, width, height = 70, 10, 560, 150
-    step = width / (len(runs) - 1) if len(runs) > 1 else 0
-    xs = [left + n * step if len(runs) > 1 else left + width / 2 for n in range(len(runs))]
+    # A session's runs share its start: one position per session, oldest left.
+    sessions = list(dict.fromkeys(run["date"] for run in runs))
+    step = width / (len(sessions) - 1) if len(sessions) > 1 else 0
+    position = {date: left + n * step if len(sessions) > 1 else left + width / 2 for n, date in enumerate(sessions)}
+    xs = [position[run["date"]] for run in runs]
     parts = [f'<svg class="trend-chart" data-eval="{escape(eval_name)}" role="img" viewBox="0 0 700 {height + 30}" '
              f'width="700" height="{height + 30}"><title>pass rate of the recent complete runs of {escape(eval_name)}</title>',
              f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>'
@@ -276,12 +282,16 @@ def _trend_chart(eval_name: str, runs: Sequence[Mapping[str, Any]]) -> str:
                                 for c in run["prompts_changed"])
             parts.append(f'<line class="prompt-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}">'
                          f"<title>{bounded(changes, 200)}</title></line>"
-                         f'<text class="change-label" x="{x + 3:.1f}" y="{top + height + 16}">{bounded(changes, 40)}</text>')
+                         + (f'<text class="change-label" x="{x + 3:.1f}"' if x < left + width / 2 else
+                            f'<text class="change-label end" x="{x - 3:.1f}"')
+                         + f' y="{top + height + 16}">{bounded(changes, 40)}</text>')
     for n, variant in enumerate(dict.fromkeys(run["variant"] for run in runs)):
         points = [(x, top + (1 - run["pass_rate"]) * height, run) for x, run in zip(xs, runs)
                   if run["variant"] == variant and run["pass_rate"] is not None]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
-        parts.append(f'<polyline class="trend-line series-{n % 4}" points="{path}"/>')
+        parts.append(f'<polyline class="trend-line series-{n % 4}" points="{path}"/>'
+                     f'<text class="series-label series-{n % 4}" x="{left + width + 8}" y="{top + 12 + 14 * n}">'
+                     f"{bounded(variant, 10)}</text>")
         parts += [f'<circle class="trend-point series-{n % 4}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{escape(variant)}: '
                   f'{_rate(run["pass_rate"])} ({escape(run["date"])}, run {escape(run["run_id"])})</title></circle>'
                   for x, y, run in points]
@@ -430,6 +440,7 @@ svg .point.verdict-WARNING{fill:#ffb74d}svg .point.verdict-REGRESSION{fill:#e573
 #latency-cost-table{margin-bottom:.6em}svg .trend-line{fill:none;stroke-width:2}svg .prompt-change{stroke:#6a1b9a;stroke-dasharray:4 3}
 svg .series-0{stroke:#1565c0;fill:#1565c0}svg .series-1{stroke:#ef6c00;fill:#ef6c00}svg .series-2{stroke:#2e7d32;fill:#2e7d32}
 svg .series-3{stroke:#6a1b9a;fill:#6a1b9a}polyline.trend-line{fill:none}svg .change-label{fill:#6a1b9a;font-size:10px}
+svg .point-label.end,svg .change-label.end{text-anchor:end}svg .series-label{stroke:none}
 #promotion{border:1px solid #ccc;border-radius:4px;padding:.2em .9em;margin:.8em 0}#promotion .decision{font-weight:600}
 .decision.promoted{color:#176b2c}.decision.refused{color:#a4161a}.legend{color:#555;font-size:.85em}
 table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
