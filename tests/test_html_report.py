@@ -156,9 +156,10 @@ def test_the_cards_say_what_the_json_report_says(project, pytester, tracking_on)
     assert not re.search(r"https?://", text)  # self-contained: nothing to fetch
 
 
-def test_the_trend_marks_prompt_changes_and_the_page_is_logged_with_the_runs(project, pytester, tracking_on):
+def test_the_trend_marks_prompt_changes_and_the_page_is_logged_with_the_runs(project, pytester, tracking_on, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", "on")  # the trend is read, and the page logged, by the agent
     project("routing.eval.yaml", EVAL)
     run(pytester)
     run(pytester)
