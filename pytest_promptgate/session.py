@@ -442,7 +442,9 @@ class EvalSession:
         after this session's runs are logged; {} without an HTML report or without MLflow."""
         from .tracking import TrackingError
 
-        if self._html_report_path() is None or not self.checks or not self.settings.enabled or not self._connected:
+        if self._html_report_path() is None or not self.checks or not self._connected:
+            return {}
+        if self.interrupts.received is not None or self.tracking_interrupted:  # the user wants out, not a chart
             return {}
         names = sorted({check.summary.eval for check in self.checks})
         limit = self.config.getoption("prompt_trend_limit")

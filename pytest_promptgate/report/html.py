@@ -227,12 +227,10 @@ def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
     left, top, width, height = 70, 10, 560, 200
     parts = [f'<svg id="cost-chart" role="img" viewBox="0 0 700 {height + 50}" width="700" height="{height + 50}">',
              "<title>cost per case against pass rate, a point per eval and variant</title>",
-             f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>',
+             _rate_axis(left, top, width, height),
              f'<text class="tick" x="{left}" y="{top + height + 16}">$0</text>'
              f'<text class="tick" x="{left + width}" y="{top + height + 16}">{_usd(dearest)}</text>'
-             f'<text class="tick" x="{left + width / 2}" y="{top + height + 34}">cost per case</text>'
-             f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
-             f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>']
+             f'<text class="tick" x="{left + width / 2}" y="{top + height + 34}">cost per case</text>']
     for e in priced:
         x = left + e["cost_usd_per_case"] / dearest * width
         y = top + (1 - e["pass_rate"]) * height
@@ -273,13 +271,10 @@ def _trend_chart(eval_name: str, runs: Sequence[Mapping[str, Any]]) -> str:
     xs = [position[run["date"]] for run in runs]
     parts = [f'<svg class="trend-chart" data-eval="{escape(eval_name)}" role="img" viewBox="0 0 700 {height + 30}" '
              f'width="700" height="{height + 30}"><title>pass rate of the recent complete runs of {escape(eval_name)}</title>',
-             f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>'
-             f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
-             f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>']
+             _rate_axis(left, top, width, height)]
     for x, run in zip(xs, runs):
         if run["prompts_changed"]:
-            changes = ", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}"
-                                for c in run["prompts_changed"])
+            changes = _change_text(run["prompts_changed"])
             parts.append(f'<line class="prompt-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}">'
                          f"<title>{bounded(changes, 200)}</title></line>"
                          + (f'<text class="change-label" x="{x + 3:.1f}"' if x < left + width / 2 else
@@ -311,9 +306,12 @@ def _trend_table(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _changes(changes: Sequence[Mapping[str, Any]] | None) -> str:
-    if changes is None:
-        return "-"
-    return bounded(", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}" for c in changes), 400)
+    return "-" if changes is None else bounded(_change_text(changes), 400)
+
+
+def _change_text(changes: Sequence[Mapping[str, Any]]) -> str:
+    """``router 3 → 4, style (none) → 1``: each prompt whose version changed, as the trend table says it."""
+    return ", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}" for c in changes)
 
 
 def _promotion(promotion: Mapping[str, Any] | None) -> str:
@@ -332,6 +330,13 @@ def _promotion(promotion: Mapping[str, Any] | None) -> str:
     state = "promoted" if p["promoted"] else "refused"
     return (f'<section id="promotion" class="{state}"><h2>Promotion</h2><p class="decision {state}">{escape(head)}</p>'
             + (f'<ul class="reasons">{items}</ul>' if items else "") + "</section>")
+
+
+def _rate_axis(left: float, top: float, width: float, height: float) -> str:
+    """The axes of a chart whose height is a pass rate, 0% at the bottom, 100% at the top."""
+    return (f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>'
+            f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
+            f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>')
 
 
 def _ms(value: float | None) -> str:
