@@ -401,11 +401,34 @@ class Promotion:
                         returncode=pytest.ExitCode.OK)
         evals.state.overrides[r.name] = self.candidate
 
+    def will_decide(self, exitstatus: int) -> bool:
+        """Whether the session's finish ends in a decision, which then writes the reports (they tell it)."""
+        return self.candidate is not None and exitstatus != pytest.ExitCode.INTERRUPTED
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """After the runs are logged (EvalSession): decide, then move the alias and record the audit, or refuse."""
-        if self.candidate is None or exitstatus == pytest.ExitCode.INTERRUPTED:
+        """After the runs are logged (EvalSession): decide, then move the alias and record the audit, or refuse;
+        then the session writes its reports, with the decision."""
+        if not self.will_decide(exitstatus):
             return
+        try:
+            self._decide(session)
+        finally:
+            self._session().finish_reports(session, self.decision())
+
+    def decision(self) -> dict[str, Any] | None:
+        """What the promotion did and why, as data for the reports; None before it decided."""
+        if self.promoted is None or self.candidate is None:
+            return None
+        r = self.request
+        return {
+            "prompt": r.name, "candidate_version": self.candidate["version"], "source": r.source,
+            "alias": r.to_alias, "alias_version_before": self.current, "promoted": self.promoted,
+            "forced": bool(self.blocked) and self.promoted, "actor": r.actor, "blocked_because": list(self.blocked),
+            "problems": [message for message, _ in self.messages],
+        }
+
+    def _decide(self, session: pytest.Session) -> None:
         evals = self._session()
         r = self.request
         using = [c for c in evals.checks if r.name in (evals.state.evals.get(c.summary.eval) or {}).get("registry_prompts", [])]

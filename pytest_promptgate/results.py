@@ -46,6 +46,9 @@ class RunRecord:
     model: str | None = None
     #: The output's identity in a label (``schema.output_sha``), of the whole output (``output`` may be cut).
     output_sha: str | None = None
+    #: The output's length before :meth:`CaseResult.to_dict` cut it (None: not cut), so that a later, shorter cut
+    #: (the HTML page's) still says how many characters the reader does not see.
+    output_chars: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,7 @@ class CaseResult:
         session (10 000 items: some 50 000 fewer objects for each collection to visit).
         """
         data = _plain(self)
-        data["runs"] = tuple(
-            {**_plain(run), "output": _cut(run.output), "graders": tuple(_plain(g) for g in run.graders)}
-            for run in self.runs
-        )
+        data["runs"] = tuple(_run_dict(run) for run in self.runs)
         return data
 
     @classmethod
@@ -133,10 +133,13 @@ def _plain(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
 
 
-def _cut(output: str) -> str:
-    if len(output) <= MAX_OUTPUT_CHARS:
-        return output
-    return output[:MAX_OUTPUT_CHARS] + f"… [{len(output) - MAX_OUTPUT_CHARS} chars cut]"
+def _run_dict(run: RunRecord) -> dict[str, Any]:
+    """A run as plain data, its output cut at :data:`MAX_OUTPUT_CHARS` (once: a record read back is cut already)."""
+    data = {**_plain(run), "graders": tuple(_plain(g) for g in run.graders)}
+    if run.output_chars is None and len(run.output) > MAX_OUTPUT_CHARS:
+        cut = len(run.output) - MAX_OUTPUT_CHARS
+        data["output"], data["output_chars"] = run.output[:MAX_OUTPUT_CHARS] + f"… [{cut} chars cut]", len(run.output)
+    return data
 
 
 def combine_runs(runs: Sequence[RunRecord], repeat_pass: float) -> tuple[bool, float, bool]:

@@ -148,6 +148,9 @@ class EvalSession:
         self.written: list[str] = []
         #: What people's labels say, and how far the model judges agree with them (``improve.Findings``).
         self.findings: Any = None
+        #: For the HTML report: ``{eval: EvalHistory}`` of its recent runs, and what ``--promote`` decided.
+        self.history: dict[str, Any] = {}
+        self.promotion: dict[str, Any] | None = None
         self._tracker: Tracker | None = None  # opened in this process
         self._agent: TrackingAgent | None = None  # or in the tracking agent, while the items run
         self._agent_started = False  # one agent per session at most
@@ -406,10 +409,9 @@ class EvalSession:
         outcomes = _outcomes(counted)
         self._every_outcome = _outcomes(self.results)
         checks = [_with_quarantine(check, quarantined) for check in check_evals(summaries, evals)]
-        try:
-            self.checks = self._judge_and_log(checks, outcomes, stopped_early or signalled)
-        finally:
-            self._stop_agent()
+        # The agent stays up for the HTML report's trend and for logging the page; the finish stops it in any case.
+        self.checks = self._judge_and_log(checks, outcomes, stopped_early or signalled)
+        self.history = self._recent_runs()
         self._close_journal()
         self.best = best_variants(self.checks, outcomes, self.settings.significance)
         from .improve import label_findings
@@ -446,12 +448,71 @@ class EvalSession:
             session.exitstatus = self.optimization.exit_status()  # the current prompt failing is why one optimizes
         if self.outcome.interrupted:
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+        promotion = self.config.pluginmanager.get_plugin("promptgate-promote")
+        if promotion is None or not promotion.will_decide(exitstatus):
+            self.finish_reports(session)
+        self._stop_agent()
+
+    def finish_reports(self, session: pytest.Session, promotion: dict[str, Any] | None = None) -> None:
+        """Write the reports, then log the HTML page with the session's runs.
+
+        Called by the session's finish, or, with ``--promote``, by the promotion once it
+        decided (``promotion``: what it did and why), so the reports tell that too.
+        """
+        if self.outcome is None:  # interrupted again while finishing: nothing to report
+            return
+        self.promotion = promotion
         self.report_problems = self._write_reports()
         if self.interrupts.received is not None and self.outcome.interrupted is None:  # while writing the reports
             self.outcome = dataclasses.replace(self.outcome, interrupted=self.interrupts.received)
             session.exitstatus = pytest.ExitCode.INTERRUPTED
         if self.report_problems and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a CI step waiting for the report would get nothing
+        if not self.report_problems and self.outcome.interrupted is None:
+            self._log_html_report()
+
+    def _recent_runs(self) -> dict[str, Any]:
+        """The recent runs of the session's evals (``{eval: EvalHistory}``) for the HTML report's trend, read
+        after this session's runs are logged; {} without an HTML report or without MLflow."""
+        from .tracking import TrackingError
+
+        if self._html_report_path() is None or not self.checks or not self._connected:
+            return {}
+        if self.interrupts.received is not None or self.tracking_interrupted:  # the user wants out, not a chart
+            return {}
+        names = sorted({check.summary.eval for check in self.checks})
+        limit = self.config.getoption("prompt_trend_limit")
+        try:
+            return self._call(lambda: self._via("eval_runs", names, limit=limit, complete_runs=1)) or {}
+        except TrackingError as exc:
+            self._tracking_note(f"the HTML report shows no trend: {exc}")
+            return {}
+
+    def _log_html_report(self) -> None:
+        """Log the HTML page as an artifact of each of the session's runs; say which runs it could not reach."""
+        from .tracking import TrackingError
+
+        path = self._html_report_path()
+        if path is None or self.tracking is None or self.tracking.state == "off":
+            return
+        logged = [check.run_id for check in self.checks if check.run_id is not None]
+        kept = len(self.checks) - len(logged)
+        if kept:
+            self._tracking_note(f"the HTML report is not logged with the {kept} run(s) kept on disk "
+                                f"(MLflow was not reached); it is at {path}")
+        if not logged:
+            return
+        try:
+            if self._call(lambda: self._via("log_report", str(path), logged)) is None:
+                self._tracking_note(f"the HTML report is not logged with the session's runs: {self._down}; "
+                                    f"it is at {path}")
+        except TrackingError as exc:
+            self._tracking_note(f"the HTML report is not logged with the session's runs: {exc}; it is at {path}")
+
+    def _tracking_note(self, line: str) -> None:
+        """Add ``line`` to what the summary says about tracking."""
+        if self.tracking is not None:
+            self.tracking.problems.append(line)
 
     def _interruption(self, signalled: bool) -> str | None:
         """What interrupted the session (``Ctrl-C``, ``SIGTERM``), or None when nothing did."""
@@ -755,7 +816,7 @@ class EvalSession:
         writes: list[tuple[Path, str, str]] = []
         if config.getoption("prompt_report"):
             data = json_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
-                               self.flipped)
+                               self.flipped, self.history, self.promotion)
             if self.optimization is not None:
                 from .improve import optimization_json
 
@@ -774,7 +835,7 @@ class EvalSession:
         html_path = self._html_report_path()
         if html_path is not None:
             page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
-                               self.flipped)
+                               self.flipped, self.history, self.promotion)
             if self.optimization is not None:
                 from .improve import optimization_html
 

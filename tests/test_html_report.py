@@ -53,6 +53,8 @@ class Page(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
         self.cards: dict[tuple[str, str], dict[str, str]] = {}
+        #: The latency and cost table's cells, by (eval, variant) and field.
+        self.figures: dict[tuple[str, str], dict[str, str]] = {}
         self.rows: list[dict[str, str]] = []
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.scripts: list[str] = []
@@ -71,6 +73,11 @@ class Page(HTMLParser):
         elif tag == "dd" and self._card is not None:
             self._field = a["data-field"]
             self._card[self._field] = ""
+        elif tag == "tr" and "data-eval" in a and "data-outcome" not in a:
+            self._card = self.figures[(a["data-eval"], a["data-variant"])] = {}
+        elif tag == "td" and "data-field" in a and self._card is not None:
+            self._field = a["data-field"]
+            self._card[self._field] = ""
         elif tag == "tr" and "data-outcome" in a:
             self.rows.append({"eval": a["data-eval"], "variant": a["data-variant"], "outcome": a["data-outcome"],
                               "hidden": "hidden" in a, "cells": []})
@@ -80,11 +87,11 @@ class Page(HTMLParser):
             self._in_script = True
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "article":
+        if tag in ("article", "tr"):
             self._card = None
-        elif tag == "dd":
+        if tag in ("dd", "td"):
             self._field = None
-        elif tag == "td" and self._cell is not None:
+        if tag == "td" and self._cell is not None:
             self.rows[-1]["cells"].append("".join(self._cell))
             self._cell = None
         elif tag == "script":
@@ -129,16 +136,57 @@ def test_the_cards_say_what_the_json_report_says(project, pytester, tracking_on)
         assert float(card["cost"].lstrip("$")) == pytest.approx(entry["cost_usd_total"], abs=5e-7)
         assert float(card["latency_p95"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p95"], abs=0.05)
         assert f'class="card verdict-{entry["verdict"]}"' in text
+        figures = page.figures[(entry["eval"], entry["variant"])]
+        assert float(figures["latency_p50"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p50"], abs=0.05)
+        assert float(figures["latency_p95"].removesuffix(" ms")) == pytest.approx(entry["latency_ms_p95"], abs=0.05)
+        assert float(figures["cost"].lstrip("$")) == pytest.approx(entry["cost_usd_total"], abs=5e-7)
+        assert float(figures["cost_per_case"].lstrip("$")) == pytest.approx(entry["cost_usd_per_case"], abs=5e-7)
     assert "tripped (warn): pass_rate 0.666667 below min 0.9" in text
     assert len(page.rows) == len(report["cases"]) == 6
     assert sorted((r["variant"], r["cells"][2], r["outcome"]) for r in page.rows) == sorted(
         (c["variant"], c["case_id"], "passed" if c["passed"] else "failed") for c in report["cases"]
     )
-    svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path")}
-    assert svg == {"svg", "rect", "line", "path"}
+    svg = {tag for tag, _ in page.tags if tag in ("svg", "rect", "line", "path", "circle")}
+    assert svg == {"svg", "rect", "line", "path", "circle"}
+    charts = [a.get("id") or a["class"] for tag, a in page.tags if tag == "svg"]
+    assert charts == ["pass-rate-chart", "latency-chart", "cost-chart", "trend-chart"]
+    assert sum(a.get("class", "").startswith("point") for tag, a in page.tags if tag == "circle") == 2
     assert sum(a.get("class") == "threshold" for tag, a in page.tags) == 2
     assert sum(a.get("class") == "baseline" for tag, a in page.tags) == 2
     assert not re.search(r"https?://", text)  # self-contained: nothing to fetch
+
+
+def test_the_trend_marks_prompt_changes_and_the_page_is_logged_with_the_runs(project, pytester, tracking_on, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("PROMPTGATE_TRACKING_AGENT", "on")  # the trend is read, and the page logged, by the agent
+    project("routing.eval.yaml", EVAL)
+    run(pytester)
+    run(pytester)
+    project("routing.eval.yaml", EVAL.replace('template: "{{message}}"', 'template: "Label: {{message}}"'))
+    page, report, text = run(pytester)
+    [trend] = report["trend"]
+    assert trend["eval"] == "routing"
+    runs = trend["runs"]
+    assert [r["variant"] for r in runs] == ["a", "b"] * 3  # this session's runs are the newest
+    assert [r["run_id"] for r in runs[-2:]] == [e["run_id"] for e in report["evals"]]
+    assert [r["prompts_changed"] for r in runs[:2]] == [None, None]  # nothing shown before them
+    assert [r["prompts_changed"] for r in runs[2:4]] == [[], []]
+    changed = runs[4]["prompts_changed"]
+    assert [(c["name"], c["before"] != c["after"]) for c in changed] == [("p", True)]  # variant a's prompt only
+    assert runs[5]["prompts_changed"] == []  # b has its own template, unchanged
+    marks = [a for tag, a in page.tags if a.get("class") == "prompt-change"]
+    assert len(marks) == 1
+    assert f"p {changed[0]['before']} → {changed[0]['after']}" in text
+    table = re.findall(r'<tr data-run-id="([0-9a-f]+)">.*?data-field="pass_rate">([0-9.]+)%<', text)
+    assert [run_id for run_id, _ in table] == [r["run_id"] for r in runs]
+    assert [float(rate) / 100 for _, rate in table] == pytest.approx([r["pass_rate"] for r in runs], abs=5e-4)
+    assert sum(a.get("class", "").startswith("trend-point") for tag, a in page.tags) == 6
+    client = MlflowClient(tracking_uri=tracking_on)
+    for entry in report["evals"]:
+        assert "evals.html" in [f.path for f in client.list_artifacts(entry["run_id"])]
+        logged = client.download_artifacts(entry["run_id"], "evals.html", str(pytester.path / entry["variant"]))
+        assert Path(logged).read_text(encoding="utf-8") == text
 
 
 def test_untrusted_outputs_are_text_and_bounded(project, pytester):
@@ -151,7 +199,8 @@ def test_untrusted_outputs_are_text_and_bounded(project, pytester):
     script, big = sorted(page.rows, key=lambda r: r["cells"][2], reverse=True)
     assert "<script>alert(1)</script></textarea><img src=x onerror=alert(2)>" in script["cells"][7]
     assert '"kind": "<script>alert(3)</script>"' in script["cells"][5]
-    assert re.fullmatch(r"A{2000}… \[\d+ chars cut\]", big["cells"][7])  # the 1 MB line, cut to 2 000 characters
+    # the 1 MB line, cut to 2 000 characters, says how many of its characters are not shown (not of the record's cut)
+    assert re.fullmatch(r"A{2000}… \[998011 chars cut\]", big["cells"][7])
     assert "<td>missing</td>" in text  # the failure modes' table
     assert len(text) < 60_000
     assert report["cases"][0]["runs"][0]["output"].startswith("<script>")  # the JSON keeps the output as it was
@@ -183,6 +232,11 @@ def test_written_when_the_tracking_server_is_down(project, pytester, tracking_on
     page, report, _ = run(pytester, "--prompt-tracking-uri", "http://127.0.0.1:9")
     assert report["tracking"]["state"] == "unavailable"
     assert page.cards[("routing", "b")]["baseline"] == "unavailable"
+    assert report["trend"] is None
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-tracking-uri", "http://127.0.0.1:9",
+                                "--prompt-report-html", "out/again.html")
+    result.stdout.fnmatch_lines(["the HTML report is not logged with the 2 run(s) kept on disk (MLflow was not reached); "
+                                 f"it is at {pytester.path / 'out/again.html'}"])
 
 
 def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):
@@ -193,17 +247,24 @@ def test_a_page_that_cannot_be_written_fails_the_session(project, pytester):
     result.stdout.fnmatch_lines(["promptgate: could not write the report */blocked/r.html: *"])
 
 
-def test_chromium_opens_the_page_from_disk_and_filters_the_cases(project, pytester, tmp_path):
+def test_chromium_opens_the_page_from_disk_and_filters_the_cases(project, pytester, tmp_path, tracking_on):
     pytester.makepyfile(hostile=HOSTILE_APP)
     project("hostile.eval.yaml", HOSTILE_EVAL)
     project("routing.eval.yaml", EVAL)
     run(pytester)
+    run(pytester)  # a trend of two sessions
     page = pytester.path / "out/evals.html"
     with chromium(tmp_path) as browser:
         browser.open(page)
         assert browser.run("return document.querySelectorAll('#pass-rate-chart rect.bar').length") == 3
         assert browser.run("return document.querySelectorAll('#pass-rate-chart .threshold').length") == 3
         assert browser.run("return document.querySelectorAll('#pass-rate-chart .whisker').length") == 3
+        assert browser.run("return document.querySelectorAll('#latency-chart rect.p95').length") == 3
+        assert browser.run("return document.querySelectorAll('#cost-chart circle.point').length") == 2  # hostile: no cost
+        assert browser.run("return document.querySelectorAll('svg.trend-chart').length") == 2  # an eval each
+        assert browser.run("return document.querySelectorAll('svg.trend-chart polyline.trend-line').length") == 3
+        size = "return document.getElementById('cost-chart').getBoundingClientRect().width"
+        assert browser.run(size) > 0  # laid out, not just present
         visible = "return Array.from(document.querySelectorAll('#cases tbody tr')).filter(r => r.offsetHeight > 0).length"
         assert browser.run(visible) == 8
         browser.type("#filter-text", "hello")

@@ -176,3 +176,26 @@ def test_promote_under_xdist(registry, pytester):
     assert result.ret == 0
     result.stdout.fnmatch_lines(["promptgate: promoted router@production: version 1 -> 3 by ci"])
     assert production(registry) == 3
+
+
+def test_the_reports_tell_the_promotion_decision(registry, pytester):
+    reports = ("--prompt-report", "out/evals.json", "--prompt-report-html", "out/evals.html")
+    assert promote(pytester, 2, registry, *reports).ret == 1
+    refused = json.loads((pytester.path / "out/evals.json").read_text())["promotion"]
+    assert {k: refused[k] for k in ("prompt", "candidate_version", "alias", "alias_version_before", "promoted")} == {
+        "prompt": "router", "candidate_version": 2, "alias": "production", "alias_version_before": 1, "promoted": False}
+    [reason] = refused["blocked_because"]
+    assert reason.startswith("routing [default]: REGRESSION: pass rate 0.0% below threshold 80%")
+    page = (pytester.path / "out/evals.html").read_text(encoding="utf-8")
+    assert ('<p class="decision refused">refused to promote router version 2 (router@candidate) to alias '
+            "&#x27;production&#x27;; it stays at version 1</p>") in page
+    assert f"<li>{reason}</li>" in page
+
+    assert promote(pytester, 3, registry, *reports).ret == 0
+    promoted = json.loads((pytester.path / "out/evals.json").read_text())
+    assert promoted["promotion"]["promoted"] is True and promoted["promotion"]["blocked_because"] == []
+    page = (pytester.path / "out/evals.html").read_text(encoding="utf-8")
+    assert ('<p class="decision promoted">promoted router version 3 (router@candidate) to alias '
+            "&#x27;production&#x27; (it was at version 1) by alice</p>") in page
+    [entry] = promoted["evals"]
+    assert "evals.html" in [f.path for f in registry.list_artifacts(entry["run_id"])]  # logged after the decision

@@ -112,3 +112,13 @@ def test_long_outputs_are_cut_in_the_record():
     long = CaseResult(eval="e", variant="v", case_id="a", passed=True, score=1.0,
                       runs=(RunRecord(output="x" * 30_000, latency_ms=1, passed=True, score=1),))
     assert len(long.to_dict()["runs"][0]["output"]) < 20_100
+
+
+def test_a_cut_output_keeps_its_length_and_is_cut_once():
+    output = "x" * 1_000_000
+    record = CaseResult(eval="e", variant="v", case_id="a", passed=True, score=1.0,
+                        runs=(RunRecord(output=output, latency_ms=1, passed=True, score=1),)).to_dict()
+    run = record["runs"][0]
+    assert run["output_chars"] == 1_000_000
+    assert run["output"].endswith("… [980000 chars cut]")
+    assert CaseResult.from_dict(record).to_dict()["runs"][0] == run  # read back and sent again: not cut twice

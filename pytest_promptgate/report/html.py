@@ -22,7 +22,7 @@ from .summary import compared_p, note_lines, run_date, versions_text
 
 if TYPE_CHECKING:
     from ..improve import Findings
-    from ..tracking import TrackingStatus
+    from ..tracking import EvalHistory, TrackingStatus
 
 #: Longest text a cell of the page shows (an output, vars, a reason); longer text is cut with a marker, so a
 #: 1 MB output costs the page 2 000 characters.
@@ -42,11 +42,15 @@ _AXIS_X, _AXIS_WIDTH, _ROW_HEIGHT = 220, 460, 30
 def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
-    flipped: Sequence[FlippedCases] = (),
+    flipped: Sequence[FlippedCases] = (), history: Mapping[str, EvalHistory] | None = None,
+    promotion: Mapping[str, Any] | None = None,
 ) -> str:
-    """The session as one HTML page: verdict cards, the pass-rate chart, the flipped cases, failure modes,
-    every case."""
-    data = json_report(checks, outcome, cases, best, tracking, findings, flipped)
+    """The session as one HTML page: verdict cards, the charts, the flipped cases, the trend, the promotion,
+    failure modes, every case.
+
+    The keyword arguments as for :func:`~pytest_promptgate.report.json.json_report`.
+    """
+    data = json_report(checks, outcome, cases, best, tracking, findings, flipped, history, promotion)
     notes = note_lines(checks, best, tracking) + (findings.lines() if findings else [])
     verdict_class = "passed" if data["passed"] else "failed"
     return "\n".join([
@@ -57,9 +61,12 @@ def html_report(
         f"<style>{_CSS}</style></head><body>",
         "<h1>promptgate</h1>",
         f'<p id="conclusion" class="{verdict_class}">{escape(data["conclusion"])}</p>',
+        _promotion(data["promotion"]),
         _cards(data["evals"], data["tracking"]),
         _chart(data["evals"]),
+        _latency_and_cost(data["evals"]),
         flipped_section(data["flipped_cases"]),
+        _trend(data["trend"]),
         _notes(notes),
         _failure_modes(data["evals"]),
         _case_table(data["cases"]),
@@ -68,10 +75,15 @@ def html_report(
     ]) + "\n"
 
 
-def bounded(text: str, limit: int = MAX_CELL_CHARS) -> str:
-    """``text`` escaped for HTML and cut at ``limit`` characters, saying how much was cut."""
-    if len(text) > limit:
-        text = text[:limit] + f"… [{len(text) - limit} chars cut]"
+def bounded(text: str, limit: int = MAX_CELL_CHARS, length: int | None = None) -> str:
+    """``text`` escaped for HTML and cut at ``limit`` characters, saying how much was cut.
+
+    ``length`` is the text's length before an earlier cut (a case result's ``output_chars``), so the count is
+    of the characters the reader does not see, not of what was left after the first cut.
+    """
+    length = len(text) if length is None else length
+    if length > limit:
+        text = text[:limit] + f"… [{length - limit} chars cut]"
     return escape(text)
 
 
@@ -93,8 +105,8 @@ def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
         ("p_value", "p-value", format_p(e["p_value"]) if e["p_value"] is not None else "-"),
         ("cases", "cases", f"{e['passed']} passed, {e['failed']} failed, {e['errors']} errors, {e['flaky']} flaky"
          + (f" ({e['cases']} of {e['dataset_size']}: partial)" if e["partial"] else "")),
-        ("cost", "cost", f"${e['cost_usd_total']:.6f}" if e["cost_usd_total"] is not None else "-"),
-        ("latency_p95", "p95 latency", f"{e['latency_ms_p95']:.1f} ms" if e["latency_ms_p95"] is not None else "-"),
+        ("cost", "cost", _usd(e["cost_usd_total"])),
+        ("latency_p95", "p95 latency", _ms(e["latency_ms_p95"])),
     ]
     rows = "".join(f'<dt>{label}</dt><dd data-field="{key}">{escape(text)}</dd>' for key, label, text in fields)
     gates = "".join(
@@ -286,6 +298,189 @@ def _x(rate: float) -> float:
     return _AXIS_X + rate * _AXIS_WIDTH
 
 
+def _latency_and_cost(evals: Sequence[Mapping[str, Any]]) -> str:
+    """Latency (p50, p95) and cost per (eval, variant): a table with the figures, a latency chart, and cost
+    against pass rate, where the variant worth having sits top left."""
+    if not evals:
+        return ""
+    rows = "".join(
+        f'<tr data-eval="{escape(e["eval"])}" data-variant="{escape(e["variant"])}"><td>{escape(e["eval"])}</td>'
+        f'<td>{escape(e["variant"])}</td>'
+        + "".join(f'<td class="number" data-field="{key}">{text}</td>' for key, text in _latency_cost_cells(e))
+        + "</tr>"
+        for e in evals
+    )
+    table = ('<table id="latency-cost-table"><thead><tr><th>eval</th><th>variant</th><th>p50 latency</th>'
+             "<th>p95 latency</th><th>cost</th><th>cost per case</th></tr></thead><tbody>" + rows + "</tbody></table>")
+    return ('<section id="latency-cost"><h2>Latency and cost</h2>' + table + _latency_chart(evals)
+            + _cost_chart(evals) + "</section>")
+
+
+def _latency_cost_cells(e: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("latency_p50", _ms(e["latency_ms_p50"])),
+        ("latency_p95", _ms(e["latency_ms_p95"])),
+        ("cost", _usd(e["cost_usd_total"])),
+        ("cost_per_case", _usd(e["cost_usd_per_case"])),
+    ]
+
+
+def _latency_chart(evals: Sequence[Mapping[str, Any]]) -> str:
+    """A bar per (eval, variant) to its p95 latency, the p50 part darker; scaled to the slowest p95."""
+    timed = [e for e in evals if e["latency_ms_p95"] is not None]
+    if not timed:
+        return '<p class="legend">no latency measured (every case errored)</p>'
+    slowest = max(e["latency_ms_p95"] for e in timed) or 1.0
+    scale = (_AXIS_WIDTH - 120) / slowest  # room right of the longest bar for its label
+    height = _ROW_HEIGHT * len(timed) + 10
+    parts = [f'<svg id="latency-chart" role="img" viewBox="0 0 700 {height}" width="700" height="{height}">',
+             "<title>p50 and p95 latency by variant</title>"]
+    for row, e in enumerate(timed):
+        top = row * _ROW_HEIGHT + 4
+        label = f'{e["eval"]} [{e["variant"]}]'
+        p50, p95 = e["latency_ms_p50"], e["latency_ms_p95"]
+        parts.append(
+            f'<text class="label" x="{_AXIS_X - 8}" y="{top + 15}">{bounded(label, 40)}</text>'
+            f'<rect class="p95" x="{_AXIS_X}" y="{top}" width="{p95 * scale:.1f}" height="22">'
+            f"<title>{escape(label)}: p95 {_ms(p95)}</title></rect>"
+            f'<rect class="p50" x="{_AXIS_X}" y="{top}" width="{p50 * scale:.1f}" height="22">'
+            f"<title>{escape(label)}: p50 {_ms(p50)}</title></rect>"
+            f'<text class="value" x="{_AXIS_X + p95 * scale + 4:.1f}" y="{top + 15}">'
+            f"{_ms(p50)} / {_ms(p95)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts) + '<p class="legend">dark: p50 latency; light: p95 latency (labels: p50 / p95)</p>'
+
+
+def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
+    """Cost per case against pass rate: a point per (eval, variant) whose cost is known."""
+    priced = [e for e in evals if e["cost_usd_per_case"] is not None]
+    if not priced:
+        return '<p class="legend">no cost known (no prices for the models, or no tokens reported)</p>'
+    dearest = max(e["cost_usd_per_case"] for e in priced) or 1.0
+    left, top, width, height = 70, 10, 560, 200
+    parts = [f'<svg id="cost-chart" role="img" viewBox="0 0 700 {height + 50}" width="700" height="{height + 50}">',
+             "<title>cost per case against pass rate, a point per eval and variant</title>",
+             _rate_axis(left, top, width, height),
+             f'<text class="tick" x="{left}" y="{top + height + 16}">$0</text>'
+             f'<text class="tick" x="{left + width}" y="{top + height + 16}">{_usd(dearest)}</text>'
+             f'<text class="tick" x="{left + width / 2}" y="{top + height + 34}">cost per case</text>']
+    for e in priced:
+        x = left + e["cost_usd_per_case"] / dearest * width
+        y = top + (1 - e["pass_rate"]) * height
+        label = f'{e["eval"]} [{e["variant"]}]'
+        parts.append(
+            f'<circle class="point verdict-{escape(e["verdict"] or "none")}" cx="{x:.1f}" cy="{y:.1f}" r="5">'
+            f"<title>{escape(label)}: {_rate(e['pass_rate'])} at {_usd(e['cost_usd_per_case'])} a case</title></circle>"
+            # labels of points on the right half go to their left, inside the chart
+            + (f'<text class="point-label" x="{x + 7:.1f}" y="{y + 4:.1f}">' if x < left + width / 2 else
+               f'<text class="point-label end" x="{x - 7:.1f}" y="{y + 4:.1f}">') + f"{bounded(label, 40)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts) + '<p class="legend">a point per eval and variant: up is a higher pass rate, left is cheaper</p>'
+
+
+def _trend(trend: Sequence[Mapping[str, Any]] | None) -> str:
+    """Per eval, the pass rate of its recent complete runs (a line per variant, oldest left), a dashed mark where
+    a prompt version changed, and the runs as a table."""
+    if not trend:
+        return ""
+    parts = ['<section id="trend"><h2>Trend of recent complete runs</h2>']
+    for entry in trend:
+        runs = entry["runs"]
+        if not runs:
+            continue
+        parts.append(f'<h3>{escape(entry["eval"])}</h3>' + _trend_chart(entry["eval"], runs) + _trend_table(runs))
+    parts.append('<p class="legend">a line per variant, oldest run left; dashed line: a prompt version changed '
+                 "since the run before of that variant</p></section>")
+    return "".join(parts)
+
+
+def _trend_chart(eval_name: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    left, top, width, height = 70, 10, 560, 150
+    # A session's runs share its start: one position per session, oldest left.
+    sessions = list(dict.fromkeys(run["date"] for run in runs))
+    step = width / (len(sessions) - 1) if len(sessions) > 1 else 0
+    position = {date: left + n * step if len(sessions) > 1 else left + width / 2 for n, date in enumerate(sessions)}
+    xs = [position[run["date"]] for run in runs]
+    parts = [f'<svg class="trend-chart" data-eval="{escape(eval_name)}" role="img" viewBox="0 0 700 {height + 30}" '
+             f'width="700" height="{height + 30}"><title>pass rate of the recent complete runs of {escape(eval_name)}</title>',
+             _rate_axis(left, top, width, height)]
+    for x, run in zip(xs, runs):
+        if run["prompts_changed"]:
+            changes = _change_text(run["prompts_changed"])
+            parts.append(f'<line class="prompt-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}">'
+                         f"<title>{bounded(changes, 200)}</title></line>"
+                         + (f'<text class="change-label" x="{x + 3:.1f}"' if x < left + width / 2 else
+                            f'<text class="change-label end" x="{x - 3:.1f}"')
+                         + f' y="{top + height + 16}">{bounded(changes, 40)}</text>')
+    for n, variant in enumerate(dict.fromkeys(run["variant"] for run in runs)):
+        points = [(x, top + (1 - run["pass_rate"]) * height, run) for x, run in zip(xs, runs)
+                  if run["variant"] == variant and run["pass_rate"] is not None]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
+        parts.append(f'<polyline class="trend-line series-{n % 4}" points="{path}"/>'
+                     f'<text class="series-label series-{n % 4}" x="{left + width + 8}" y="{top + 12 + 14 * n}">'
+                     f"{bounded(variant, 10)}</text>")
+        parts += [f'<circle class="trend-point series-{n % 4}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{escape(variant)}: '
+                  f'{_rate(run["pass_rate"])} ({escape(run["date"])}, run {escape(run["run_id"])})</title></circle>'
+                  for x, y, run in points]
+    return "".join(parts) + "</svg>"
+
+
+def _trend_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr data-run-id="{escape(run["run_id"])}"><td>{escape(run["date"])}</td><td>{escape(run["variant"])}</td>'
+        f'<td class="number" data-field="pass_rate">{_rate(run["pass_rate"]) if run["pass_rate"] is not None else "-"}</td>'
+        f'<td class="number">{run["cases"] if run["cases"] is not None else "-"}</td><td>{escape(run["verdict"] or "-")}</td>'
+        f"<td>{_changes(run['prompts_changed'])}</td><td><code>{escape(run['run_id'])}</code></td></tr>"
+        for run in runs
+    )
+    return ('<table class="trend-table"><thead><tr><th>date (UTC)</th><th>variant</th><th>pass rate</th><th>cases</th>'
+            "<th>verdict</th><th>prompts changed</th><th>run id</th></tr></thead><tbody>" + rows + "</tbody></table>")
+
+
+def _changes(changes: Sequence[Mapping[str, Any]] | None) -> str:
+    return "-" if changes is None else bounded(_change_text(changes), 400)
+
+
+def _change_text(changes: Sequence[Mapping[str, Any]]) -> str:
+    """``router 3 → 4, style (none) → 1``: each prompt whose version changed, as the trend table says it."""
+    return ", ".join(f"{c['name']} {c['before'] or '(none)'} → {c['after'] or '(none)'}" for c in changes)
+
+
+def _promotion(promotion: Mapping[str, Any] | None) -> str:
+    """What ``--promote`` did: the alias moved (forced or not) or refused, and every reason it gave."""
+    if promotion is None:
+        return ""
+    p = promotion
+    target = f"{p['prompt']} version {p['candidate_version']} ({p['source']}) to alias {p['alias']!r}"
+    before = f"version {p['alias_version_before']}" if p["alias_version_before"] is not None else "no version"
+    if p["promoted"]:
+        head = f"promoted {target} (it was at {before}) by {p['actor']}" + (", forced past the blocks below" if p["forced"] else "")
+    else:
+        head = f"refused to promote {target}; it stays at {before}"
+    reasons = [*p["blocked_because"], *p["problems"]]
+    items = "".join(f"<li>{bounded(reason)}</li>" for reason in reasons)
+    state = "promoted" if p["promoted"] else "refused"
+    return (f'<section id="promotion" class="{state}"><h2>Promotion</h2><p class="decision {state}">{escape(head)}</p>'
+            + (f'<ul class="reasons">{items}</ul>' if items else "") + "</section>")
+
+
+def _rate_axis(left: float, top: float, width: float, height: float) -> str:
+    """The axes of a chart whose height is a pass rate, 0% at the bottom, 100% at the top."""
+    return (f'<path class="axis" d="M{left} {top}V{top + height}H{left + width}"/>'
+            f'<text class="label" x="{left - 6}" y="{top + 4}">100%</text>'
+            f'<text class="label" x="{left - 6}" y="{top + height}">0%</text>')
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "-"
+
+
+def _usd(value: float | None) -> str:
+    return f"${value:.6f}" if value is not None else "-"
+
+
 def _notes(notes: Sequence[str]) -> str:
     if not notes:
         return ""
@@ -332,7 +527,7 @@ def _case_table(cases: Sequence[Mapping[str, Any]]) -> str:
 def _case_row(case: Mapping[str, Any], shown: bool) -> str:
     outcome = "error" if case["error"] is not None else ("passed" if case["passed"] else "failed")
     runs = case["runs"]
-    outputs = "".join(f"<pre>{bounded(run['output'])}</pre>" for run in runs)
+    outputs = "".join(f"<pre>{bounded(run['output'], length=run.get('output_chars'))}</pre>" for run in runs)
     reasons = [case["error"]] if case["error"] is not None else []
     reasons += [f"{g['name']}: {g['reason']}" for run in runs for g in run["graders"] if not g["passed"]]
     reasons += ["label " + label_text(label) for label in case.get("labels", ())]
@@ -379,7 +574,15 @@ svg text{font:12px system-ui,sans-serif}svg .label{text-anchor:end}svg .tick{tex
 svg .grid{stroke:#e3e3e3}svg .bar{fill:#90a4ae}svg .bar.verdict-PASS{fill:#81c784}
 svg .bar.verdict-IMPROVED{fill:#64b5f6}svg .bar.verdict-WARNING{fill:#ffb74d}svg .bar.verdict-REGRESSION{fill:#e57373}
 svg .whisker{stroke:#222;stroke-width:1.5;fill:none}svg .threshold{stroke:#000;stroke-dasharray:3 2;stroke-width:2}
-svg .baseline{fill:#6a1b9a}.legend{color:#555;font-size:.85em}
+svg .baseline{fill:#6a1b9a}svg .p95{fill:#cfd8dc}svg .p50{fill:#607d8b}svg .axis{stroke:#666;fill:none}
+svg .point{fill:#90a4ae;stroke:#222}svg .point.verdict-PASS{fill:#81c784}svg .point.verdict-IMPROVED{fill:#64b5f6}
+svg .point.verdict-WARNING{fill:#ffb74d}svg .point.verdict-REGRESSION{fill:#e57373}
+#latency-cost-table{margin-bottom:.6em}svg .trend-line{fill:none;stroke-width:2}svg .prompt-change{stroke:#6a1b9a;stroke-dasharray:4 3}
+svg .series-0{stroke:#1565c0;fill:#1565c0}svg .series-1{stroke:#ef6c00;fill:#ef6c00}svg .series-2{stroke:#2e7d32;fill:#2e7d32}
+svg .series-3{stroke:#6a1b9a;fill:#6a1b9a}polyline.trend-line{fill:none}svg .change-label{fill:#6a1b9a;font-size:10px}
+svg .point-label.end,svg .change-label.end{text-anchor:end}svg .series-label{stroke:none}
+#promotion{border:1px solid #ccc;border-radius:4px;padding:.2em .9em;margin:.8em 0}#promotion .decision{font-weight:600}
+.decision.promoted{color:#176b2c}.decision.refused{color:#a4161a}.legend{color:#555;font-size:.85em}
 table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ddd;padding:.2em .4em;vertical-align:top;text-align:left}
 th{background:#f4f4f4;position:sticky;top:0}td.number{text-align:right;font-variant-numeric:tabular-nums}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:40em;font-size:.95em}

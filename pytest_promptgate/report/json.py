@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..verdicts import BestVariant, EvalCheck, FlippedCases, RunComparison, SessionOutcome
+from ..verdicts import BestVariant, EvalCheck, FlippedCases, RunComparison, SessionOutcome, prompt_changes
 from .summary import conclusion
 
 if TYPE_CHECKING:
-    from ..quarantine import QuarantinedCase
     from ..improve import Findings
-    from ..tracking import TrackingStatus
+    from ..quarantine import QuarantinedCase
+    from ..tracking import EvalHistory, TrackingStatus
 
 
 #: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
@@ -22,11 +23,16 @@ JSON_REPORT_VERSION = 1
 def json_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
-    flipped: Sequence[FlippedCases] = (),
+    flipped: Sequence[FlippedCases] = (), history: Mapping[str, EvalHistory] | None = None,
+    promotion: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the summary says, as data: the session's outcome, one entry per eval and variant, every case
-    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts), and the cases
-    that flipped against each baseline (``flipped``: read when a report shows them)."""
+    (``cases``: :meth:`CaseResult.to_dict <pytest_promptgate.results.CaseResult.to_dict>` dicts).
+
+    ``findings``: people's labels and the judges measured against them; ``flipped``: the cases that flipped
+    against each baseline (read when a report shows them); ``history``: the recent runs of the evals (read for
+    the HTML report only), as ``trend``; ``promotion``: what ``--promote`` decided, and why.
+    """
     return {
         "version": JSON_REPORT_VERSION,
         "passed": not outcome.failed,
@@ -41,6 +47,8 @@ def json_report(
         **(findings.to_dict() if findings is not None else {"labels": [], "judge_agreement": []}),
         "cases": _marked_cases(checks, cases),
         "flipped_cases": [flipped_json(f) for f in flipped],
+        "trend": [trend_entry(h) for h in history.values()] if history else None,
+        "promotion": dict(promotion) if promotion is not None else None,
     }
 
 
@@ -87,6 +95,30 @@ def _marked_cases(checks: Sequence[EvalCheck], cases: Sequence[Mapping[str, Any]
         return list(cases)
     return [{**case, "quarantined": True} if (case["eval"], case["variant"], case["case_id"]) in held else case
             for case in cases]
+
+
+def trend_entry(history: EvalHistory) -> dict[str, Any]:
+    """The recent complete runs of one eval, oldest first, each with the prompt versions that changed since the
+    run before it of its variant (None for the first one shown, which has nothing to compare with)."""
+    runs, previous = [], {}
+    for run in history.runs:
+        if not run.complete:
+            continue
+        before = previous.get(run.variant)
+        previous[run.variant] = run
+        runs.append({
+            "run_id": run.run_id,
+            "date": datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "variant": run.variant,
+            "pass_rate": run.pass_rate,
+            "cases": run.total_cases,
+            "verdict": run.verdict,
+            "prompt_versions": run.prompt_versions,
+            "prompts_changed": None if before is None else [
+                dataclasses.asdict(change) for change in prompt_changes(before.prompt_versions, run.prompt_versions)
+            ],
+        })
+    return {"eval": history.eval, "experiment": history.experiment, "runs": runs}
 
 
 def _json_check(check: EvalCheck) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from .store import (
     same_store, sqlite_path, template_dir, tracking_failure,
 )
 from .runs import (
-    MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, TrackedRun, log_eval_run, metric_key, prompt_versions,
+    MAX_PARAM_VALUE, MAX_TAG_VALUE, RESULTS_FILE, TrackedRun, log_eval_run, log_report, metric_key, prompt_versions,
     result_rows, results_json, summary_metrics,
 )
 from .context import ci_tags, git_tags
@@ -61,9 +61,9 @@ __all__ = [
     "MAX_TAG_VALUE", "RESULTS_FILE", "RegistryError", "TrackedRun", "Tracker", "TrackingAgent", "TrackingError",
     "TrackingStatus", "TrackingUnavailable", "TrendRun", "agent_mode", "alias_version", "anchor_sqlite",
     "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
-    "journal_dir", "log_eval_run", "metric_key", "newest_complete_run", "pinned_baseline", "prompt_versions",
-    "recent_outcomes", "record_audit", "record_id", "recover", "register_prompt_version", "rejected_spool",
-    "resolve_prompt", "resolve_tracking_uri", "result_rows", "results_json", "run_cases", "run_params", "same_store",
-    "send_spooled", "set_alias", "spool", "spool_dir", "spooled", "sqlite_path", "summary_metrics", "template_dir",
-    "tracking_failure",
+    "journal_dir", "log_eval_run", "log_report", "metric_key", "newest_complete_run", "pinned_baseline",
+    "prompt_versions", "recent_outcomes", "record_audit", "record_id", "recover", "register_prompt_version",
+    "rejected_spool", "resolve_prompt", "resolve_tracking_uri", "result_rows", "results_json", "run_cases",
+    "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled", "sqlite_path",
+    "summary_metrics", "template_dir", "tracking_failure",
 ]

@@ -192,6 +192,19 @@ def summary_metrics(summary: EvalSummary) -> dict[str, float]:
     return {name: float(value) for name, value in values.items() if value is not None}
 
 
+def log_report(tracker: Tracker, path: str, run_ids: Sequence[str]) -> int:
+    """Upload the report at ``path`` (the session's HTML page) as an artifact of each run in ``run_ids``; how many.
+
+    The runs are FINISHED already; MLflow adds artifacts to finished runs, so the page
+    sits next to the results table of each (eval, variant) the session logged.
+    """
+    client = tracker.client
+    for run_id in run_ids:
+        with tracker._calling(f"logging the report {path} with run {run_id}"):
+            client.log_artifact(run_id, path)
+    return len(run_ids)
+
+
 def log_eval_run(tracker: Tracker, record: TrackedRun, results: str | None = None) -> str:
     """Log one (eval, variant) as one MLflow run and return its run id.
 
