@@ -34,7 +34,7 @@ def make(grader_type: str, options: dict[str, Any]):
     return REGISTRY.create(grader_type, options)
 
 
-def call_judge(spec: Any, prompt: Any) -> TargetResult:
+def call_judge(spec: Any, prompt: Any, ask: int = 1) -> TargetResult:
     """What the runner does for a judge, reduced to ``module:callable`` targets and recorded providers."""
     if isinstance(spec, ProviderTarget):
         JUDGED.append((spec, prompt))
