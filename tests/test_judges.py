@@ -60,11 +60,12 @@ def write_eval(project, server, text=EVAL):
     project("judged.eval.yaml", text.replace("BASE_URL", server.base_url))
 
 
-def test_a_judge_that_flips_is_flagged_unstable_and_its_calls_are_counted_apart(project, pytester, openai_server):
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_a_judge_that_flips_is_flagged_unstable_and_its_calls_are_counted_apart(project, pytester, openai_server, args):
     flipping(openai_server)
     write_eval(project, openai_server)
     result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "report.json",
-                                "--prompt-report-md", "report.md")
+                                "--prompt-report-md", "report.md", *args)
     # kind: polite, rude, polite -> polite; curt: rude, polite, rude -> rude; steady: polite three times.
     result.assert_outcomes(passed=2, failed=1)
     assert openai_server.count == 9  # three asks for each of three cases
