@@ -207,6 +207,11 @@ def test_scores_are_averaged_and_unstable_across_the_threshold():
                                 unstable=True)
     grade, _ = grade_with_answers("score_model", options, ['{"score": 4}', '{"score": 5}', '{"score": 9}'])
     assert grade == GradeResult(True, (14 / 3 - 1) / 4, "judge scored 4, 5, 9 of 1..5 (mean 4.67), passes at 4")
+    # A mean at the threshold passes, though it comes out of floating point as 3.9999999999999996.
+    grade, _ = grade_with_answers("score_model", options, ['{"score": 3.8}', '{"score": 4.6}', '{"score": 3.6}'])
+    assert grade.passed and grade.reason == "judge scored 3.8, 4.6, 3.6 of 1..5 (mean 4; unstable: on both sides of 4), passes at 4"
+    grade, _ = grade_with_answers("score_model", options, ['{"score": 3.999}', '{"score": 3.999}', '{"score": 4}'])
+    assert not grade.passed and grade.reason == "judge scored 3.999, 3.999, 4 of 1..5 (mean 3.99933; unstable: on both sides of 4), below 4"
 
 
 def test_an_ask_without_a_judgment_is_an_error_case_not_outvoted():

@@ -254,7 +254,8 @@ class ScoreModel(_Judged):
         scores = [min(high, max(low, s)) for s in said]
         score = sum(scores) / len(scores)
         threshold = self.options.threshold
-        passed = score >= threshold
+        # A mean of scores at the threshold (3.9 and 4.1 for 4) may land a rounding error below it.
+        passed = score >= threshold or math.isclose(score, threshold, rel_tol=1e-9)
         verdict = f"passes at {threshold:g}" if passed else f"below {threshold:g}"
         because = _because(answers[0][1])
         if len(said) == 1:
@@ -265,7 +266,7 @@ class ScoreModel(_Judged):
         # Unstable: the asks fall on both sides of the threshold, so one ask alone could have given either grade.
         unstable = len({s >= threshold for s in scores}) > 1
         shown_scores = ", ".join(f"{s:g}" for s in said)
-        mean = f"mean {score:.3g}" + (f"; unstable: on both sides of {threshold:g}" if unstable else "")
+        mean = f"mean {_mean(score, threshold, passed)}" + (f"; unstable: on both sides of {threshold:g}" if unstable else "")
         return GradeResult(
             passed, (score - low) / (high - low),
             f"judge scored {shown_scores} of {low:g}..{high:g} ({mean}), {verdict}{because}", unstable=unstable,
@@ -278,6 +279,12 @@ class ScoreModel(_Judged):
         if said is None:
             raise CannotGrade(f"the judge's score {_said(given)} is not a number")
         return said
+
+
+def _mean(score: float, threshold: float, passed: bool) -> str:
+    """A mean score in three digits, or six where three would misstate its side of the threshold (3.9996 is not 4)."""
+    text = f"{score:.3g}"
+    return text if (float(text) >= threshold) == passed else f"{score:.6g}"
 
 
 def _said(value: Any) -> str:
