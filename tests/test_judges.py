@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 
 import pytest
 from openai_server import Reply, completion
@@ -40,17 +41,19 @@ cases:
 
 
 def flipping(server):
-    """The judge: 'steady' answers are always polite; the others alternate polite, rude, polite, ... per request."""
-    lock, count = threading.Lock(), [0]
+    """The judge: 'steady' answers are always polite; about each other answer it flips from one ask to the next,
+    starting with rude for "No." and with polite for the others (counted per prompt: cases may run in any order)."""
+    lock, asks = threading.Lock(), Counter()
 
     def judge(request):
         prompt = request["messages"][-1]["content"]
         if "steady" in prompt:
             return Reply(body=completion('{"label": "polite"}', model="judge-model"))
         with lock:
-            count[0] += 1
-            n = count[0]
-        label = "polite" if n % 2 else "rude"
+            asks[prompt] += 1
+            n = asks[prompt]
+        first, other = ("rude", "polite") if prompt.endswith("No.") else ("polite", "rude")
+        label = first if n % 2 else other
         return Reply(body=completion(json.dumps({"label": label, "reason": f"ask {n}"}), model="judge-model"))
 
     server.reply_with(judge)
@@ -71,7 +74,7 @@ def test_a_judge_that_flips_is_flagged_unstable_and_its_calls_are_counted_apart(
     assert openai_server.count == 9  # three asks for each of three cases
     result.stdout.fnmatch_lines([
         "case curt*",
-        "*FAILED polite: judge said 'rude' (2 of 3 asks; unstable: 'rude' 2, 'polite' 1): ask 4",
+        "*FAILED polite: judge said 'rude' (2 of 3 asks; unstable: 'rude' 2, 'polite' 1): ask 1",
         "*unstable judgments of judged [[]default] (the judge disagreed with itself; runs per grader): polite 2",
     ])
     [row] = json.loads((pytester.path / "report.json").read_text())["evals"]
