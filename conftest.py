@@ -38,9 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
     Those runs restore ``sys.modules`` afterwards. A module first imported inside
     such a run is imported again by the next one: PyYAML's Python side then no
     longer matches its C extension, and openai's exception classes no longer match
-    the ones a client made earlier raises. Importing them here keeps them loaded.
+    the ones a client made earlier raises; numpy, which the embedding libraries of
+    ``text_similarity``'s cosine import, refuses to load twice in a process.
+    Importing them here keeps them loaded.
     """
+    import model2vec  # noqa: F401
     import openai
+    import wordllama  # noqa: F401
 
     import pytest_promptgate.collect  # noqa: F401
     import pytest_promptgate.targets.provider  # noqa: F401

@@ -427,8 +427,8 @@ class EvalItem(pytest.Item):
         state = get_state(self.config)
         runner = state.runner()
 
-        def judge(spec: Any, prompt: Any) -> Any:
-            return runner.judge(spec, prompt, self.plan.prices, lambda name: self._fixture_target(name, ("judge",)))
+        def judge(spec: Any, prompt: Any, ask: int = 1) -> Any:
+            return runner.judge(spec, prompt, self.plan.prices, lambda name: self._fixture_target(name, ("judge",)), ask)
 
         ahead = self._lookahead(state, target, runner.lookahead) if runner.lookahead else ()
         return runner.measure(self.plan.job(self.variant, self.case), target, judge, ahead)

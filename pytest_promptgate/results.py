@@ -29,6 +29,8 @@ class GraderRecord:
     required: bool = True
     weight: float = 1.0
     failure_mode: str | None = None
+    #: A model judge asked several times (``judge_repeat``) did not give one answer.
+    unstable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,37 @@ class RunRecord:
     output_tokens: int | None = None
     cost_usd: float | None = None
     model: str | None = None
+    #: What the judges of this run's model-graded graders took, counted apart from the target's.
+    judge_input_tokens: int | None = None
+    judge_output_tokens: int | None = None
+    judge_cost_usd: float | None = None
+    #: One latency per judge call.
+    judge_latency_ms: tuple[float, ...] = ()
     #: The output's identity in a label (``schema.output_sha``), of the whole output (``output`` may be cut).
     output_sha: str | None = None
     #: The output's length before :meth:`CaseResult.to_dict` cut it (None: not cut), so that a later, shorter cut
     #: (the HTML page's) still says how many characters the reader does not see.
     output_chars: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCall:
+    """What one judge call took: its tokens, cost and latency (plain data the runner collects per run)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    latency_ms: float
+
+
+def judge_usage(calls: Sequence[JudgeCall]) -> dict[str, Any]:
+    """The judge fields of a :class:`RunRecord` for the judge calls one run made."""
+    return {
+        "judge_input_tokens": _sum_known(c.input_tokens for c in calls),
+        "judge_output_tokens": _sum_known(c.output_tokens for c in calls),
+        "judge_cost_usd": _sum_known(c.cost_usd for c in calls),
+        "judge_latency_ms": tuple(c.latency_ms for c in calls),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +124,9 @@ class CaseResult:
     def from_dict(cls, data: dict[str, Any]) -> CaseResult:
         """The inverse of :meth:`to_dict`."""
         runs = tuple(
-            RunRecord(**{**run, "graders": tuple(GraderRecord(**g) for g in run["graders"])}) for run in data["runs"]
+            RunRecord(**{**run, "graders": tuple(GraderRecord(**g) for g in run["graders"]),
+                         "judge_latency_ms": tuple(run.get("judge_latency_ms", ()))})
+            for run in data["runs"]
         )
         return cls(**{**data, "runs": runs, "tags": tuple(data.get("tags", ())), "labels": tuple(data.get("labels", ()))})
 
@@ -192,6 +222,14 @@ class EvalSummary:
     cost_usd_per_case: float | None
     grader_pass_rates: dict[str, float]
     failure_modes: dict[str, int]
+    #: Judge calls of model-graded graders (every ask of ``judge_repeat``), counted apart from the target's.
+    judge_calls: int = 0
+    judge_input_tokens: int | None = None
+    judge_output_tokens: int | None = None
+    judge_cost_usd_total: float | None = None
+    judge_latency_ms_p95: float | None = None
+    #: Per grader: the runs whose judge, asked ``judge_repeat`` times, did not give one answer.
+    unstable_judgments: dict[str, int] = field(default_factory=dict)
 
 
 def summarize(results: Iterable[CaseResult]) -> list[EvalSummary]:
@@ -220,6 +258,13 @@ def _summary(eval_name: str, variant: str, cases: list[CaseResult]) -> EvalSumma
         for mode in modes:
             failure_modes[mode] = failure_modes.get(mode, 0) + 1
     cost = _sum_known(run.cost_usd for c in cases for run in c.runs)
+    all_runs = [run for c in cases for run in c.runs]
+    judge_latencies = [ms for run in all_runs for ms in run.judge_latency_ms]
+    unstable: dict[str, int] = {}
+    for run in all_runs:
+        for g in run.graders:
+            if g.unstable:
+                unstable[g.name] = unstable.get(g.name, 0) + 1
     return EvalSummary(
         eval=eval_name,
         variant=variant,
@@ -241,6 +286,12 @@ def _summary(eval_name: str, variant: str, cases: list[CaseResult]) -> EvalSumma
         cost_usd_per_case=cost / n if cost is not None else None,
         grader_pass_rates={name: sum(v) / len(v) for name, v in grader_runs.items()},
         failure_modes=dict(sorted(failure_modes.items(), key=lambda kv: (-kv[1], kv[0]))),
+        judge_calls=len(judge_latencies),
+        judge_input_tokens=_sum_known(run.judge_input_tokens for run in all_runs),
+        judge_output_tokens=_sum_known(run.judge_output_tokens for run in all_runs),
+        judge_cost_usd_total=_sum_known(run.judge_cost_usd for run in all_runs),
+        judge_latency_ms_p95=percentile(judge_latencies, 95),
+        unstable_judgments=unstable,
     )
 
 

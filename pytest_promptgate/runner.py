@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .graders import BaseGrader, GradeContext, grade_run
-from .results import CaseResult, RunRecord, combine_runs
+from .results import CaseResult, JudgeCall, RunRecord, combine_runs, judge_usage
 from .places import describe_exception
 from .schema import Grader, LoadedCase, LoadedVariant, labels_for
 from .targets import Target, TargetError, TargetRequest, TargetResult, as_result, build
@@ -94,6 +94,8 @@ class Runner:
         self._awaiting: set[concurrent.futures.Future[Any]] = set()
         self._stopping = False  # while stop() runs: a call that gets this far is not started
         self._lock = threading.Lock()  # the loop's creation, _awaiting and _stopping, from any calling thread
+        # Calls under way at once, targets' and judges' alike: the pool's threads and pytest's, which asks the judges.
+        self._slots = threading.BoundedSemaphore(concurrency)
 
     @property
     def lookahead(self) -> int:
@@ -131,10 +133,11 @@ class Runner:
                     if job.repeat == 1:
                         raise
                     raise TargetError(f"run {k}/{job.repeat}: {exc}") from exc
+                judged: list[JudgeCall] = []
                 ctx = GradeContext(output=result.output, expected=case.expected, vars=case.vars, result=result,
-                                   case_id=case.id, variant=job.variant.name, judge=judge,
+                                   case_id=case.id, variant=job.variant.name, judge=_counted(judge, judged),
                                    labels=labels_for(case.labels, case.id, job.variant.name))
-                runs.append(grade_run(job.graders, ctx))
+                runs.append(replace(grade_run(job.graders, ctx), **judge_usage(judged)))
         finally:  # a case stopped by a failed run or grader needs none of its later runs
             running = []
             for k in range(len(runs) + 1, job.repeat + 1):
@@ -175,9 +178,9 @@ class Runner:
             self._started[key] = self._pool.submit(self.call, target, request, job.prices, k)
 
     def call(self, target: Target, request: TargetRequest, prices: Mapping[str, tuple[float, float]],
-             run: int | None = None) -> TargetResult:
-        """One call of ``target`` (run ``run`` of a case; ``None`` for a judge); any failure becomes a
-        :class:`TargetError` with a readable summary.
+             run: int | None = None, ask: int | None = None) -> TargetResult:
+        """One call of ``target`` (run ``run`` of a case; ``None`` for a judge, whose ``ask`` numbers the asks
+        of ``judge_repeat``); any failure becomes a :class:`TargetError` with a readable summary.
 
         With a response cache the result may be a recorded one, with the recorded call's latency
         (docs/cache.md); it is priced like a fresh one.
@@ -186,11 +189,11 @@ class Runner:
         if cache is None:
             result = self._call(target, request)
         else:
-            with cache.claim(target, request, run):
-                result = cache.read(target, request, run)
+            with cache.claim(target, request, run, ask):
+                result = cache.read(target, request, run, ask)
                 if result is None:
                     result = self._call(target, request)
-                    cache.write(target, request, run, result)  # as the target answered it, before pricing
+                    cache.write(target, request, run, result, ask)  # as the target answered it, before pricing
         if result.cost_usd is None:
             result.cost_usd = cost_usd(result.model, result.input_tokens, result.output_tokens, prices)
         return result
@@ -202,11 +205,12 @@ class Runner:
             prepare = getattr(target, "prepare", None)
             if prepare is not None:  # one-time set-up (imports, clients) is not the target's latency
                 prepare()
-            start = time.perf_counter()
-            value = target(request)
-            if inspect.isawaitable(value):
-                value = self._await(value)
-            latency_ms = (time.perf_counter() - start) * 1000
+            with self._slots:  # waiting for a slot is not the target's latency either
+                start = time.perf_counter()
+                value = target(request)
+                if inspect.isawaitable(value):
+                    value = self._await(value)
+                latency_ms = (time.perf_counter() - start) * 1000
             result = as_result(value, f"target {target.identity}")
         except TargetError:
             raise
@@ -220,8 +224,8 @@ class Runner:
         self._targets.append(target)
 
     def judge(self, spec: Any, prompt: Any, prices: Mapping[str, tuple[float, float]],
-              fixture: Callable[[str], Target]) -> TargetResult:
-        """Call a judge (any target spec) with a rendered prompt.
+              fixture: Callable[[str], Target], ask: int = 1) -> TargetResult:
+        """Call a judge (any target spec) with a rendered prompt, for ask ``ask`` of a grader's ``judge_repeat``.
 
         Judges are built once per spec; a ``fixture:`` judge is asked of ``fixture``
         on every call, since its value belongs to the item's fixture scope.
@@ -235,7 +239,7 @@ class Runner:
             else:
                 judge = self._judges[key] = built
         request = TargetRequest(prompt=prompt, prompts={"judge": prompt}, vars={}, params={}, variant="judge")
-        return self.call(judge, request, prices)
+        return self.call(judge, request, prices, ask=ask)
 
     def _await(self, awaitable: Any) -> Any:
         """Run ``awaitable`` on the runner's loop and wait for it here, in whichever thread calls."""
@@ -303,6 +307,17 @@ class Runner:
                 thread.join()
             loop.close()
             self._loop = self._loop_thread = None
+
+
+def _counted(judge: Callable[..., TargetResult], calls: list[JudgeCall]) -> Callable[..., TargetResult]:
+    """``judge``, noting what each call took in ``calls``: judges' usage is counted apart from the target's."""
+
+    def counted(spec: Any, prompt: Any, ask: int = 1) -> TargetResult:
+        result = judge(spec, prompt, ask=ask)
+        calls.append(JudgeCall(result.input_tokens, result.output_tokens, result.cost_usd, result.latency_ms))
+        return result
+
+    return counted
 
 
 @dataclass(frozen=True)

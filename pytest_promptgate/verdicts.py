@@ -41,6 +41,10 @@ GATE_METRICS = (
     "latency_ms_p99",
     "input_tokens",
     "output_tokens",
+    "judge_input_tokens",
+    "judge_output_tokens",
+    "judge_cost_usd_total",
+    "judge_latency_ms_p95",
 )
 
 
@@ -794,6 +798,10 @@ _NOT_REPORTED = {
     "latency_ms_p50": "no case was graded (every case errored)",
     "latency_ms_p95": "no case was graded (every case errored)",
     "latency_ms_p99": "no case was graded (every case errored)",
+    "judge_input_tokens": "no judge was asked, or the judges gave no token counts",
+    "judge_output_tokens": "no judge was asked, or the judges gave no token counts",
+    "judge_cost_usd_total": "no judge was asked, or the judges gave no cost or tokens",
+    "judge_latency_ms_p95": "no judge was asked",
 }
 
 

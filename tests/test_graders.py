@@ -34,7 +34,7 @@ def make(grader_type: str, options: dict[str, Any]):
     return REGISTRY.create(grader_type, options)
 
 
-def call_judge(spec: Any, prompt: Any) -> TargetResult:
+def call_judge(spec: Any, prompt: Any, ask: int = 1) -> TargetResult:
     """What the runner does for a judge, reduced to ``module:callable`` targets and recorded providers."""
     if isinstance(spec, ProviderTarget):
         JUDGED.append((spec, prompt))
@@ -516,10 +516,12 @@ def test_similarity_without_a_reference_fails_with_a_reason():
 
 
 def test_similarity_option_errors():
-    assert "cosine similarity needs the embeddings extra, which is not available yet" in invalid(
-        "text_similarity", {"metric": "cosine"}
+    assert "text_similarity model directory 'no/such/model' does not exist" in invalid(
+        "text_similarity", {"metric": "cosine", "model": "no/such/model"}
     )
-    assert "Input should be 'fuzzy', 'levenshtein', 'bleu' or 'rouge_l'" in invalid("text_similarity", {"metric": "jaccard"})
+    assert "Input should be 'fuzzy', 'levenshtein', 'bleu', 'rouge_l' or 'cosine'" in invalid(
+        "text_similarity", {"metric": "jaccard"}
+    )
     assert "less than or equal to 1" in invalid("text_similarity", {"metric": "fuzzy", "pass_threshold": 80})
 
 

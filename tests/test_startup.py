@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("mlflow", "pydantic", "yaml", "openai", "httpx", "sqlalchemy", "numpy", "tabulate", "jsonschema", "rapidfuzz")
+HEAVY = ("mlflow", "pydantic", "yaml", "openai", "httpx", "sqlalchemy", "numpy", "tabulate", "jsonschema", "rapidfuzz",
+         "wordllama", "model2vec")
 
 
 def imported_after(code: str) -> set[str]:

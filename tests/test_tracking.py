@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -163,10 +164,15 @@ def test_metric_keys_are_what_mlflow_accepts():
 
 
 def test_summary_metrics_are_the_documented_names():
-    cases = [case("c1", True), case("c2", False, mode="wrong_label"), case("c3", False, error="boom")]
+    judged = case("c1", True)
+    judged = replace(judged, runs=(replace(judged.runs[0], judge_input_tokens=50, judge_output_tokens=5,
+                                           judge_cost_usd=0.0002, judge_latency_ms=(30.0, 40.0)),))
+    cases = [judged, case("c2", False, mode="wrong_label"), case("c3", False, error="boom")]
     [summary] = summarize(cases)
     metrics = summary_metrics(summary)
     assert set(GATE_METRICS) <= set(metrics)
+    assert (metrics["judge_calls"], metrics["judge_input_tokens"], metrics["judge_cost_usd_total"]) == (2, 50, 0.0002)
+    assert "judge_calls" not in summary_metrics(summarize(cases[1:])[0])  # no judge asked: no judge metrics
     assert metrics["pass_rate"] == pytest.approx(1 / 3)
     assert (metrics["total_cases"], metrics["passed_cases"], metrics["failed_cases"], metrics["error_cases"],
             metrics["flaky_cases"]) == (3, 1, 1, 1, 0)

@@ -136,6 +136,7 @@ def grade_run(graders: Iterable[tuple[Any, BaseGrader]], ctx: GradeContext) -> A
                 required=spec.required,
                 weight=spec.weight,
                 failure_mode=spec.failure_mode,
+                unstable=grade.unstable,
             )
         )
     passed, score = combine_grades(records)

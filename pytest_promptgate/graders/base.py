@@ -31,6 +31,8 @@ class GradeResult:
     passed: bool
     score: float
     reason: str = ""
+    #: The judge, asked several times (``judge_repeat``), did not give one answer: the grade is a majority or a mean.
+    unstable: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
@@ -47,8 +49,9 @@ class GradeContext:
     result: TargetResult
     case_id: str
     variant: str
-    # Calls a judge (any target spec) with a prompt; provided by the runner.
-    judge: Callable[[Any, Any], TargetResult] = field(repr=False, default=None)  # type: ignore[assignment]
+    # Calls a judge (any target spec) with a prompt: ``judge(spec, prompt, ask=1)``, ``ask`` numbering the asks of
+    # ``judge_repeat`` (each its own response, also in the response cache); provided by the runner.
+    judge: Callable[..., TargetResult] = field(repr=False, default=None)  # type: ignore[assignment]
     #: People's labels of the case under this variant (``schema.Label``), for the ``human`` grader.
     labels: tuple[Any, ...] = ()
 

@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,10 +37,15 @@ _SHOWN = 200  # characters of a reply without a judgment, in its error
 _MOST_OBJECTS = 100
 
 
+#: The most asks ``judge_repeat`` may make of one output: each is a paid call.
+MAX_JUDGE_REPEAT = 25
+
+
 class _JudgeOptions(base.Options):
     judge: TargetSpec
     prompt: str | None = None
     criteria: str | None = None
+    judge_repeat: int = Field(default=1, ge=1, le=MAX_JUDGE_REPEAT)
 
 
 class _Judged(BaseGrader):
@@ -48,13 +54,19 @@ class _Judged(BaseGrader):
     #: The key of the judgment in the judge's JSON object.
     key: str = ""
 
-    def ask(self, ctx: GradeContext) -> tuple[Any, dict[str, Any]]:
-        """The judgment (the value of :attr:`key`) and the JSON object it came in; :class:`CannotGrade` without one."""
+    def ask(self, ctx: GradeContext) -> list[tuple[Any, dict[str, Any]]]:
+        """Each ask's judgment (the value of :attr:`key`) and the JSON object it came in, ``judge_repeat`` of them.
+
+        An ask without a judgment is :class:`CannotGrade`: a majority of the others would hide a broken judge.
+        """
         if ctx.judge is None:
             raise RuntimeError(f"{self.type} needs GradeContext.judge to call its judge; the runner provides it")
         prompt = ctx.render(self.options.prompt) if self.options.prompt is not None else self.default_prompt(ctx)
-        found = judgment(ctx.judge(self.options.judge, prompt).output, prompt, self.key)
-        return found[self.key], found
+        answers = []
+        for ask in range(1, self.options.judge_repeat + 1):
+            found = judgment(ctx.judge(self.options.judge, prompt, ask=ask).output, prompt, self.key)
+            answers.append((found[self.key], found))
+        return answers
 
     def default_prompt(self, ctx: GradeContext) -> str:
         """The built-in judge prompt: criteria, the case's input and expected answer when it has them, the output."""
@@ -159,15 +171,39 @@ class LabelModel(_Judged):
         )
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        said, found = self.ask(ctx)
+        answers = [(self.label(said), found) for said, found in self.ask(ctx)]
+        labels = [label for label, _ in answers]
+        label = majority(labels, self.options.passing_labels)
+        found = next(found for said, found in answers if said == label)
+        passed = label in self.options.passing_labels
+        asks = len(labels)
+        if asks == 1:
+            return GradeResult(passed, 1.0 if passed else 0.0, f"judge said {shown(label)}{_because(found)}")
+        unstable = len(set(labels)) > 1
+        tally = Counter(labels)
+        agreed = f"{tally[label]} of {asks} asks"
+        if unstable:
+            agreed += "; unstable: " + ", ".join(f"{shown(said)} {n}" for said, n in tally.most_common())
+        return GradeResult(passed, 1.0 if passed else 0.0, f"judge said {shown(label)} ({agreed}){_because(found)}",
+                           unstable=unstable)
+
+    def label(self, said: Any) -> str:
+        """The label the judge said, as the grader spells it (the judge's case is ignored)."""
         by_fold = {label.casefold(): label for label in self.options.labels}
         label = by_fold.get(said.strip().casefold()) if isinstance(said, str) else None
         if label is None:
             raise CannotGrade(
                 f"the judge said {_said(said)}, which is not one of the labels {', '.join(self.options.labels)}"
             )
-        passed = label in self.options.passing_labels
-        return GradeResult(passed, 1.0 if passed else 0.0, f"judge said {shown(label)}{_because(found)}")
+        return label
+
+
+def majority(labels: list[str], passing: list[str]) -> str:
+    """The label said most often; a tie goes to a failing label (a coin flip must not pass a gate), then to the first said."""
+    tally = Counter(labels)
+    most = max(tally.values())
+    tied = [label for label in tally if tally[label] == most]  # in the order first said
+    return next((label for label in tied if label not in passing), tied[0])
 
 
 class ScoreModel(_Judged):
@@ -212,21 +248,43 @@ class ScoreModel(_Judged):
         )
 
     def grade(self, ctx: GradeContext) -> GradeResult:
-        given, found = self.ask(ctx)
+        answers = self.ask(ctx)
+        said = [self.number(given) for given, _ in answers]
+        low, high = self.options.range
+        scores = [min(high, max(low, s)) for s in said]
+        score = sum(scores) / len(scores)
+        threshold = self.options.threshold
+        # A mean of scores at the threshold (3.9 and 4.1 for 4) may land a rounding error below it.
+        passed = score >= threshold or math.isclose(score, threshold, rel_tol=1e-9)
+        verdict = f"passes at {threshold:g}" if passed else f"below {threshold:g}"
+        because = _because(answers[0][1])
+        if len(said) == 1:
+            clamped = f" (clamped to {score:g})" if score != said[0] else ""
+            return GradeResult(
+                passed, (score - low) / (high - low), f"judge scored {said[0]:g}{clamped} of {low:g}..{high:g}, {verdict}{because}"
+            )
+        # Unstable: the asks fall on both sides of the threshold, so one ask alone could have given either grade.
+        unstable = len({s >= threshold for s in scores}) > 1
+        shown_scores = ", ".join(f"{s:g}" for s in said)
+        mean = f"mean {_mean(score, threshold, passed)}" + (f"; unstable: on both sides of {threshold:g}" if unstable else "")
+        return GradeResult(
+            passed, (score - low) / (high - low),
+            f"judge scored {shown_scores} of {low:g}..{high:g} ({mean}), {verdict}{because}", unstable=unstable,
+        )
+
+    @staticmethod
+    def number(given: Any) -> float:
+        """The judge's score as a number; :class:`CannotGrade` when it is not one."""
         said = _number(given)
         if said is None:
             raise CannotGrade(f"the judge's score {_said(given)} is not a number")
-        low, high = self.options.range
-        score = min(high, max(low, said))
-        clamped = f" (clamped to {score:g})" if score != said else ""
-        threshold = self.options.threshold
-        passed = score >= threshold
-        verdict = f"passes at {threshold:g}" if passed else f"below {threshold:g}"
-        return GradeResult(
-            passed,
-            (score - low) / (high - low),
-            f"judge scored {said:g}{clamped} of {low:g}..{high:g}, {verdict}{_because(found)}",
-        )
+        return said
+
+
+def _mean(score: float, threshold: float, passed: bool) -> str:
+    """A mean score in three digits, or six where three would misstate its side of the threshold (3.9996 is not 4)."""
+    text = f"{score:.3g}"
+    return text if (float(text) >= threshold) == passed else f"{score:.6g}"
 
 
 def _said(value: Any) -> str:

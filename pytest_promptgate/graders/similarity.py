@@ -1,7 +1,8 @@
 """Similarity of the output to a reference text, scored in [0, 1].
 
 The metric libraries (rapidfuzz, sacrebleu, rouge-score) come with the
-``graders`` extra and are imported only when a case is graded.
+``graders`` extra and are imported only when a case is graded; ``cosine``'s
+embedding model comes with the ``embeddings`` extra (:mod:`.embeddings`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from . import base
+from . import base, embeddings
 from .base import BaseGrader, GradeContext, GradeResult
 
 # metric -> (module that must be importable, distribution to install)
@@ -50,33 +51,41 @@ class TextSimilarity(BaseGrader):
 
     Options: ``metric``: ``fuzzy`` (character edit ratio), ``levenshtein``
     (normalised edit distance), ``bleu`` (sentence BLEU) or ``rouge_l`` (ROUGE-L
-    F-measure over lower-cased words); ``reference`` (template, default
-    ``"{{expected}}"``); ``pass_threshold`` in [0, 1] (default 0.8). Surrounding
-    whitespace of both texts is ignored. Score: the similarity itself.
-    ``cosine`` (embeddings) is not available yet.
+    F-measure over lower-cased words) or ``cosine`` (cosine similarity of sentence
+    embeddings from a local model, below 0 counted as 0); ``model`` (``cosine``
+    only: ``wordllama``, the default, or a local model2vec / sentence-transformers
+    model directory); ``reference`` (template, default ``"{{expected}}"``);
+    ``pass_threshold`` in [0, 1] (default 0.8). Surrounding whitespace of both
+    texts is ignored. Score: the similarity itself.
     """
 
     type = "text_similarity"
 
     class Options(base.Options):
-        metric: Literal["fuzzy", "levenshtein", "bleu", "rouge_l"]
+        metric: Literal["fuzzy", "levenshtein", "bleu", "rouge_l", "cosine"]
         reference: str = "{{expected}}"
         pass_threshold: float = Field(default=0.8, ge=0, le=1)
-
-        @field_validator("metric", mode="before")
-        @classmethod
-        def _not_cosine(cls, value: Any) -> Any:
-            if value == "cosine":
-                raise ValueError("cosine similarity needs the embeddings extra, which is not available yet")
-            return value
+        model: str | None = None
 
         @field_validator("metric")
         @classmethod
         def _installed(cls, value: str) -> str:
-            module, distribution = LIBRARIES[value]
-            if importlib.util.find_spec(module) is None:
-                raise ValueError(f"metric {value!r} needs {distribution}: pip install 'pytest-promptgate[graders]'")
+            if value in LIBRARIES:
+                module, distribution = LIBRARIES[value]
+                if importlib.util.find_spec(module) is None:
+                    raise ValueError(f"metric {value!r} needs {distribution}: pip install 'pytest-promptgate[graders]'")
             return value
+
+        @model_validator(mode="after")
+        def _model(self) -> TextSimilarity.Options:
+            if self.metric != "cosine":
+                if self.model is not None:
+                    raise ValueError(f"model applies to metric cosine only, not {self.metric}")
+                return self
+            problem = embeddings.missing(self.model)
+            if problem is not None:  # located at the grader's entry: name its type too
+                raise ValueError(f"{TextSimilarity.type} {problem}")
+            return self
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
@@ -85,7 +94,13 @@ class TextSimilarity(BaseGrader):
     def similarity(self) -> Callable[[str, str], float]:
         """The function scoring (output, reference) for this grader's metric."""
         metric = self.options.metric
+        if metric == "cosine":
+            return self.cosine
         return self.rouge_l if metric == "rouge_l" else {"fuzzy": fuzzy, "levenshtein": levenshtein, "bleu": bleu}[metric]
+
+    def cosine(self, output: str, reference: str) -> float:
+        """Cosine similarity of the two texts' embeddings; opposed meanings (below 0) count as 0."""
+        return max(0.0, min(1.0, embeddings.similarity(self.options.model, output, reference)))
 
     def rouge_l(self, output: str, reference: str) -> float:
         """ROUGE-L F-measure (rouge-score, no stemming); the scorer is built once per grader."""

@@ -107,6 +107,7 @@ def note_lines(checks: Sequence[EvalCheck], best: Sequence[BestVariant], trackin
         if modes:
             counted = ", ".join(f"{mode} {count}" for mode, count in modes.items())
             lines.append(f"failure modes of {check.label}: {counted}")
+    lines += _unstable_lines(checks)
     for b in best:
         if b.decided_by == "nothing":
             lines.append(f"best variant of {b.eval}: none, {b.variant} and {b.runner_up} tie")
@@ -143,6 +144,17 @@ def _tracking_lines(t: TrackingStatus | None) -> list[str]:
     elif earlier > 0:
         lines.append(f"{earlier} run(s) of earlier sessions wait in {t.spool} for another tracking URI; "
                      "send them with pytest --prompt-sync --prompt-tracking-uri URI")
+    return lines
+
+
+def _unstable_lines(checks: Sequence[EvalCheck]) -> list[str]:
+    """One line per (eval, variant) whose judges, asked ``judge_repeat`` times, disagreed with themselves."""
+    lines = []
+    for check in checks:
+        unstable = check.summary.unstable_judgments
+        if unstable:
+            counted = ", ".join(f"{name} {count}" for name, count in unstable.items())
+            lines.append(f"unstable judgments of {check.label} (the judge disagreed with itself; runs per grader): {counted}")
     return lines
 
 

@@ -49,7 +49,7 @@ _WRITES = frozenset({"use", "record"})
 _GITIGNORE = "# pytest-promptgate response cache: entries (*.json) are meant to be committed.\n# Leftovers of interrupted writes:\n.*.tmp\n"
 
 
-def cache_key(target: Any, request: TargetRequest, run: int | None) -> dict[str, Any]:
+def cache_key(target: Any, request: TargetRequest, run: int | None, ask: int | None = None) -> dict[str, Any]:
     """What identifies one response of ``target`` to ``request``: plain data, hashed by :func:`digest`.
 
     - ``target``: the target's identity (``module:callable``, ``fixture:NAME``, ``echo``,
@@ -59,7 +59,10 @@ def cache_key(target: Any, request: TargetRequest, run: int | None) -> dict[str,
       (what it sends), the model being part of its identity;
     - ``vars`` and ``variant``: only for a callable that declares them (or ``**kwargs``),
       since only then can they change its output;
-    - ``run``: the run number (1 to ``repeat``); absent for a judge's call.
+    - ``run``: the run number (1 to ``repeat``); absent for a judge's call;
+    - ``ask``: for a judge asked ``judge_repeat`` times, the ask's number from 2 on, so that the
+      asks stay independent samples; absent for the first ask, whose entry is the one a judge
+      asked once records (a cache recorded before ``judge_repeat`` was raised still serves it).
     """
     from . import CallableTarget
     from .provider import ProviderTarget
@@ -75,6 +78,8 @@ def cache_key(target: Any, request: TargetRequest, run: int | None) -> dict[str,
                 key[name] = getattr(request, name)
     if run is not None:
         key["run"] = run
+    if ask is not None and ask > 1:
+        key["ask"] = ask
     return key
 
 
@@ -110,7 +115,8 @@ class ResponseCache:
         name = digest(key)
         return self.directory / name[:2] / f"{name}.json"
 
-    def claim(self, target: Any, request: TargetRequest, run: int | None) -> contextlib.AbstractContextManager[Any]:
+    def claim(self, target: Any, request: TargetRequest, run: int | None,
+              ask: int | None = None) -> contextlib.AbstractContextManager[Any]:
         """Hold the entry of this call while reading it and, on a miss, calling and recording.
 
         In ``use`` two items with the same inputs share an entry; when their calls run
@@ -120,11 +126,11 @@ class ResponseCache:
         """
         if self.mode != "use":
             return contextlib.nullcontext()
-        name = digest(cache_key(target, request, run))
+        name = digest(cache_key(target, request, run, ask))
         with self._claims_lock:
             return self._claims.setdefault(name, threading.Lock())
 
-    def read(self, target: Any, request: TargetRequest, run: int | None) -> TargetResult | None:
+    def read(self, target: Any, request: TargetRequest, run: int | None, ask: int | None = None) -> TargetResult | None:
         """The recorded result, or ``None`` when the target must be called.
 
         In ``replay`` a missing or unreadable entry raises :class:`TargetError` (an error
@@ -132,7 +138,7 @@ class ResponseCache:
         """
         if self.mode not in _READS:
             return None
-        key = cache_key(target, request, run)
+        key = cache_key(target, request, run, ask)
         path = self.path(key)
         try:
             text = path.read_text(encoding="utf-8")
@@ -148,7 +154,7 @@ class ResponseCache:
             return None
         never = "--prompt-cache replay never calls the target"
         if problem is None:
-            run_part = f", run {run}" if run is not None else ""
+            run_part = f", run {run}" if run is not None else (f", ask {ask}" if ask is not None and ask > 1 else "")
             raise TargetError(
                 f"no recorded response for target {target.identity} ({never})\n"
                 f"  missing: {_shown(path)} (key: the target, its params, the rendered prompts{run_part})\n"
@@ -160,7 +166,8 @@ class ResponseCache:
             f"  record it again with: {RECORD_HINT}"
         )
 
-    def write(self, target: Any, request: TargetRequest, run: int | None, result: TargetResult) -> None:
+    def write(self, target: Any, request: TargetRequest, run: int | None, result: TargetResult,
+              ask: int | None = None) -> None:
         """Record ``result`` (as the target returned it, with its latency) when the mode writes.
 
         A failure to write is a :class:`TargetError`: a session asked to record must not
@@ -168,7 +175,7 @@ class ResponseCache:
         """
         if self.mode not in _WRITES:
             return
-        key = cache_key(target, request, run)
+        key = cache_key(target, request, run, ask)
         path = self.path(key)
         entry = {
             "key": key,

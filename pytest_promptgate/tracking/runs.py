@@ -164,8 +164,10 @@ def summary_metrics(summary: EvalSummary) -> dict[str, float]:
 
     The gate metric names (``verdicts.GATE_METRICS``) are the summary's field names;
     case counts are ``total_cases``, ``passed_cases``, ``failed_cases``,
-    ``error_cases`` and ``flaky_cases``; each grader adds ``grader.{name}.pass_rate``
-    and each failure mode ``failure_mode.{code}.count`` (names through :func:`metric_key`).
+    ``error_cases`` and ``flaky_cases``; ``judge_calls`` when a model-graded grader
+    asked its judge; each grader adds ``grader.{name}.pass_rate`` (and
+    ``grader.{name}.unstable_judgments`` when its judge disagreed with itself), and each
+    failure mode ``failure_mode.{code}.count`` (names through :func:`metric_key`).
     """
     values: dict[str, float | int | None] = {
         "pass_rate": summary.pass_rate,
@@ -184,11 +186,18 @@ def summary_metrics(summary: EvalSummary) -> dict[str, float]:
         "output_tokens": summary.output_tokens,
         "cost_usd_total": summary.cost_usd_total,
         "cost_usd_per_case": summary.cost_usd_per_case,
+        "judge_calls": summary.judge_calls or None,
+        "judge_input_tokens": summary.judge_input_tokens,
+        "judge_output_tokens": summary.judge_output_tokens,
+        "judge_cost_usd_total": summary.judge_cost_usd_total,
+        "judge_latency_ms_p95": summary.judge_latency_ms_p95,
     }
     for name, rate in summary.grader_pass_rates.items():
         values[metric_key(f"grader.{name}.pass_rate")] = rate
     for code, count in summary.failure_modes.items():
         values[metric_key(f"failure_mode.{code}.count")] = count
+    for name, count in summary.unstable_judgments.items():
+        values[metric_key(f"grader.{name}.unstable_judgments")] = count
     return {name: float(value) for name, value in values.items() if value is not None}
 
 
