@@ -16,7 +16,7 @@ import pytest
 
 from .state import (
     DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, concurrency,
-    concurrency_option, fail_on_option, get_state, significance_option, trend_limit_option,
+    concurrency_option, correction_option, fail_on_option, get_state, significance_option, trend_limit_option,
 )
 
 #: Eval file arguments that are symbolic links to nothing (a loop, a missing file), kept out of pytest's argument list.
@@ -167,6 +167,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="WARNING and IMPROVED need p < ALPHA (for example 0.05). Default: ini promptgate_significance, else none.",
     )
     group.addoption(
+        "--prompt-correction",
+        metavar="METHOD",
+        type=correction_option,
+        default=None,
+        help="adjust the p-values of the session's comparisons together: holm (Holm-Bonferroni), bh "
+        "(Benjamini-Hochberg) or none; --prompt-significance decides on the adjusted ones. "
+        "Default: ini promptgate_correction, else holm.",
+    )
+    group.addoption(
         "--prompt-fail-on",
         metavar="VERDICTS",
         type=fail_on_option,
@@ -235,6 +244,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="promptgate")
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
+    parser.addini("promptgate_correction", "adjust the session's p-values together: holm, bh or none (default: holm)",
+                  default="holm")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
     parser.addini("promptgate_junit_tolerated", "tolerated failed cases in the JUnit XML: fail or skip (default: fail)",
                   default="fail")

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .interrupts import Interrupts
-from .state import REPORT_ATTR, State, significance_option
+from .state import REPORT_ATTR, State, correction_option, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
-    BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, fails_session, judge,
-    parse_fail_on, prompt_changes,
+    BestVariant, EvalCheck, RateInput, SessionOutcome, best_variants, check_evals, correct_session, fails_session,
+    judge, parse_fail_on, prompt_changes,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class TrackingSettings:
     fail_on: frozenset[str]
     #: When to open MLflow in a tracking agent: ``auto``, ``on`` or ``off`` (``tracking.agent_mode``).
     agent: str = "auto"
+    #: How the session's p-values are adjusted together (``--prompt-correction``).
+    correction: str = "holm"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
@@ -68,6 +70,7 @@ class TrackingSettings:
         fail_on = config.getoption("prompt_fail_on")
         if fail_on is None:
             fail_on = _from_ini(config, "promptgate_fail_on", parse_fail_on)
+        correction = config.getoption("prompt_correction") or _from_ini(config, "promptgate_correction", correction_option)
         required = config.getoption("prompt_require_tracking")
         pinned = tuple(dict.fromkeys(config.getoption("prompt_baseline")))
         if not enabled and (required or pinned):
@@ -98,6 +101,7 @@ class TrackingSettings:
             significance=significance,
             fail_on=fail_on,
             agent=agent,
+            correction=correction,
         )
 
 
@@ -126,6 +130,7 @@ class EvalSession:
         self.bad_eval_files = 0
         self.checks: list[EvalCheck] = []
         self.best: list[BestVariant] = []
+        self._runs: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (runs passed, runs) per case, at the finish
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
@@ -382,6 +387,7 @@ class EvalSession:
         stopped_early = bool(session.shouldfail or session.shouldstop)
         signalled = exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupts.received is not None
         outcomes = _outcomes(self.results)
+        self._runs = _run_counts(self.results)
         try:
             self.checks = self._judge_and_log(check_evals(summaries, evals), outcomes, stopped_early or signalled)
         finally:
@@ -445,7 +451,8 @@ class EvalSession:
             from .tracking import TrackingStatus
 
             self.tracking = TrackingStatus(state="off")
-            return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
+            return [judge(c, None, None, settings.significance, no_baseline="tracking off",
+                          case_runs=self._case_runs(c)) for c in checks]
 
         from .tracking import TrackingError, TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
 
@@ -470,6 +477,7 @@ class EvalSession:
                 status.problems.append(f"{refused} run(s) kept by earlier sessions were refused by MLflow and moved to "
                                        f"{spool / 'rejected'}, each with its reason beside it")
         judged = [self._judge(check, outcomes) for check in checks]
+        judged = correct_session(judged, settings.correction, settings.significance)
         logged = [self._log(check, interrupted) for check in judged]
         status.waiting = len(spooled(spool))
         return logged
@@ -478,6 +486,7 @@ class EvalSession:
         from .tracking import TrackingError
 
         s, settings = check.summary, self.settings
+        case_runs = self._case_runs(check)
         baseline = self._pins.get(s.eval)
         if baseline is None and self._connect():
             try:
@@ -486,27 +495,35 @@ class EvalSession:
                     exclude_verdicts=sorted({"REGRESSION", *(name.upper() for name in settings.fail_on)}),
                 ))
             except TrackingError as exc:
-                return self._problem(judge(check, None, None, settings.significance,
+                return self._problem(judge(check, None, None, settings.significance, case_runs=case_runs,
                                            no_baseline="baseline unavailable"), str(exc))
         if baseline is None:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
-            return judge(check, None, None, settings.significance, no_baseline=why)
+            return judge(check, None, None, settings.significance, no_baseline=why, case_runs=case_runs)
         try:
-            before = self._call(lambda: self._via("baseline_outcomes", baseline.run_id)) or {}
+            cases = self._call(lambda: self._via("baseline_cases", baseline.run_id)) or {}
         except TrackingError as exc:
             self._problem(check, str(exc))
-            before = {}
+            cases = {}
+        before = {case: passed for case, (passed, _, _) in cases.items()}
         counts = _counts(baseline, before)
         if counts is None:
             why = f"baseline run {baseline.run_id} has no case counts"
-            return judge(check, None, None, settings.significance, no_baseline=why)
+            return judge(check, None, None, settings.significance, no_baseline=why, case_runs=case_runs)
         now = outcomes.get((s.eval, s.variant), {})
-        paired = [(before[case], passed) for case, passed in now.items() if case in before]
-        judged = judge(check, counts, paired, settings.significance)
+        shared = [case for case in now if case in before]
+        paired = [(before[case], now[case]) for case in shared]
+        runs = self._runs.get((s.eval, s.variant), {})
+        paired_runs = [(cases[case][1:], runs[case]) for case in shared]
+        judged = judge(check, counts, paired, settings.significance, paired_runs=paired_runs, case_runs=case_runs)
         return dataclasses.replace(
             judged, baseline_run_id=baseline.run_id,
             prompts_changed=prompt_changes(baseline.prompt_versions, self._prompt_versions(s.eval, s.variant)),
         )
+
+    def _case_runs(self, check: EvalCheck) -> list[tuple[int, int]]:
+        """(runs passed, runs) of each case of ``check`` this session, for a repeated eval's clustered interval."""
+        return list(self._runs.get((check.summary.eval, check.summary.variant), {}).values())
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
@@ -894,6 +911,14 @@ def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool
     for r in results:
         outcomes.setdefault((r.eval, r.variant), {})[r.case_id] = r.outcome == "passed"
     return outcomes
+
+
+def _run_counts(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+    """``{(eval, variant): {case_id: (runs passed, runs)}}`` of this session."""
+    counts: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    for r in results:
+        counts.setdefault((r.eval, r.variant), {})[r.case_id] = r.run_counts
+    return counts
 
 
 def _counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:

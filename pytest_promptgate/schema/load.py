@@ -69,6 +69,8 @@ class LoadedCase:
     description: str
     file: str
     line: int | None
+    #: The case's own ``repeat``; None: the eval's.
+    repeat: int | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ def _load_cases(
                 description=case.description,
                 file=where.file,
                 line=where.line,
+                repeat=case.repeat,
             )
             first = seen.get(loaded.id)
             if first is not None:

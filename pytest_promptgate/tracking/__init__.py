@@ -47,7 +47,7 @@ from .runs import (
     results_json, summary_metrics,
 )
 from .context import ci_tags, git_tags
-from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline
+from .baselines import Baseline, BaselineError, baseline_cases, baseline_outcomes, find_baseline, pinned_baseline
 from .registry import (
     RegistryError, alias_version, audit_history, record_audit, register_prompt_version, resolve_prompt, set_alias,
 )
@@ -60,7 +60,7 @@ __all__ = [
     "AgentBug", "AgentGone", "Baseline", "BaselineError", "EvalHistory", "Journal", "MAX_PARAM_VALUE",
     "MAX_TAG_VALUE", "RESULTS_FILE", "RegistryError", "TrackedRun", "Tracker", "TrackingAgent", "TrackingError",
     "TrackingStatus", "TrackingUnavailable", "TrendRun", "agent_mode", "alias_version", "anchor_sqlite",
-    "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
+    "audit_history", "baseline_cases", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
     "journal_dir", "log_eval_run", "metric_key", "pinned_baseline", "prompt_versions", "record_audit", "record_id",
     "recover", "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri",
     "results_json", "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled",

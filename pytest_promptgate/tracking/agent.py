@@ -47,7 +47,7 @@ from .registry import RegistryError
 from .store import Tracker, TrackingError, TrackingUnavailable, preload, tracking_failure
 
 #: The functions of the package's face the agent runs, each with the agent's tracker as the first argument.
-CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "log_eval_run", "send_spooled"})
+CALLS = frozenset({"find_baseline", "pinned_baseline", "baseline_outcomes", "baseline_cases", "log_eval_run", "send_spooled"})
 #: The TrackingError classes an answer may name, to raise the same one in the controller.
 _ERRORS = {cls.__name__: cls for cls in (TrackingError, TrackingUnavailable, BaselineError, RegistryError)}
 

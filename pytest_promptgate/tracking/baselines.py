@@ -66,6 +66,31 @@ def baseline_outcomes(tracker: Tracker, run_id: str) -> dict[str, bool]:
     Downloads :data:`RESULTS_FILE`; {} when the run has none (it was not
     logged by this plugin, or its upload failed).
     """
+    return outcomes_from_table(_results_table(tracker, run_id))
+
+
+def baseline_cases(tracker: Tracker, run_id: str) -> dict[str, tuple[bool, int, int]]:
+    """``{case_id: (passed, runs passed, runs)}`` of run ``run_id``, from its results table, for paired repeats.
+
+    An errored case counts as none of its runs passing (as it counts against the
+    pass rate); a table without run counts counts each case as one run.
+    """
+    table = _results_table(tracker, run_id)
+    columns = list(table.get("columns") or [])
+    outcomes = outcomes_from_table(table)
+    if not {"runs", "runs_passed", "outcome"} <= set(columns):
+        return {case: (passed, int(passed), 1) for case, passed in outcomes.items()}
+    case, runs, runs_passed, outcome = (columns.index(name) for name in ("case_id", "runs", "runs_passed", "outcome"))
+    cases = {}
+    for row in table.get("data") or []:
+        total = max(int(row[runs] or 0), 1)
+        passed_runs = 0 if row[outcome] == "error" else min(int(row[runs_passed] or 0), total)
+        cases[str(row[case])] = (outcomes[str(row[case])], passed_runs, total)
+    return cases
+
+
+def _results_table(tracker: Tracker, run_id: str) -> dict[str, Any]:
+    """Run ``run_id``'s results table (:data:`RESULTS_FILE`); {} when it has none."""
     client = tracker.client
     what = f"reading the results of run {run_id}"
     with tempfile.TemporaryDirectory(prefix="promptgate-") as tmp, tracker._calling(what):
@@ -75,7 +100,7 @@ def baseline_outcomes(tracker: Tracker, run_id: str) -> dict[str, bool]:
         path = client.download_artifacts(run_id, RESULTS_FILE, tmp)
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
-    return outcomes_from_table(table)
+    return table if isinstance(table, dict) else {}
 
 
 def outcomes_from_table(table: Mapping[str, Any]) -> dict[str, bool]:
