@@ -586,10 +586,14 @@ def compare(
         else:
             p_value, test = mcnemar_exact(broke, fixed), "mcnemar"
             changes = [float(now) - float(before) for before, now in paired]
-        detectable = detectable_paired(len(changes), statistics.stdev(changes), alpha) if len(changes) > 1 else None
+        spread = statistics.stdev(changes) if len(changes) > 1 else 0.0
+        # No case changed: the spread of changes is unknown, and the unpaired bound is what can be said.
+        detectable = detectable_paired(len(changes), spread, alpha) if spread > 0 else None
     else:
         p_value = fisher_exact_two_sided(current.passed, current.total, baseline.passed, baseline.total)
         test, counts = "fisher", (None, None)
+        detectable = None
+    if detectable is None:
         detectable = detectable_two_sample(baseline.rate, current.total, baseline.total, alpha, rise=delta > 0)
     return Comparison(
         current=current,

@@ -113,7 +113,7 @@ def note_lines(checks: Sequence[EvalCheck], best: Sequence[BestVariant], trackin
             lines.append(f"{check.label}: {v.kind.value}: {v.reason}")  # a PASS that dropped says why it is a PASS
     for check in checks:
         c = check.comparison
-        if c is not None and c.run_rate is not None and c.run_ci is not None:
+        if c is not None and c.run_rate is not None and c.run_ci is not None and check.summary.flaky:
             lines.append(f"{check.label}: {c.run_rate:.1%} of runs passed [{c.run_ci[0]:.0%}-{c.run_ci[1]:.0%}], "
                          "cases as the unit (repeated runs of a case are not independent)")
     for check in checks:
