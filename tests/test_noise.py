@@ -59,9 +59,17 @@ def test_sign_flip_test_of_plus_and_minus_one_is_mcnemars_exact_test():
 
 def test_sign_flip_test_of_a_large_sample_is_the_normal_approximation_of_the_same_distribution():
     rng = random.Random(7)
-    differences = [rng.randint(-5, 4) for _ in range(3000)]  # too many for the exact count
-    z = abs(sum(differences)) / math.sqrt(sum(d * d for d in differences))
+    differences = [rng.choice([-6, -3, 0, 3, 3, 6]) for _ in range(3000)]  # too many for the exact count
+    z = (abs(sum(differences)) - 3) / math.sqrt(sum(d * d for d in differences))
     assert sign_flip_test(differences) == pytest.approx(2 * scipy_stats.norm.sf(z), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_normal_approximation_is_within_a_thousandth_of_the_exact_count_where_it_takes_over(seed):
+    rng = random.Random(seed)
+    # Repeats of 3: differences in thirds, scaled to -3..3, 800 cases (about a million counting steps).
+    differences = [rng.choice([-3, -2, -1, 0, 1, 1, 2, 3]) for _ in range(800)]
+    assert sign_flip_test(differences) == pytest.approx(sign_flip_test(differences, exact_steps=0), abs=1e-3)
 
 
 def test_case_differences_are_exact_integers_of_fractions_with_unequal_repeats():

@@ -30,7 +30,7 @@ def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
         ])
     headers = ["eval", "variant", "cases", "fail/err/flaky", "pass rate [95% CI]", "threshold", "baseline", "delta (p)",
                "adj p", "detects", "verdict", "score", "cost $", "p95 ms"]
-    return headers, rows
+    return _without_empty(headers, rows, ("adj p", "detects"))
 
 
 def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[str]]]:
@@ -44,7 +44,14 @@ def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
         rate, verdict = _rate_cell(check, percent=""), _verdict_cell(check, first_run="first")
         baseline, delta = _baseline_cells(check, tracking, unit="")
         rows.append([f"{s.eval}/{s.variant}", rate, baseline, delta, _adjusted_cell(check), verdict])
-    return ["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "adj p", "verdict"], rows
+    return _without_empty(["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "adj p", "verdict"], rows, ("adj p",))
+
+
+def _without_empty(headers: list[str], rows: list[list[Any]], optional: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """The table without its ``optional`` columns that say nothing in any row (``-``: no comparison with a baseline)."""
+    drop = {i for i, name in enumerate(headers) if name in optional and all(row[i] == "-" for row in rows)}
+    keep = [i for i in range(len(headers)) if i not in drop]
+    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
 def _adjusted_cell(check: EvalCheck) -> str:
