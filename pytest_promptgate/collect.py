@@ -170,7 +170,7 @@ class EvalPlan:
         """What the runner needs to measure one item."""
         spec = self.loaded.spec
         graders = self.graders + self.case_graders.get(case.id, [])
-        return Job(spec.eval, variant, case, graders, spec.repeat, spec.repeat_pass, self.prices)
+        return Job(spec.eval, variant, case, graders, case.repeat or spec.repeat, spec.repeat_pass, self.prices)
 
     def info(self) -> dict[str, Any]:
         """What the controller needs to know of this eval (plain data: it crosses xdist's channel)."""

@@ -16,8 +16,8 @@ import pytest
 
 from .state import (
     DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
-    candidates_option, concurrency, concurrency_option, fail_on_option, get_state, quarantine, rounds_option,
-    significance_option, trend_limit_option,
+    candidates_option, concurrency, concurrency_option, correction_option, fail_on_option, get_state, quarantine,
+    rounds_option, significance_option, trend_limit_option,
 )
 from .quarantine import flaky_history_option
 
@@ -193,6 +193,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="WARNING and IMPROVED need p < ALPHA (for example 0.05). Default: ini promptgate_significance, else none.",
     )
     group.addoption(
+        "--prompt-correction",
+        metavar="METHOD",
+        type=correction_option,
+        default=None,
+        help="adjust the p-values of the session's comparisons together: holm (Holm-Bonferroni), bh "
+        "(Benjamini-Hochberg) or none; --prompt-significance decides on the adjusted ones. "
+        "Default: ini promptgate_correction, else holm.",
+    )
+    group.addoption(
         "--prompt-fail-on",
         metavar="VERDICTS",
         type=fail_on_option,
@@ -292,6 +301,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="promptgate")
     parser.addini("promptgate_baseline_branch", "compare only with baseline runs of this git branch (default: any)")
     parser.addini("promptgate_significance", "WARNING and IMPROVED need p below this (default: none)")
+    parser.addini("promptgate_correction", "adjust the session's p-values together: holm, bh or none (default: holm)",
+                  default="holm")
     parser.addini("promptgate_fail_on", "verdicts that fail the session (default: regression)", default="regression")
     parser.addini("promptgate_flaky_history", "flaky across runs: K flips in the last M runs, K/M or off (default: 3/5)")
     parser.addini("promptgate_quarantine", "cases kept running but out of pass rates, gates and verdicts until a date: "

@@ -107,6 +107,12 @@ class CaseResult:
         """How many runs passed."""
         return sum(run.passed for run in self.runs)
 
+    @property
+    def run_counts(self) -> tuple[int, int]:
+        """(runs passed, runs): the case's pass fraction for paired repeats; an errored case passed none of its runs."""
+        total = max(len(self.runs), 1)
+        return (0 if self.error is not None else self.runs_passed), total
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the report (xdist serialises reports with execnet: builtins only).
 

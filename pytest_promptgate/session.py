@@ -24,11 +24,11 @@ import pytest
 
 from .interrupts import Interrupts
 from .quarantine import DEFAULT_FLAKY_HISTORY, flaky_across_runs, flaky_history_option, hold
-from .state import REPORT_ATTR, State, significance_option
+from .state import REPORT_ATTR, State, correction_option, significance_option
 from .results import CaseResult, summarize
 from .verdicts import (
-    BestVariant, EvalCheck, FlippedCases, RateInput, SessionOutcome, best_variants, check_evals, fails_session,
-    flipped_cases, judge, parse_fail_on, prompt_changes,
+    BestVariant, EvalCheck, FlippedCases, RateInput, SessionOutcome, best_variants, check_evals, correct_session,
+    fails_session, flipped_cases, judge, parse_fail_on, prompt_changes,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class TrackingSettings:
     agent: str = "auto"
     #: ``--prompt-flaky-history``: (K flips, M runs), or () when off.
     flaky_history: tuple[int, ...] = DEFAULT_FLAKY_HISTORY
+    #: How the session's p-values are adjusted together (``--prompt-correction``).
+    correction: str = "holm"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> TrackingSettings:
@@ -78,6 +80,7 @@ class TrackingSettings:
             flaky_history = DEFAULT_FLAKY_HISTORY
             if config.getini("promptgate_flaky_history").strip():
                 flaky_history = _from_ini(config, "promptgate_flaky_history", flaky_history_option)
+        correction = config.getoption("prompt_correction") or _from_ini(config, "promptgate_correction", correction_option)
         required = config.getoption("prompt_require_tracking")
         pinned = tuple(dict.fromkeys(config.getoption("prompt_baseline")))
         if not enabled and (required or pinned):
@@ -109,6 +112,7 @@ class TrackingSettings:
             fail_on=fail_on,
             agent=agent,
             flaky_history=flaky_history,
+            correction=correction,
         )
 
 
@@ -141,6 +145,7 @@ class EvalSession:
         self.optimization: Any = None
         #: The flipped cases against each baseline, read only when a report shows them (:meth:`_shows_flips`).
         self.flipped: list[FlippedCases] = []
+        self._runs: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (runs passed, runs) per case, at the finish
         self.outcome: SessionOutcome | None = None
         self.tracking: TrackingStatus | None = None
         self.report_problems: list[str] = []
@@ -408,6 +413,7 @@ class EvalSession:
         signalled = exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupts.received is not None
         outcomes = _outcomes(counted)
         self._every_outcome = _outcomes(self.results)
+        self._runs = _run_counts(counted)
         checks = [_with_quarantine(check, quarantined) for check in check_evals(summaries, evals)]
         # The agent stays up for the HTML report's trend and for logging the page; the finish stops it in any case.
         self.checks = self._judge_and_log(checks, outcomes, stopped_early or signalled)
@@ -540,7 +546,8 @@ class EvalSession:
             from .tracking import TrackingStatus
 
             self.tracking = TrackingStatus(state="off")
-            return [judge(c, None, None, settings.significance, no_baseline="tracking off") for c in checks]
+            return [judge(c, None, None, settings.significance, no_baseline="tracking off",
+                          case_runs=self._case_runs(c)) for c in checks]
 
         from .tracking import TrackingError, TrackingStatus, display_uri, rejected_spool, spool_dir, spooled
 
@@ -565,6 +572,7 @@ class EvalSession:
                 status.problems.append(f"{refused} run(s) kept by earlier sessions were refused by MLflow and moved to "
                                        f"{spool / 'rejected'}, each with its reason beside it")
         judged = [self._flaky(self._judge(check, outcomes)) for check in checks]
+        judged = correct_session(judged, settings.correction, settings.significance)
         logged = [self._log(check, interrupted) for check in judged]
         status.waiting = len(spooled(spool))
         return logged
@@ -573,6 +581,7 @@ class EvalSession:
         from .tracking import TrackingError
 
         s, settings = check.summary, self.settings
+        case_runs = self._case_runs(check)
         baseline = self._pins.get(s.eval)
         if baseline is None and self._connect():
             try:
@@ -581,20 +590,24 @@ class EvalSession:
                     exclude_verdicts=sorted({"REGRESSION", *(name.upper() for name in settings.fail_on)}),
                 ))
             except TrackingError as exc:
-                return self._problem(judge(check, None, None, settings.significance,
+                return self._problem(judge(check, None, None, settings.significance, case_runs=case_runs,
                                            no_baseline="baseline unavailable"), str(exc))
         if baseline is None:
             why = "baseline unavailable" if self._down else None  # the summary says why, once
-            return judge(check, None, None, settings.significance, no_baseline=why)
-        before = self._baseline_outcomes(check, baseline)
+            return judge(check, None, None, settings.significance, no_baseline=why, case_runs=case_runs)
+        cases = self._baseline_cases(check, baseline)
+        before = {case: passed for case, (passed, _, _) in cases.items()}
         self._read_outcomes[baseline.run_id] = before
         counts = case_counts(baseline, before)
         if counts is None:
             why = f"baseline run {baseline.run_id} has no case counts"
-            return judge(check, None, None, settings.significance, no_baseline=why)
+            return judge(check, None, None, settings.significance, no_baseline=why, case_runs=case_runs)
         now = outcomes.get((s.eval, s.variant), {})
-        paired = [(before[case], passed) for case, passed in now.items() if case in before]
-        judged = judge(check, counts, paired, settings.significance)
+        shared = [case for case in now if case in before]
+        paired = [(before[case], now[case]) for case in shared]
+        runs = self._runs.get((s.eval, s.variant), {})
+        paired_runs = [(cases[case][1:], runs[case]) for case in shared]
+        judged = judge(check, counts, paired, settings.significance, paired_runs=paired_runs, case_runs=case_runs)
         return dataclasses.replace(
             judged, baseline_run_id=baseline.run_id,
             prompts_changed=prompt_changes(baseline.prompt_versions, self._prompt_versions(s.eval, s.variant)),
@@ -620,30 +633,35 @@ class EvalSession:
             return self._problem(check, str(exc))
         flaky = flaky_across_runs(earlier, self._every_outcome.get((s.eval, s.variant), {}), min_flips, runs)
         return dataclasses.replace(check, flaky_across_runs=flaky)
-    def _baseline_outcomes(self, check: EvalCheck, baseline: Baseline) -> dict[str, bool]:
-        """``{case_id: passed}`` of the baseline; when a report shows the flipped cases, they are kept too
-        (:attr:`flipped`), from the same download of the baseline's results table."""
-        from .tracking import RESULTS_FILE, TrackingError, result_rows
+
+    def _baseline_cases(self, check: EvalCheck, baseline: Baseline) -> dict[str, tuple[bool, int, int]]:
+        """``{case_id: (passed, runs passed, runs)}`` of the baseline (``tracking.case_runs``); when a report shows
+        the flipped cases, they are kept too (:attr:`flipped`), from the same download of its results table."""
+        from .tracking import RESULTS_FILE, TrackingError, case_runs, result_rows
 
         s = check.summary
-        name = "run_cases" if self._shows_flips() else "baseline_outcomes"
+        name = "run_cases" if self._shows_flips() else "baseline_cases"
         try:
             found = self._call(lambda: self._via(name, baseline.run_id))
             problem = self._down or f"baseline run {baseline.run_id} has no results table ({RESULTS_FILE})"
         except TrackingError as exc:
             self._problem(check, str(exc))
             found, problem = None, str(exc)
-        if name == "baseline_outcomes":
+        if name == "baseline_cases":
             return found or {}
         now = result_rows([data for data in self._case_data if data["eval"] == s.eval and data["variant"] == s.variant])
         cases = None if found is None else tuple(flipped_cases(found, now))
         self.flipped.append(FlippedCases(eval=s.eval, variant=s.variant, before_run_id=baseline.run_id, after_run_id=None,
                                          cases=cases, problem=None if cases is not None else problem))
-        return {str(row["case_id"]): bool(row.get("passed")) for row in found or ()}
+        return case_runs(found or ())
 
     def _shows_flips(self) -> bool:
         """Whether a report that shows the flipped cases is asked for: the HTML report, or the JSON report."""
         return bool(self.config.getoption("prompt_report")) or self._html_report_path() is not None
+
+    def _case_runs(self, check: EvalCheck) -> list[tuple[int, int]]:
+        """(runs passed, runs) of each case of ``check`` this session, for a repeated eval's clustered interval."""
+        return list(self._runs.get((check.summary.eval, check.summary.variant), {}).values())
 
     def _log(self, check: EvalCheck, interrupted: bool) -> EvalCheck:
         """Log ``check`` as one MLflow run; when MLflow is down or refuses it, keep it in the spool."""
@@ -1087,6 +1105,14 @@ def _outcomes(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, bool
     for r in results:
         outcomes.setdefault((r.eval, r.variant), {})[r.case_id] = r.outcome == "passed"
     return outcomes
+
+
+def _run_counts(results: list[CaseResult]) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+    """``{(eval, variant): {case_id: (runs passed, runs)}}`` of this session."""
+    counts: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    for r in results:
+        counts.setdefault((r.eval, r.variant), {})[r.case_id] = r.run_counts
+    return counts
 
 
 def case_counts(baseline: Baseline, outcomes: dict[str, bool]) -> RateInput | None:

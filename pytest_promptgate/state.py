@@ -219,6 +219,16 @@ def significance_option(text: str) -> float:
     return value
 
 
+def correction_option(text: str) -> str:
+    """``--prompt-correction``: how p-values are adjusted across the session (holm, bh or none)."""
+    from .verdicts import CORRECTIONS
+
+    name = text.strip().lower()
+    if name not in CORRECTIONS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(CORRECTIONS)}; got {text!r}")
+    return name
+
+
 def fail_on_option(text: str) -> frozenset[str]:
     """``--prompt-fail-on``: verdict names (see :func:`pytest_promptgate.verdicts.parse_fail_on`)."""
     from .verdicts import parse_fail_on

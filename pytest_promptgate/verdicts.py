@@ -118,6 +118,8 @@ def judge(
     significance: float | None = None,
     *,
     no_baseline: str | None = None,
+    paired_runs: Sequence[tuple[tuple[int, int], tuple[int, int]]] | None = None,
+    case_runs: Sequence[tuple[int, int]] = (),
 ) -> EvalCheck:
     """``check`` with its comparison with the baseline and its verdict (DESIGN §5).
 
@@ -128,12 +130,15 @@ def judge(
     cases is not read as a drop. ``no_baseline`` is why there is no baseline other
     than a first run (see :func:`verdict`). An eval whose settings never reached
     the controller is a REGRESSION: nothing shows it met a threshold.
+    ``paired_runs`` and ``case_runs`` are the runs of repeated cases (see :func:`compare`).
     """
     s = check.summary
     current = RateInput(s.passed, s.cases)
     if check.partial and paired and baseline is not None:
         baseline = RateInput(sum(before for before, _ in paired), len(paired))
-    comparison = compare(current, baseline, paired if baseline is not None else None)
+    comparison = compare(current, baseline, paired if baseline is not None else None,
+                         paired_runs=paired_runs if baseline is not None else None, case_runs=case_runs,
+                         alpha=significance)
     if check.threshold is None:
         found = Verdict(VerdictKind.REGRESSION, False, "settings unknown (a worker crashed?): counted as failing")
     else:
@@ -342,6 +347,150 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
     return adjusted
 
 
+# --------------------------------------------------------------------------- repeats, power
+#
+# DESIGN §5.1. With ``repeat: N`` the unit of evidence is the case, not the run:
+# runs of one case share its difficulty (and often a provider's caching or
+# determinism), so N runs of a case are not N independent trials.
+
+#: Exact sign-flip distributions are counted up to this many steps (cases x sum of
+#: scaled differences); beyond it the normal approximation of the same distribution is used.
+_EXACT_SIGN_FLIP_STEPS = 1_000_000  # about half a second
+#: The power a detectable effect (``detectable``) is computed for.
+DETECTABLE_POWER = 0.8
+
+
+def sign_flip_test(differences: Sequence[int], exact_steps: int = _EXACT_SIGN_FLIP_STEPS) -> float:
+    """Two-sided p-value of the paired permutation (sign-flip) test of the sum of integer ``differences``.
+
+    Under no change each case's difference is as likely to have the other sign, so
+    the 2^n sign patterns of the nonzero differences are equally likely; the
+    p-value is min(1, 2 · P[T >= |t|]), as ``scipy.stats.permutation_test``
+    defines it for paired samples. With all differences ±1 this is McNemar's
+    exact test. The distribution is counted exactly (a subset-sum count in
+    integers) while that takes at most ``exact_steps`` steps (cases x sum of
+    magnitudes); larger samples use its normal approximation (mean 0, variance
+    Σd², with a continuity correction of half the distribution's step), which
+    is within a thousandth of the exact p-value at that size.
+    """
+    magnitudes = [abs(d) for d in differences if d]
+    if not magnitudes:
+        return 1.0
+    observed, total = abs(sum(differences)), sum(magnitudes)
+    if len(magnitudes) * total > exact_steps:
+        # T moves in steps of twice the magnitudes' common divisor: half a step is that divisor.
+        corrected = max(observed - math.gcd(*magnitudes), 0)
+        z = corrected / math.sqrt(sum(d * d for d in magnitudes))
+        return min(1.0, 2 * (1 - statistics.NormalDist().cdf(z)))
+    # T = 2 * (sum of the positive magnitudes) - total, so T >= t  <=>  subset sum >= (total + t) / 2.
+    counts = [1] + [0] * total  # counts[u]: sign patterns whose positive magnitudes sum to u
+    reach = 0
+    for m in magnitudes:
+        reach += m
+        for u in range(reach, m - 1, -1):
+            counts[u] += counts[u - m]
+    tail = sum(counts[(total + observed + 1) // 2:])
+    return min(1.0, 2 * tail / (1 << len(magnitudes)))
+
+
+def case_differences(pairs: Sequence[tuple[tuple[int, int], tuple[int, int]]]) -> list[int]:
+    """Per-case differences of pass fractions (now minus baseline), scaled to integers.
+
+    ``pairs`` holds ``((runs passed, runs) in the baseline, (runs passed, runs) now)``
+    for each shared case. The common denominator of every fraction keeps the
+    differences exact, so ties between them stay ties.
+    """
+    scale = math.lcm(*(n for before, now in pairs for _, n in (before, now)))
+    return [now[0] * (scale // now[1]) - before[0] * (scale // before[1]) for before, now in pairs]
+
+
+def clustered_interval(runs: Sequence[tuple[int, int]], confidence: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """The share of passing runs of a repeated eval, and its interval, counting cases (not runs) as the unit.
+
+    ``runs`` holds ``(runs passed, runs)`` per case. The rate is the mean of the
+    per-case fractions (each case weighs the same). The interval is Wilson's with
+    the effective sample size of clustered runs (Kish): p(1-p) over the variance
+    of that mean across cases, kept between the number of cases and of runs. So
+    runs of a case that always agree count as one observation, independent runs
+    as many; unlike a t interval on the fractions it stays inside [0, 1] and is
+    not empty when every run passed; unlike a cluster bootstrap it needs no seed.
+    """
+    cases = len(runs)
+    if cases == 0:
+        return 0.0, (0.0, 1.0)
+    fractions = [passed / total for passed, total in runs]
+    rate = statistics.fmean(fractions)
+    total_runs = sum(total for _, total in runs)
+    variance = statistics.variance(fractions) / cases if cases > 1 else 0.0
+    effective = cases if variance == 0 else min(max(rate * (1 - rate) / variance, cases), total_runs)
+    return rate, wilson_interval(rate * effective, effective, confidence)
+
+
+def normal_power(effect: float, nobs: float, alpha: float) -> float:
+    """Power of a two-sided z-test of standardized ``effect`` with ``nobs`` observations at level ``alpha``.
+
+    The same number as ``statsmodels.stats.power.NormalIndPower().power`` (``nobs`` is
+    n for one sample, 1 / (1/n1 + 1/n2) for two).
+    """
+    normal = statistics.NormalDist()
+    crit = normal.inv_cdf(1 - alpha / 2)
+    shift = effect * math.sqrt(nobs)
+    return (1 - normal.cdf(crit - shift)) + normal.cdf(-crit - shift)
+
+
+def smallest_effect(nobs: float, alpha: float, power: float = DETECTABLE_POWER) -> float:
+    """The standardized effect a two-sided z-test with ``nobs`` observations detects with ``power`` at ``alpha``.
+
+    Solves :func:`normal_power` = ``power`` by bisection to float precision (the
+    power rises with the effect, so the root is unique).
+    """
+    if nobs <= 0:
+        return math.inf
+    low, high = 0.0, 2 * (statistics.NormalDist().inv_cdf(1 - alpha / 2) + 4) / math.sqrt(nobs)
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        low, high = (middle, high) if normal_power(middle, nobs, alpha) < power else (low, middle)
+    return high
+
+
+def detectable_paired(shared: int, spread: float, alpha: float, power: float = DETECTABLE_POWER) -> float:
+    """The smallest change of pass rate a paired test over ``shared`` cases detects, as a fraction.
+
+    ``spread`` is the standard deviation of the per-case changes (of pass
+    fractions); the change is :func:`smallest_effect` of one sample times it.
+    A normal rather than a t approximation: the noncentral t is not in the
+    standard library, and above 20 cases they differ by less than a tenth.
+    """
+    return min(1.0, smallest_effect(shared, alpha, power) * spread)
+
+
+def detectable_two_sample(
+    rate: float, n_now: int, n_baseline: int, alpha: float, power: float = DETECTABLE_POWER, *, rise: bool = False,
+) -> float:
+    """The smallest drop (or ``rise``) from pass rate ``rate`` that two unpaired runs of these sizes detect.
+
+    On Cohen's arcsine scale h = 2·asin(√p1) - 2·asin(√p2), where a difference of
+    proportions has the same variance wherever it lies; the drop is read back from
+    the smallest detectable h. A drop larger than ``rate`` (or a rise above 1) is
+    cut there: nothing smaller is detectable. An empty run detects nothing.
+    """
+    if n_now == 0 or n_baseline == 0:
+        return 1 - rate if rise else rate
+    h = smallest_effect(1 / (1 / n_now + 1 / n_baseline), alpha, power)
+    angle = 2 * math.asin(math.sqrt(rate)) + (h if rise else -h)
+    other = math.sin(min(max(angle, 0.0), math.pi) / 2) ** 2
+    return abs(other - rate)
+
+
+def detectable_table(sizes: Sequence[int], rates: Sequence[float], spread: float, alpha: float) -> list[list[float]]:
+    """For docs/mlflow.md: per number of cases, the detectable drop from each baseline ``rate`` with no shared
+    cases, then over shared cases whose changes have this ``spread``; fractions."""
+    return [[detectable_two_sample(rate, n, n, alpha) for rate in rates] + [detectable_paired(n, spread, alpha)]
+            for n in sizes]
+
+
 # --------------------------------------------------------------------------- comparison with the baseline
 
 
@@ -380,10 +529,25 @@ class Comparison:
     #: current_rate - baseline_rate: negative is a drop.
     delta: float | None = None
     p_value: float | None = None
-    test: Literal["mcnemar", "fisher"] | None = None
+    test: Literal["mcnemar", "sign-flip", "fisher"] | None = None
     shared_cases: int = 0
     fixed: int | None = None
     broke: int | None = None
+    #: ``p_value`` adjusted across the session's comparisons (:func:`correct_session`); None until then.
+    p_adjusted: float | None = None
+    #: How it was adjusted (a name of :data:`CORRECTIONS`).
+    correction: str = "none"
+    #: The smallest change of pass rate these cases detect with power 0.8 at ``alpha`` (a fraction).
+    detectable: float | None = None
+    alpha: float = 0.05
+    #: A repeated eval's share of passing runs (mean of per-case fractions) and its clustered interval.
+    run_rate: float | None = None
+    run_ci: tuple[float, float] | None = None
+
+    @property
+    def deciding_p(self) -> float | None:
+        """The p-value ``--prompt-significance`` decides on: the adjusted one once there is one."""
+        return self.p_adjusted if self.p_adjusted is not None else self.p_value
 
     @property
     def has_baseline(self) -> bool:
@@ -395,6 +559,10 @@ def compare(
     current: RateInput,
     baseline: RateInput | None,
     paired: list[tuple[bool, bool]] | None = None,
+    *,
+    paired_runs: Sequence[tuple[tuple[int, int], tuple[int, int]]] | None = None,
+    case_runs: Sequence[tuple[int, int]] = (),
+    alpha: float | None = None,
 ) -> Comparison:
     """Compare the current run's pass rate with its baseline's.
 
@@ -403,19 +571,46 @@ def compare(
     those cases; otherwise Fisher's exact test on the two runs' counts. The rates
     and intervals are always those of the whole runs. A baseline with no cases is
     no baseline.
+
+    With repeats (DESIGN §5.1), ``paired_runs`` holds the same shared cases as
+    ``((runs passed, runs) in the baseline, (runs passed, runs) now)``: when any
+    case ran more than once, the p-value is the sign-flip test of the per-case
+    differences of pass fractions (:func:`sign_flip_test`), which is McNemar's
+    when every case ran once. ``case_runs`` (every current case's runs) gives a
+    repeated eval's share of passing runs with its clustered interval. The
+    detectable change is computed at ``alpha`` (default 0.05).
     """
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
     current_ci = wilson_interval(current.passed, current.total)
+    repeated = any(n > 1 for _, n in case_runs)
+    run_rate, run_ci = clustered_interval(case_runs) if repeated else (None, None)
     if baseline is None or baseline.total == 0:
         if paired:
             raise ValueError("paired case outcomes were given without a baseline")
-        return Comparison(current=current, current_rate=current.rate, current_ci=current_ci)
+        return Comparison(current=current, current_rate=current.rate, current_ci=current_ci, alpha=alpha,
+                          run_rate=run_rate, run_ci=run_ci)
+    delta = current.rate - baseline.rate
     if paired:
         broke = sum(1 for before, now in paired if before and not now)
         fixed = sum(1 for before, now in paired if now and not before)
-        p_value, test, counts = mcnemar_exact(broke, fixed), "mcnemar", (fixed, broke)
+        counts: tuple[int | None, int | None] = (fixed, broke)
+        if paired_runs and any(n > 1 for pair in paired_runs for _, n in pair):
+            differences = case_differences(paired_runs)
+            p_value, test = sign_flip_test(differences), "sign-flip"
+            scale = math.lcm(*(n for pair in paired_runs for _, n in pair))
+            changes = [d / scale for d in differences]
+        else:
+            p_value, test = mcnemar_exact(broke, fixed), "mcnemar"
+            changes = [float(now) - float(before) for before, now in paired]
+        spread = statistics.stdev(changes) if len(changes) > 1 else 0.0
+        # No case changed: the spread of changes is unknown, and the unpaired bound is what can be said.
+        detectable = detectable_paired(len(changes), spread, alpha) if spread > 0 else None
     else:
         p_value = fisher_exact_two_sided(current.passed, current.total, baseline.passed, baseline.total)
         test, counts = "fisher", (None, None)
+        detectable = None
+    if detectable is None:
+        detectable = detectable_two_sample(baseline.rate, current.total, baseline.total, alpha, rise=delta > 0)
     return Comparison(
         current=current,
         current_rate=current.rate,
@@ -423,12 +618,16 @@ def compare(
         baseline=baseline,
         baseline_rate=baseline.rate,
         baseline_ci=wilson_interval(baseline.passed, baseline.total),
-        delta=current.rate - baseline.rate,
+        delta=delta,
         p_value=p_value,
-        test=test,
+        test=test,  # type: ignore[arg-type]
         shared_cases=len(paired) if paired else 0,
         fixed=counts[0],
         broke=counts[1],
+        detectable=detectable,
+        alpha=alpha,
+        run_rate=run_rate,
+        run_ci=run_ci,
     )
 
 
@@ -567,6 +766,25 @@ def compare_runs(
         problem=None if have_rows else problem,
     )
     return RunComparison(eval_name, variant, before, after, comparison, flips)
+def correct_session(checks: Sequence[EvalCheck], method: str, significance: float | None) -> list[EvalCheck]:
+    """The session's checks with their p-values adjusted together (:func:`adjust_pvalues`) and verdicts given again.
+
+    A session compares many (eval, variant)s with their baselines at once: each
+    one's p-value is adjusted across every comparison of the session, and
+    ``significance`` decides on the adjusted one (DESIGN §5.1). Checks without a
+    comparison keep their verdict.
+    """
+    compared = [i for i, c in enumerate(checks) if c.comparison is not None and c.comparison.p_value is not None]
+    adjusted = adjust_pvalues([checks[i].comparison.p_value for i in compared], method)  # type: ignore[union-attr]
+    out = list(checks)
+    for i, p in zip(compared, adjusted):
+        check = checks[i]
+        comparison = dataclasses.replace(check.comparison, p_adjusted=p, correction=method)  # type: ignore[arg-type]
+        found = check.verdict
+        if check.threshold is not None:
+            found = verdict(check.summary.pass_rate, check.threshold, check.warn_drop, comparison, significance)
+        out[i] = dataclasses.replace(check, comparison=comparison, verdict=found)
+    return out
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -624,24 +842,34 @@ def verdict(
         return Verdict(VerdictKind.PASS, first_run, why_alone)
 
     assert comparison is not None and comparison.baseline_rate is not None and comparison.p_value is not None
-    baseline_rate, p = comparison.baseline_rate, comparison.p_value
-    significant = significance is None or p < significance
+    baseline_rate, p = comparison.baseline_rate, comparison.deciding_p
+    assert p is not None
     drop = baseline_rate - pass_rate
-    shown_p = format_p(p) if significance is None else f"{format_p(p)}, alpha {significance:g}"
+    significant = significance is None or p < significance
+    # A change the test cannot call significant, and smaller than these cases could detect: the number of
+    # cases is why. (A significant change stays one even below the detectable effect: that effect sits
+    # well above the significance boundary by definition, so demoting it would throw most power away.)
+    too_small = comparison.detectable is not None and abs(drop) < comparison.detectable - _EPSILON
+    shown_p = _shown_p(comparison) + ("" if significance is None else f", alpha {significance:g}")
+    if too_small:
+        not_significant = f"not significant (n too small to detect < {_pp(comparison.detectable)}; {shown_p})"
+    else:
+        not_significant = f"not significant ({shown_p})"
     if drop >= warn_drop - _EPSILON and drop > _EPSILON:
         change = f"dropped {_pp(drop)} from {_percent(baseline_rate)}"
         if significant:
             return Verdict(VerdictKind.WARNING, False, f"{change} ({shown_p})")
-        return Verdict(VerdictKind.PASS, False, f"{change}, not significant ({shown_p})")
+        return Verdict(VerdictKind.PASS, False, f"{change}, {not_significant}")
     if drop < -_EPSILON:
         change = f"rose {_pp(-drop)} from {_percent(baseline_rate)}"
         if significant:
             return Verdict(VerdictKind.IMPROVED, False, f"{change} ({shown_p})")
-        return Verdict(VerdictKind.PASS, False, f"{change}, not significant ({shown_p})")
+        return Verdict(VerdictKind.PASS, False, f"{change}, {not_significant}")
     if drop > _EPSILON:
         return Verdict(
             VerdictKind.PASS, False,
-            f"dropped {_pp(drop)} from {_percent(baseline_rate)}, less than warn_drop {_pp(warn_drop, 'g')} ({format_p(p)})",
+            f"dropped {_pp(drop)} from {_percent(baseline_rate)}, less than warn_drop {_pp(warn_drop, 'g')} "
+            f"({_shown_p(comparison)})",
         )
     return Verdict(VerdictKind.PASS, False, f"unchanged from baseline {_percent(baseline_rate)}")
 
@@ -656,6 +884,15 @@ def _percent_short(rate: float) -> str:
 
 def _pp(fraction: float, spec: str = ".1f") -> str:
     return f"{fraction * 100:{spec}} pp"
+
+
+def _shown_p(comparison: Comparison) -> str:
+    """``p=0.031``, and ``holm-adjusted p=0.093`` beside it when adjusting changed it."""
+    assert comparison.p_value is not None
+    shown = format_p(comparison.p_value)
+    if comparison.p_adjusted is not None and comparison.p_adjusted != comparison.p_value:
+        shown += f", {comparison.correction}-adjusted {format_p(comparison.p_adjusted)}"
+    return shown
 
 
 def format_p(p: float) -> str:

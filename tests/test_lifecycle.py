@@ -224,7 +224,8 @@ def test_significance_and_fail_on_options(story):
     result = story(3, "--prompt-significance", "0.05", "--prompt-fail-on", "regression,warning")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["story*default*85.0%*-15.0 pp (p=0.250)*PASS*"])
-    assert only(story.report())["verdict_reason"] == "dropped 15.0 pp from 100.0%, not significant (p=0.250, alpha 0.05)"
+    assert only(story.report())["verdict_reason"] == ("dropped 15.0 pp from 100.0%, not significant "
+                                                     "(n too small to detect < 22.9 pp; p=0.250, alpha 0.05)")
     # 14/20 after that 17/20: a WARNING, which fails the session when asked to.
     result = story(6, "--prompt-fail-on", "regression,warning")
     assert only(story.report())["verdict"] == "WARNING"

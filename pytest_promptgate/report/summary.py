@@ -23,14 +23,14 @@ def summary_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
             f"{s.failed}/{s.errors}/{s.flaky}",
             rate,
             _percent(check.threshold) if check.threshold is not None else "?",
-            baseline, delta, verdict,
+            baseline, delta, _adjusted_cell(check), _detectable_cell(check), verdict,
             f"{s.average_score:.3f}" if s.average_score is not None else "-",
             f"{s.cost_usd_total:.6f}" if s.cost_usd_total is not None else "-",
             _milliseconds(s.latency_ms_p95),
         ])
     headers = ["eval", "variant", "cases", "fail/err/flaky", "pass rate [95% CI]", "threshold", "baseline", "delta (p)",
-               "verdict", "score", "cost $", "p95 ms"]
-    return headers, rows
+               "adj p", "detects", "verdict", "score", "cost $", "p95 ms"]
+    return _without_empty(headers, rows, ("adj p", "detects"))
 
 
 def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = None) -> tuple[list[str], list[list[str]]]:
@@ -43,8 +43,31 @@ def compact_rows(checks: Sequence[EvalCheck], tracking: TrackingStatus | None = 
         s = check.summary
         rate, verdict = _rate_cell(check, percent=""), _verdict_cell(check, first_run="first")
         baseline, delta = _baseline_cells(check, tracking, unit="")
-        rows.append([f"{s.eval}/{s.variant}", rate, baseline, delta, verdict])
-    return ["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "verdict"], rows
+        rows.append([f"{s.eval}/{s.variant}", rate, baseline, delta, _adjusted_cell(check), verdict])
+    return _without_empty(["eval/variant", "pass [95% CI]", "base", "delta pp (p)", "adj p", "verdict"], rows, ("adj p",))
+
+
+def _without_empty(headers: list[str], rows: list[list[Any]], optional: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """The table without its ``optional`` columns that say nothing in any row (``-``: no comparison with a baseline)."""
+    drop = {i for i, name in enumerate(headers) if name in optional and all(row[i] == "-" for row in rows)}
+    keep = [i for i in range(len(headers)) if i not in drop]
+    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def _adjusted_cell(check: EvalCheck) -> str:
+    """The p-value adjusted across the session (``0.093``, ``<0.001``); ``-`` without a comparison."""
+    c = check.comparison
+    if c is None or c.p_adjusted is None:
+        return "-"
+    return format_p(c.p_adjusted).removeprefix("p=").removeprefix("p")
+
+
+def _detectable_cell(check: EvalCheck) -> str:
+    """The smallest change these cases detect (power 0.8 at the comparison's alpha): ``14.6 pp``."""
+    c = check.comparison
+    if c is None or c.detectable is None or not c.has_baseline:
+        return "-"
+    return f"{c.detectable * 100:.1f} pp"
 
 
 def _rate_cell(check: EvalCheck, percent: str) -> str:
@@ -95,6 +118,11 @@ def note_lines(checks: Sequence[EvalCheck], best: Sequence[BestVariant], trackin
         v = check.verdict
         if v is not None and (v.kind.value != "PASS" or v.reason.startswith("dropped")):
             lines.append(f"{check.label}: {v.kind.value}: {v.reason}")  # a PASS that dropped says why it is a PASS
+    for check in checks:
+        c = check.comparison
+        if c is not None and c.run_rate is not None and c.run_ci is not None and check.summary.flaky:
+            lines.append(f"{check.label}: {c.run_rate:.1%} of runs passed [{c.run_ci[0]:.0%}-{c.run_ci[1]:.0%}], "
+                         "cases as the unit (repeated runs of a case are not independent)")
     for check in checks:
         if check.prompts_changed:
             changes = ", ".join(f"{c.name} {c.before or '(none)'} -> {c.after or '(none)'}" for c in check.prompts_changed)

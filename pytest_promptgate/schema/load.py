@@ -72,6 +72,8 @@ class LoadedCase:
     line: int | None
     #: People's rated labels of the case (``NAME.labels.jsonl``), of every variant.
     labels: tuple[Label, ...] = ()
+    #: The case's own ``repeat``; None: the eval's.
+    repeat: int | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ def _load_cases(
                 description=case.description,
                 file=where.file,
                 line=where.line,
+                repeat=case.repeat,
             )
             first = seen.get(loaded.id)
             if first is not None:

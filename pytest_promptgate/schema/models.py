@@ -310,6 +310,9 @@ class Case(_Model):
     expected: JsonData = None
     graders: list[Grader] = []
     tags: list[str] = []
+    #: Runs of the target for this case, in place of the eval's ``repeat`` (one nondeterministic case need not
+    #: make every case run N times).
+    repeat: int | None = Field(default=None, ge=1, le=1000)
 
 
 class Include(_Model):

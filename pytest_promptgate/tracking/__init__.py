@@ -47,7 +47,9 @@ from .runs import (
     result_rows, results_json, summary_metrics,
 )
 from .context import ci_tags, git_tags
-from .baselines import Baseline, BaselineError, baseline_outcomes, find_baseline, pinned_baseline, run_cases
+from .baselines import (
+    Baseline, BaselineError, baseline_cases, baseline_outcomes, case_runs, find_baseline, pinned_baseline, run_cases,
+)
 from .registry import (
     RegistryError, alias_version, audit_history, record_audit, register_prompt_version, resolve_prompt, set_alias,
 )
@@ -60,10 +62,11 @@ __all__ = [
     "AgentBug", "AgentGone", "Baseline", "BaselineError", "EvalHistory", "Journal", "MAX_PARAM_VALUE",
     "MAX_TAG_VALUE", "RESULTS_FILE", "RegistryError", "TrackedRun", "Tracker", "TrackingAgent", "TrackingError",
     "TrackingStatus", "TrackingUnavailable", "TrendRun", "agent_mode", "alias_version", "anchor_sqlite",
-    "audit_history", "baseline_outcomes", "ci_tags", "display_uri", "eval_runs", "find_baseline", "git_tags",
-    "journal_dir", "log_eval_run", "log_report", "metric_key", "newest_complete_run", "pinned_baseline",
-    "prompt_versions", "recent_outcomes", "record_audit", "record_id", "recover", "register_prompt_version",
-    "rejected_spool", "resolve_prompt", "resolve_tracking_uri", "result_rows", "results_json", "run_cases",
-    "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir", "spooled", "sqlite_path",
+    "audit_history", "baseline_cases", "baseline_outcomes", "case_runs", "ci_tags", "display_uri", "eval_runs",
+    "find_baseline", "git_tags", "journal_dir", "log_eval_run", "log_report", "metric_key", "newest_complete_run",
+    "pinned_baseline", "prompt_versions", "recent_outcomes", "record_audit", "record_id", "recover",
+    "register_prompt_version", "rejected_spool", "resolve_prompt", "resolve_tracking_uri", "result_rows",
+    "results_json", "run_cases", "run_params", "same_store", "send_spooled", "set_alias", "spool", "spool_dir",
+    "spooled", "sqlite_path",
     "summary_metrics", "template_dir", "tracking_failure",
 ]

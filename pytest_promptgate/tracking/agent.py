@@ -48,8 +48,8 @@ from .store import Tracker, TrackingError, TrackingUnavailable, preload, trackin
 
 #: The functions of the package's face the agent runs, each with the agent's tracker as the first argument.
 CALLS = frozenset({
-    "find_baseline", "pinned_baseline", "baseline_outcomes", "recent_outcomes", "run_cases", "log_eval_run",
-    "send_spooled", "eval_runs", "log_report",
+    "find_baseline", "pinned_baseline", "baseline_outcomes", "baseline_cases", "recent_outcomes", "run_cases",
+    "log_eval_run", "send_spooled", "eval_runs", "log_report",
 })
 #: The TrackingError classes an answer may name, to raise the same one in the controller.
 _ERRORS = {cls.__name__: cls for cls in (TrackingError, TrackingUnavailable, BaselineError, RegistryError)}

@@ -87,6 +87,30 @@ def run_cases(tracker: Tracker, run_id: str) -> list[dict[str, Any]] | None:
     return [dict(zip(columns, row)) for row in rows if isinstance(row, list)]
 
 
+def baseline_cases(tracker: Tracker, run_id: str) -> dict[str, tuple[bool, int, int]]:
+    """``{case_id: (passed, runs passed, runs)}`` of run ``run_id``, from its results table, for paired repeats
+    (:func:`case_runs`); {} when the run has none."""
+    return case_runs(run_cases(tracker, run_id) or ())
+
+
+def case_runs(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[bool, int, int]]:
+    """``{case_id: (passed, runs passed, runs)}`` of results-table rows (:func:`run_cases`).
+
+    An errored case counts as none of its runs passing (as it counts against the
+    pass rate); a table without run counts counts each case as one run.
+    """
+    cases = {}
+    for row in rows:
+        passed = bool(row.get("passed"))
+        if row.get("runs") is None or row.get("runs_passed") is None:
+            cases[str(row["case_id"])] = (passed, int(passed), 1)
+            continue
+        total = max(int(row["runs"] or 0), 1)
+        passed_runs = 0 if row.get("outcome") == "error" else min(int(row["runs_passed"] or 0), total)
+        cases[str(row["case_id"])] = (passed, passed_runs, total)
+    return cases
+
+
 def _results_table(tracker: Tracker, run_id: str) -> Any:
     """The parsed :data:`RESULTS_FILE` of run ``run_id``; None when the run has none."""
     client = tracker.client
