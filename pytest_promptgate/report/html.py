@@ -103,6 +103,10 @@ def _card(e: Mapping[str, Any], tracking: Mapping[str, Any] | None) -> str:
          else _no_baseline(e, tracking)),
         ("delta", "delta", f"{e['delta'] * 100:+.1f} pp" if e["delta"] is not None else "-"),
         ("p_value", "p-value", format_p(e["p_value"]) if e["p_value"] is not None else "-"),
+        ("p_adjusted", "adjusted p", f'{format_p(e["p_adjusted"])} ({e["correction"]})' if e["p_adjusted"] is not None
+         else "-"),
+        ("detectable_change", "detects", f'{e["detectable_change"] * 100:.1f} pp' if e["detectable_change"] is not None
+         else "-"),
         ("cases", "cases", f"{e['passed']} passed, {e['failed']} failed, {e['errors']} errors, {e['flaky']} flaky"
          + (f" ({e['cases']} of {e['dataset_size']}: partial)" if e["partial"] else "")),
         ("cost", "cost", _usd(e["cost_usd_total"])),
@@ -365,16 +369,21 @@ def _cost_chart(evals: Sequence[Mapping[str, Any]]) -> str:
              f'<text class="tick" x="{left}" y="{top + height + 16}">$0</text>'
              f'<text class="tick" x="{left + width}" y="{top + height + 16}">{_usd(dearest)}</text>'
              f'<text class="tick" x="{left + width / 2}" y="{top + height + 34}">cost per case</text>']
+    placed: list[tuple[float, float]] = []  # where labels went: points close together keep theirs apart
     for e in priced:
         x = left + e["cost_usd_per_case"] / dearest * width
         y = top + (1 - e["pass_rate"]) * height
         label = f'{e["eval"]} [{e["variant"]}]'
+        ly = y + 4
+        while any(abs(ly - py) < 13 and abs(x - px) < 220 for px, py in placed):
+            ly += 13
+        placed.append((x, ly))
         parts.append(
             f'<circle class="point verdict-{escape(e["verdict"] or "none")}" cx="{x:.1f}" cy="{y:.1f}" r="5">'
             f"<title>{escape(label)}: {_rate(e['pass_rate'])} at {_usd(e['cost_usd_per_case'])} a case</title></circle>"
             # labels of points on the right half go to their left, inside the chart
-            + (f'<text class="point-label" x="{x + 7:.1f}" y="{y + 4:.1f}">' if x < left + width / 2 else
-               f'<text class="point-label end" x="{x - 7:.1f}" y="{y + 4:.1f}">') + f"{bounded(label, 40)}</text>"
+            + (f'<text class="point-label" x="{x + 7:.1f}" y="{ly:.1f}">' if x < left + width / 2 else
+               f'<text class="point-label end" x="{x - 7:.1f}" y="{ly:.1f}">') + f"{bounded(label, 40)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts) + '<p class="legend">a point per eval and variant: up is a higher pass rate, left is cheaper</p>'
@@ -440,7 +449,9 @@ def _trend_table(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _changes(changes: Sequence[Mapping[str, Any]] | None) -> str:
-    return "-" if changes is None else bounded(_change_text(changes), 400)
+    if changes is None:
+        return "-"  # the first run shown: nothing before it to compare with
+    return bounded(_change_text(changes), 400) if changes else "none"
 
 
 def _change_text(changes: Sequence[Mapping[str, Any]]) -> str:
