@@ -189,7 +189,8 @@ def test_any_labels_file_loads_or_is_a_located_problem(tmp_path_factory, lines):
 def test_a_label_for_one_variant_stays_with_it(project, pytester):
     project("routing.eval.yaml", EVAL.replace("threshold: 0.5", "threshold: 0.5\nvariants: [{name: a}, {name: b}]"))
     project("routing.labels.jsonl", rows({"case": "r3", "variant": "b", "rating": "bad", "failure_mode": "only_b"}))
-    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json")
+    # -rN: no short test summary, which repeats failure texts in full when CI is set (pytest does not cut them there)
+    result = pytester.runpytest("--prompt-suite", "core", "--prompt-report", "r.json", "-rN")
     report = json.loads((pytester.path / "r.json").read_text())
     assert {e["variant"]: e["failure_modes"] for e in report["evals"]} == {
         "a": {"wrong_label": 1}, "b": {"only_b": 1, "wrong_label": 1}}
