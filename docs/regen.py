@@ -57,9 +57,12 @@ RUNS = {
     "second": Run(("examples", "--prompt-suite", "core")),
     "collect-tone": Run(("examples", "--prompt-suite", "core", "--co", "-q", "-k", "tone")),
     "partial": Run(("examples", "--prompt-suite", "core", "-q", "-k", "terse and not tone")),
+    "last-failed": Run(("examples", "--prompt-suite", "core", "--lf")),
     "fail-on-pass": Run(("examples", "--prompt-suite", "routing", "-q", "--prompt-fail-on", "pass")),
     "bad-ini": Run(("examples", "--prompt-suite", "routing", "-q", "-o", "promptgate_fail_on=bogus")),
     "no-such-suite": Run(("examples", "--prompt-suite", "nosuch")),
+    # a partial run of the routing suite, compared with the complete run of fail-on-pass
+    "routing-partial": Run(("examples", "--prompt-suite", "routing", "-q", "-k", "technical or shipping")),
 }
 
 
@@ -82,6 +85,21 @@ def _partial(lines: list[str]) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith("=" * 34 + " promptgate"))
     end = next(i for i, line in enumerate(lines) if line.startswith("promptgate: session "))
     return [*lines[:2], "...", *lines[start:end + 1], "..."]
+
+
+def _rerun(lines: list[str]) -> list[str]:
+    """From ``collected`` to the progress line, then the promptgate summary down to its conclusion."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("collected"))
+    progress = next(i for i, line in enumerate(lines) if line.startswith("examples/evals/"))
+    return [*lines[start:progress + 1], *_partial(lines)[2:]]
+
+
+def _table_and_first_note(lines: list[str]) -> list[str]:
+    """The summary table with its footnote, the first note under it, and the conclusion."""
+    head = next(i for i, line in enumerate(lines) if line.startswith("eval "))
+    blank = lines.index("", head)
+    end = next(i for i, line in enumerate(lines) if line.startswith("promptgate: session "))
+    return [*lines[head:blank + 2], "...", lines[end], "..."]
 
 
 def _without_summary_info(lines: list[str]) -> list[str]:
@@ -123,9 +141,11 @@ BLOCKS = {
     "graders-failure-modes": Block("first", _apologetic, comment=None),
     "quickstart-collect-tone": Block("collect-tone", _whole),
     "quickstart-partial": Block("partial", _partial),
+    "quickstart-last-failed": Block("last-failed", _rerun, elided=True, status=True),
     "options-fail-on-pass": Block("fail-on-pass", _head(2)),
     "options-bad-ini": Block("bad-ini", _whole),
     "options-no-such-suite": Block("no-such-suite", _from("collected"), elided=True),
+    "mlflow-partial": Block("routing-partial", _table_and_first_note, elided=True),
 }
 
 
