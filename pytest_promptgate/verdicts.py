@@ -610,7 +610,9 @@ def compare(
         test, counts = "fisher", (None, None)
         detectable = None
     if detectable is None:
-        detectable = detectable_two_sample(baseline.rate, current.total, baseline.total, alpha, rise=delta > 0)
+        # A baseline at 0 % can only rise (and one at 100 % only drop): the change to detect is the one there is room for.
+        rise = delta > 0 or (delta == 0 and baseline.rate == 0)
+        detectable = detectable_two_sample(baseline.rate, current.total, baseline.total, alpha, rise=rise)
     return Comparison(
         current=current,
         current_rate=current.rate,

@@ -353,3 +353,12 @@ def test_a_case_repeat_out_of_range_is_a_located_collection_error(project, pytes
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         ["noisy.eval.yaml:9:40: cases[[]0[]].repeat: input should be greater than or equal to 1 (got a number 0)"])
+
+
+def test_a_baseline_at_zero_states_the_rise_it_could_detect_not_a_zero_drop():
+    """One failing case against a failing baseline: no drop is possible, so '0.0 pp' would read as 'detects anything'."""
+    from pytest_promptgate.verdicts import RateInput, compare, detectable_two_sample
+
+    c = compare(RateInput(0, 1), RateInput(0, 1), paired=[(False, False)])
+    assert c.detectable == pytest.approx(detectable_two_sample(0.0, 1, 1, 0.05, rise=True))
+    assert c.detectable > 0.5
