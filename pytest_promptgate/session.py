@@ -852,12 +852,13 @@ class EvalSession:
                 writes.append((Path(os.environ["GITHUB_STEP_SUMMARY"]), text, "a"))
         html_path = self._html_report_path()
         if html_path is not None:
-            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
-                               self.flipped, self.history, self.promotion)
+            extra = []
             if self.optimization is not None:
                 from .improve import optimization_html
 
-                page = page.replace("<script>", optimization_html(self.optimization) + "\n<script>", 1)
+                extra.append(optimization_html(self.optimization))
+            page = html_report(self.checks, self.outcome, self._case_data, self.best, self.tracking, self.findings,
+                               self.flipped, self.history, self.promotion, extra)
             writes.append((html_path, page, "w"))
         problems = self._write_datasets()
         for path, text, mode in writes:

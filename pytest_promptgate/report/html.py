@@ -43,12 +43,13 @@ def html_report(
     checks: Sequence[EvalCheck], outcome: SessionOutcome, cases: Sequence[Mapping[str, Any]],
     best: Sequence[BestVariant] = (), tracking: TrackingStatus | None = None, findings: Findings | None = None,
     flipped: Sequence[FlippedCases] = (), history: Mapping[str, EvalHistory] | None = None,
-    promotion: Mapping[str, Any] | None = None,
+    promotion: Mapping[str, Any] | None = None, extra: Sequence[str] = (),
 ) -> str:
     """The session as one HTML page: verdict cards, the charts, the flipped cases, the trend, the promotion,
     failure modes, every case.
 
-    The keyword arguments as for :func:`~pytest_promptgate.report.json.json_report`.
+    The keyword arguments as for :func:`~pytest_promptgate.report.json.json_report`; ``extra``: sections other
+    rooms render (``--prompt-optimize``'s), already escaped, placed after the case table.
     """
     data = json_report(checks, outcome, cases, best, tracking, findings, flipped, history, promotion)
     notes = note_lines(checks, best, tracking) + (findings.lines() if findings else [])
@@ -70,6 +71,7 @@ def html_report(
         _notes(notes),
         _failure_modes(data["evals"]),
         _case_table(data["cases"]),
+        *extra,
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
     ]) + "\n"
