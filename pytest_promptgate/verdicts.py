@@ -262,12 +262,17 @@ def mcnemar_exact(b: int, c: int) -> float:
     k = min(b, c)
     if 2 * k >= n:  # b == c: the observed split is the most likely one
         return 1.0
+    return min(1.0, 2 * half_binomial_tail(k, n))
+
+
+def half_binomial_tail(k: int, n: int) -> float:
+    """P[Binomial(n, ½) <= k]: the tail exact tests of discordant pairs stand on (McNemar's two-sided, the
+    optimizer's one-sided sign test), summed in integers and divided once."""
     tail, term = 0, 1  # term = comb(n, i), stepped exactly
-    for i in range(k + 1):
+    for i in range(min(k, n) + 1):
         tail += term
         term = term * (n - i) // (i + 1)
-    # 2 * tail / 2**n, kept exact until this one division.
-    return min(1.0, tail / (1 << (n - 1)))
+    return tail / (1 << n)
 
 
 # Two tables count as equally likely within this relative tolerance (R's fisher.test

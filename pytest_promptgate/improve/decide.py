@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..results import CaseResult
-from ..verdicts import adjust_pvalues
+from ..verdicts import adjust_pvalues, half_binomial_tail
 
 #: Which per-case number each goal lowers (accuracy raises the pass rate instead).
 _COST, _LATENCY, _LENGTH = "cost", "latency", "conciseness"
@@ -25,15 +25,9 @@ def sign_test_greater(wins: int, losses: int) -> float:
     """One-sided exact sign test: P[Binomial(wins + losses, ½) >= wins]; 1.0 without discordant cases."""
     if wins < 0 or losses < 0:
         raise ValueError(f"counts cannot be negative, got wins={wins!r}, losses={losses!r}")
-    n = wins + losses
-    if n == 0:
+    if wins + losses == 0:
         return 1.0
-    tail, term = 0, 1  # term = comb(n, i), stepped exactly; the tail from wins to n
-    for i in range(n + 1):
-        if i >= wins:
-            tail += term
-        term = term * (n - i) // (i + 1)
-    return min(1.0, tail / (1 << n))
+    return min(1.0, half_binomial_tail(losses, wins + losses))  # P[X >= wins] = P[X <= losses] at ½
 
 
 def adjusted(tested: Sequence[float], tried: int) -> float:
