@@ -389,7 +389,8 @@ class EvalItem(pytest.Item):
     # -- the pytest protocol
 
     def setup(self) -> None:
-        self._request._fillfixtures()
+        if self.fixturenames:  # most evals: no autouse fixture applies, and a fixture target is looked up later
+            self._request._fillfixtures()
         try:
             self.result = self._measure()
             return

@@ -128,6 +128,8 @@ class State:
 
     def quarantined(self, eval_name: str, case_id: str) -> QuarantineEntry | None:
         """The quarantine entry in force today for this case, or None."""
+        if not self.quarantine:
+            return None
         today = datetime.date.today()
         entry = quarantine_of(self.quarantine, eval_name, case_id, today)
         return entry if entry is not None and entry.active(today) else None

@@ -319,6 +319,30 @@ def test_calls_return_what_tracking_returns_and_raise_its_errors(tmp_path, migra
     assert agent._process.returncode == 0  # told to exit, it exited by itself
 
 
+def test_the_agent_logs_a_run_without_loading_mlflows_optional_numeric_stack(tmp_path, migrated_store):
+    """With the full ``mlflow`` installed (as here), MLflow imports pandas, numpy and SciPy when they are there,
+    for features the agent never uses: the agent keeps them out (a third of its memory), and still logs runs."""
+    import importlib.util
+
+    assert all(importlib.util.find_spec(name) for name in ("pandas", "numpy", "scipy"))  # installed, so it is a test
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(migrated_store.read_bytes())
+    agent = TrackingAgent(f"sqlite:///{store}", "promptgate")
+    try:
+        assert agent.call("open") is None
+        run_id = agent.call("log_eval_run", TrackedRun(
+            eval="e", variant="v", suite="s", session="now", metrics={"passed_cases": 1, "total_cases": 1},
+            cases=[{"case_id": "c1", "passed": True, "outcome": "passed"}],
+        ))
+        mapped = Path(f"/proc/{agent._process.pid}/maps").read_text()
+    finally:
+        agent.close()
+    loaded = {name for name in ("pandas", "numpy", "scipy", "pyarrow") if f"/site-packages/{name}/" in mapped}
+    assert not loaded, f"the agent loaded {sorted(loaded)}"
+    assert "/site-packages/sqlalchemy/" in mapped  # what it does need is there: the maps are the agent's
+    assert MlflowClient(tracking_uri=f"sqlite:///{store}").get_run(run_id).data.metrics["passed_cases"] == 1
+
+
 def test_an_agent_told_to_open_and_closed_at_once_exits_by_itself_with_its_store_made(tmp_path):
     """Once told to open the store, the agent is never killed early: it finishes creating the store first."""
     store = tmp_path / "made.db"
