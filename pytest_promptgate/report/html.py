@@ -32,6 +32,11 @@ MAX_CELL_CHARS = 2_000
 #: Laying out every row of 10 000 cost Chromium seconds (docs/html-report.md); the page holds them all.
 PAGE_ROWS = 500
 
+#: Cases the page holds at most: every failed, error and flaky case first, then passing ones, up to this many.
+#: A page of 10 000 loads in about 2 s in Chromium; 100 000 cases made a 47 MB page (docs/html-report.md). The
+#: JSON report and each run's MLflow results table hold every case.
+MAX_PAGE_CASES = 10_000
+
 #: Flipped cases shown per (eval, variant); the JSON report holds them all.
 MAX_FLIPS_SHOWN = 100
 
@@ -514,19 +519,41 @@ def _failure_modes(evals: Sequence[Mapping[str, Any]]) -> str:
             "<th>failure mode</th><th>cases</th><th>share</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")
 
 
-def _case_table(cases: Sequence[Mapping[str, Any]]) -> str:
-    """Every case, with the controls that filter it by eval, variant, outcome and text."""
+def page_cases(cases: Sequence[Mapping[str, Any]], limit: int | None = None) -> Sequence[Mapping[str, Any]]:
+    """The cases the page holds, in their order: all of them, or ``limit`` (:data:`MAX_PAGE_CASES`) -- the failed,
+    error and flaky cases first (the first ``limit`` of them), then as many passing ones as there is room for."""
+    limit = MAX_PAGE_CASES if limit is None else limit
+    if len(cases) <= limit:
+        return cases
+    passing = [not _noteworthy(c) for c in cases]
+    kept = [i for i, ok in enumerate(passing) if not ok][:limit]
+    kept += [i for i, ok in enumerate(passing) if ok][: limit - len(kept)]
+    return [cases[i] for i in sorted(kept)]
+
+
+def _noteworthy(case: Mapping[str, Any]) -> bool:
+    return case["error"] is not None or not case["passed"] or bool(case["flaky"])
+
+
+def _case_table(all_cases: Sequence[Mapping[str, Any]]) -> str:
+    """The cases (:func:`page_cases`), with the controls that filter them by eval, variant, outcome and text."""
+    cases = page_cases(all_cases)
+    held = "" if len(cases) == len(all_cases) else (
+        f'<p id="held">This page holds {len(cases)} of the session\'s {len(all_cases)} cases: every failed, error '
+        f"and flaky one ({sum(map(_noteworthy, all_cases))}) first, then passing ones. The JSON report "
+        "(--prompt-report) and each run's results table in MLflow hold them all.</p>"
+    )
     controls = "".join(
         f'<label>{name} <select id="filter-{name}" name="{name}"><option value="">all</option>'
         + "".join(f'<option value="{escape(v)}">{bounded(v, 80)}</option>' for v in values) + "</select></label>"
         for name, values in (
-            ("eval", dict.fromkeys(c["eval"] for c in cases)),
-            ("variant", dict.fromkeys(c["variant"] for c in cases)),
+            ("eval", dict.fromkeys(c["eval"] for c in all_cases)),
+            ("variant", dict.fromkeys(c["variant"] for c in all_cases)),
             ("outcome", ("passed", "failed", "error")),
         )
     )
     return (
-        '<section id="cases"><h2>Cases</h2><p class="controls">' + controls
+        '<section id="cases"><h2>Cases</h2>' + held + '<p class="controls">' + controls
         + '<label>text <input id="filter-text" type="search" placeholder="output, vars, reason…"></label> '
         f'<span id="shown">{min(len(cases), PAGE_ROWS)}</span> of <span id="matching">{len(cases)}</span> '
         f'matching case(s) shown <button id="more" type="button"{"" if len(cases) > PAGE_ROWS else " hidden"}>'

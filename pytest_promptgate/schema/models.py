@@ -306,10 +306,11 @@ class Case(_Model):
         MAX_CASE_ID, "case ids are part of node ids, which pytest's --lf and MLflow's results keep"))] = Field(
         default=None, pattern=IDENT)
     description: str = ""
-    vars: dict[str, JsonData] = {}
+    # Factories, not ``= []``: pydantic deep-copies a mutable default for every case (a second per 100 000 cases).
+    vars: dict[str, JsonData] = Field(default_factory=dict)
     expected: JsonData = None
-    graders: list[Grader] = []
-    tags: list[str] = []
+    graders: list[Grader] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     #: Runs of the target for this case, in place of the eval's ``repeat`` (one nondeterministic case need not
     #: make every case run N times).
     repeat: int | None = Field(default=None, ge=1, le=1000)

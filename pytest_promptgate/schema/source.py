@@ -50,6 +50,62 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
         for first, resolvers in _Base.yaml_implicit_resolvers.items()
     }
 
+    # The node kinds' tags, as PyYAML's resolver gives them to a loader without path resolvers (none is added
+    # here): the same tags, a million calls a second sooner on a 100 000-case file, where libyaml asks for each node.
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """The document's data, made by one walk over its nodes (:meth:`_plain`) when it is plain JSON-like YAML;
+        a document with a merge key (``<<``) or a key that is a mapping or list goes through PyYAML's constructor.
+
+        PyYAML's constructor is written in Python even with libyaml, and was two thirds of reading a 100 000-case
+        file (benchmarks/run.py, b6); the walk gives the same values: text, lists and mappings as they are, any
+        other tag (numbers, booleans, null, the refused ones) through :meth:`construct_object`, and a node that
+        aliases share made once.
+        """
+        try:
+            return self._plain(node, {})
+        except _NotPlain:
+            return super().construct_document(node)
+        finally:
+            self.constructed_objects, self.recursive_objects = {}, {}
+
+    def _plain(self, node: yaml.Node, made: dict[int, Any]) -> Any:
+        key = id(node)
+        if key in made:
+            return made[key]
+        tag = node.tag
+        if tag == _STR and isinstance(node, yaml.ScalarNode):
+            value: Any = node.value
+        elif tag == _SEQ and isinstance(node, yaml.SequenceNode):
+            value = made[key] = []
+            value.extend([self._plain(item, made) for item in node.value])
+        elif tag == _MAP and isinstance(node, yaml.MappingNode):
+            value = made[key] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    raise _NotPlain
+                value[self._plain(key_node, made)] = self._plain(value_node, made)
+        elif isinstance(node, yaml.ScalarNode):
+            value = self.construct_object(node, deep=True)
+        else:
+            raise _NotPlain
+        made[key] = value
+        return value
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """A value that cannot be what its tag says (``!!int many``, a 5000-digit number) is a located error."""
         try:
@@ -59,6 +115,13 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
             shown = short(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
             detail = f": {TOO_MANY_DIGITS} (quote it to keep it as text)" if "digits" in str(exc) else ""
             raise yaml.constructor.ConstructorError(None, None, f"{shown} is not a valid {kind}{detail}", node.start_mark) from None
+
+
+_STR, _SEQ, _MAP, _MERGE = (f"tag:yaml.org,2002:{kind}" for kind in ("str", "seq", "map", "merge"))
+
+
+class _NotPlain(Exception):
+    """A document :meth:`_Loader._plain` leaves to PyYAML's constructor."""
 
 
 def _refuse(loader: Any, node: yaml.Node) -> Any:
