@@ -637,34 +637,64 @@ def b2_scale(runs: int, tmp: Path) -> Result:
     )
 
 
+#: b6's runs per size at most: a round at 100 000 cases is three minutes (median of 3, not of ``--runs``).
+B6_MAX_RUNS = 3
+
+
+def results_table_size(directory: Path) -> tuple[int, int] | None:
+    """The bytes of the results table the last eval run of ``directory`` logged, as written and gzipped."""
+    import gzip
+
+    found = sorted(directory.glob("mlartifacts/**/promptgate_results.json"))
+    if not found:
+        return None
+    data = found[-1].read_bytes()
+    return len(data), len(gzip.compress(data, 6))
+
+
 def b6_large(runs: int, tmp: Path) -> Result:
     """100 000 cases: wall time against the floor and peak RSS at three sizes, so memory per case shows."""
+    runs = min(runs, B6_MAX_RUNS)
     measured = [(cases, *bench_eval(f"b6-large-{cases}", cases, runs, tmp, variants=1, graders=1))
                 for cases in SIZES["b6"]]
-    rows = ["| cases | eval median s | floor median s | ratio | eval peak RSS MB | floor peak RSS MB | eval RSS per case KiB |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| cases | eval median s | floor median s | ratio | eval peak RSS MB | floor peak RSS MB "
+            "| eval RSS growth KiB/case | floor RSS growth KiB/case |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    previous = None
     for cases, series, floor, _ in measured:
+        growth = ("-", "-") if previous is None else tuple(
+            f"{(now.peak_rss_mb - before.peak_rss_mb) * 1024 / (cases - previous[0]):.2f}"
+            for now, before in ((series, previous[1]), (floor, previous[2])))
         rows.append(f"| {cases} | {series.median:.2f} | {floor.median:.2f} | {floor_ratio(series, floor):.2f}× "
-                    f"| {series.peak_rss_mb:.0f} | {floor.peak_rss_mb:.0f} | {series.peak_rss_mb * 1024 / cases:.2f} |")
+                    f"| {series.peak_rss_mb:.0f} | {floor.peak_rss_mb:.0f} | {growth[0]} | {growth[1]} |")
+        previous = (cases, series, floor)
     (small, s_small, _, _), (large, s_large, f_large, _) = measured[0], measured[-1]
     growth_kib = (s_large.peak_rss_mb - s_small.peak_rss_mb) * 1024 / (large - small)
     ratio = floor_ratio(s_large, f_large)
+    table = results_table_size(tmp / f"b6-large-{large}")
+    sizes = [] if table is None else [
+        "", f"At {large} cases the run's results table (`promptgate_results.json`, one MLflow artifact) is "
+        f"{table[0] / 1e6:.1f} MB ({table[1] / 1e6:.1f} MB gzipped): the baseline comparison of the next session "
+        "downloads and reads it once. The HTML report holds at most 10 000 cases (failures first) and says so; "
+        "the JSON report holds them all."]
     return Result(
         name="b6-large",
         title="A 100 000-case session",
         measures=(f"b1's dataset with one variant and one grader (`contains {{{{answer}}}}`) at {', '.join(map(str, SIZES['b6']))} "
                   "cases, `echo` target, MLflow logging to a fresh SQLite store: wall time against the plain-pytest "
-                  "floor at each size, and peak RSS (pytest's plus its tracking agent's), whose growth per case "
+                  "floor at each size, and peak RSS (pytest's plus its tracking agent's), whose growth per added case "
                   "shows whether memory stays flat."),
-        not_yet="One variant only (b2 measures two). The floor keeps its parametrize list in memory too.",
+        not_yet=f"One variant only (b2 measures two). Median of {runs} runs per size (a round at the largest size "
+                "takes minutes). The floor keeps its parametrize list in memory too.",
         series=[series for _, a, b, _ in measured for series in (a, b)],
-        extra=rows + ["", f"Peak RSS grows by {growth_kib:.2f} KiB per case from {small} to {large} cases.", "",
+        extra=rows + ["", f"Peak RSS grows by {growth_kib:.2f} KiB per case from {small} to {large} cases.", *sizes, "",
                       FLOOR_NOTE],
         goal=f"≤ 1.0× the floor at {large} cases; RSS growth per case flat",
         status=f"{'met' if ratio <= 1.0 else 'NOT met'}: {ratio:.2f}× the floor at {large} cases "
                f"({s_large.median:.1f} s); peak RSS {s_large.peak_rss_mb:.0f} MB, {growth_kib:.2f} KiB per added case",
         headline=f"{ratio:.2f}× floor at {large} cases, {s_large.peak_rss_mb:.0f} MB",
-        data={"floor_ratio": ratio, "rss_growth_kib_per_case": growth_kib},
+        data={"floor_ratio": ratio, "rss_growth_kib_per_case": growth_kib,
+              "results_table_bytes": None if table is None else table[0]},
     )
 
 

@@ -241,7 +241,7 @@ def _load_eval(
         raise EvalFileError(problems)
     return LoadedEval(
         path=path,
-        spec=spec,
+        spec=spec.model_copy(update={"cases": []}),  # the cases as written: ``cases`` has them, validated
         cases=tuple(cases),
         variants=tuple(variants),
         dataset_hash=_dataset_hash(cases),
