@@ -1321,7 +1321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="promptgate-bench-") as tmp:
         PYCACHE = Path(tmp) / "pycache"
         for name in names:
-            progress(f"{name}: {args.runs} runs")
+            progress(f"{name}: {min(args.runs, B6_MAX_RUNS) if name == 'b6-large' else args.runs} runs")
             try:
                 results.append(BENCHMARKS[name](args.runs, Path(tmp)))
             except BenchmarkError as exc:
