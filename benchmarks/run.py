@@ -555,7 +555,8 @@ def write_floor_tests(directory: Path, cases: int, variants: int = 2, graders: i
 def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, graders: int = 3
                ) -> tuple[Series, Series, int]:
     """The eval session and its plain-pytest floor (:func:`write_floor_tests`), interleaved run by run in the
-    same directory, so drift of the shared machine falls on both."""
+    same directory, so drift of the shared machine falls on both. The size of the results table the eval's last
+    measured run logged is kept in ``RESULTS_TABLES[name]`` (the next run removes the store)."""
     directory = tmp / name
     write_math_eval(directory, cases, variants=variants, graders=graders)
     floor_argv = write_floor_tests(directory, cases, variants, graders)
@@ -563,8 +564,16 @@ def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, g
     shape = f"{cases} cases × {variants} variant{'s' if variants > 1 else ''} ({items} items)"
     configs = [(f"eval: {shape}", [sys.executable, *PYTEST_EVAL_ARGS]),
                (f"floor: {items} parametrized tests, same checks (`-p no:promptgate`)", floor_argv)]
-    (series, floor), _ = measure_rotating(name, configs, directory, runs, items, lambda: None, lambda *_: None)
+    def table(label: str, what: str, argv: list[str], run: Run) -> tuple[int, int] | None:
+        return results_table_size(directory) if "--prompt-suite" in argv else None
+
+    (series, floor), (tables, _) = measure_rotating(name, configs, directory, runs, items, lambda: None, table)
+    RESULTS_TABLES[name] = tables[-1]
     return series, floor, items
+
+
+#: Bytes of the results table of each :func:`bench_eval`'s last eval run (as written, gzipped), by benchmark name.
+RESULTS_TABLES: dict[str, tuple[int, int] | None] = {}
 
 
 def floor_ratio(series: Series, floor: Series) -> float:
@@ -671,7 +680,7 @@ def b6_large(runs: int, tmp: Path) -> Result:
     (small, s_small, _, _), (large, s_large, f_large, _) = measured[0], measured[-1]
     growth_kib = (s_large.peak_rss_mb - s_small.peak_rss_mb) * 1024 / (large - small)
     ratio = floor_ratio(s_large, f_large)
-    table = results_table_size(tmp / f"b6-large-{large}")
+    table = RESULTS_TABLES.get(f"b6-large-{large}")
     sizes = [] if table is None else [
         "", f"At {large} cases the run's results table (`promptgate_results.json`, one MLflow artifact) is "
         f"{table[0] / 1e6:.1f} MB ({table[1] / 1e6:.1f} MB gzipped): the baseline comparison of the next session "
