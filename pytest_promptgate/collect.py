@@ -389,7 +389,7 @@ class EvalItem(pytest.Item):
     # -- the pytest protocol
 
     def setup(self) -> None:
-        if self.fixturenames:  # most evals: no autouse fixture applies, and a fixture target is looked up later
+        if self.fixturenames:  # nothing to fill when no autouse fixture applies (a fixture target is looked up later)
             self._request._fillfixtures()
         try:
             self.result = self._measure()
