@@ -553,10 +553,10 @@ def write_floor_tests(directory: Path, cases: int, variants: int = 2, graders: i
 
 
 def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, graders: int = 3
-               ) -> tuple[Series, Series, int]:
+               ) -> tuple[Series, Series, int, tuple[int, int] | None]:
     """The eval session and its plain-pytest floor (:func:`write_floor_tests`), interleaved run by run in the
-    same directory, so drift of the shared machine falls on both. The size of the results table the eval's last
-    measured run logged is kept in ``RESULTS_TABLES[name]`` (the next run removes the store)."""
+    same directory, so drift of the shared machine falls on both; and the size of the results table the eval's
+    last measured run logged (:func:`results_table_size`, read before the next run removes the store)."""
     directory = tmp / name
     write_math_eval(directory, cases, variants=variants, graders=graders)
     floor_argv = write_floor_tests(directory, cases, variants, graders)
@@ -568,12 +568,7 @@ def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, g
         return results_table_size(directory) if "--prompt-suite" in argv else None
 
     (series, floor), (tables, _) = measure_rotating(name, configs, directory, runs, items, lambda: None, table)
-    RESULTS_TABLES[name] = tables[-1]
-    return series, floor, items
-
-
-#: Bytes of the results table of each :func:`bench_eval`'s last eval run (as written, gzipped), by benchmark name.
-RESULTS_TABLES: dict[str, tuple[int, int] | None] = {}
+    return series, floor, items, tables[-1]
 
 
 def floor_ratio(series: Series, floor: Series) -> float:
@@ -597,7 +592,7 @@ FLOOR_NOTE = (
 
 
 def b1_overhead(runs: int, tmp: Path) -> Result:
-    series, floor, items = bench_eval("b1-overhead", SIZES["b1"], runs, tmp)
+    series, floor, items, _ = bench_eval("b1-overhead", SIZES["b1"], runs, tmp)
     goal = "≤ 1.0× the plain-pytest floor (median), whole session *including MLflow logging*"
     return Result(
         name="b1-overhead",
@@ -624,7 +619,7 @@ def b1_overhead(runs: int, tmp: Path) -> Result:
 
 
 def b2_scale(runs: int, tmp: Path) -> Result:
-    series, floor, items = bench_eval("b2-scale", SIZES["b2"], runs, tmp)
+    series, floor, items, _ = bench_eval("b2-scale", SIZES["b2"], runs, tmp)
     wall_ok = floor_ratio(series, floor) <= 1.0
     rss_ok = series.peak_rss_mb <= 300.0
     return Result(
@@ -663,24 +658,25 @@ def results_table_size(directory: Path) -> tuple[int, int] | None:
 
 def b6_large(runs: int, tmp: Path) -> Result:
     """100 000 cases: wall time against the floor and peak RSS at three sizes, so memory per case shows."""
-    runs = min(runs, B6_MAX_RUNS)
+    if runs > B6_MAX_RUNS:
+        progress(f"  b6-large: {B6_MAX_RUNS} runs per size")
+        runs = B6_MAX_RUNS
     measured = [(cases, *bench_eval(f"b6-large-{cases}", cases, runs, tmp, variants=1, graders=1))
                 for cases in SIZES["b6"]]
     rows = ["| cases | eval median s | floor median s | ratio | eval peak RSS MB | floor peak RSS MB "
             "| eval RSS growth KiB/case | floor RSS growth KiB/case |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     previous = None
-    for cases, series, floor, _ in measured:
+    for cases, series, floor, _, _ in measured:
         growth = ("-", "-") if previous is None else tuple(
             f"{(now.peak_rss_mb - before.peak_rss_mb) * 1024 / (cases - previous[0]):.2f}"
             for now, before in ((series, previous[1]), (floor, previous[2])))
         rows.append(f"| {cases} | {series.median:.2f} | {floor.median:.2f} | {floor_ratio(series, floor):.2f}× "
                     f"| {series.peak_rss_mb:.0f} | {floor.peak_rss_mb:.0f} | {growth[0]} | {growth[1]} |")
         previous = (cases, series, floor)
-    (small, s_small, _, _), (large, s_large, f_large, _) = measured[0], measured[-1]
+    (small, s_small, *_), (large, s_large, f_large, _, table) = measured[0], measured[-1]
     growth_kib = (s_large.peak_rss_mb - s_small.peak_rss_mb) * 1024 / (large - small)
     ratio = floor_ratio(s_large, f_large)
-    table = RESULTS_TABLES.get(f"b6-large-{large}")
     sizes = [] if table is None else [
         "", f"At {large} cases the run's results table (`promptgate_results.json`, one MLflow artifact) is "
         f"{table[0] / 1e6:.1f} MB ({table[1] / 1e6:.1f} MB gzipped): the baseline comparison of the next session "
@@ -695,7 +691,7 @@ def b6_large(runs: int, tmp: Path) -> Result:
                   "shows whether memory stays flat."),
         not_yet=f"One variant only (b2 measures two). Median of {runs} runs per size (a round at the largest size "
                 "takes minutes). The floor keeps its parametrize list in memory too.",
-        series=[series for _, a, b, _ in measured for series in (a, b)],
+        series=[series for _, a, b, _, _ in measured for series in (a, b)],
         extra=rows + ["", f"Peak RSS grows by {growth_kib:.2f} KiB per case from {small} to {large} cases.", *sizes, "",
                       FLOOR_NOTE],
         goal=f"≤ 1.0× the floor at {large} cases; RSS growth per case flat",
@@ -1330,7 +1326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="promptgate-bench-") as tmp:
         PYCACHE = Path(tmp) / "pycache"
         for name in names:
-            progress(f"{name}: {min(args.runs, B6_MAX_RUNS) if name == 'b6-large' else args.runs} runs")
+            progress(f"{name}: {args.runs} runs")
             try:
                 results.append(BENCHMARKS[name](args.runs, Path(tmp)))
             except BenchmarkError as exc:
