@@ -8,6 +8,8 @@ file is actually collected.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from collections.abc import Generator
 from typing import Any
@@ -15,11 +17,14 @@ from typing import Any
 import pytest
 
 from .state import (
-    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
+    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, OFF_WORDS, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
     candidates_option, concurrency, concurrency_option, correction_option, fail_on_option, get_state, quarantine,
     rounds_option, significance_option, trend_limit_option,
 )
 from .quarantine import flaky_history_option
+
+#: ``PROMPTGATE_FAST_EXIT``: ``off`` (``false``, ``0``, ``no``) keeps the interpreter's last garbage collection.
+FAST_EXIT_ENV = "PROMPTGATE_FAST_EXIT"
 
 #: Eval file arguments that are symbolic links to nothing (a loop, a missing file), kept out of pytest's argument list.
 _UNREADABLE_ARGS = pytest.StashKey["list[str]"]()
@@ -628,7 +633,29 @@ class EvalHooks:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the runner (event loop, clients)."""
+    """Close the runner (event loop, clients); after a session with evals, exit without a last collection."""
     state = config.stash.get(STATE_KEY, None)
-    if state is not None and state._runner is not None:
+    if state is None:
+        return
+    if state._runner is not None:
         state._runner.close()
+    if state.evals and os.environ.get(FAST_EXIT_ENV, "").strip().lower() not in OFF_WORDS:
+        skip_last_collection()
+
+
+def skip_last_collection() -> None:
+    """When the interpreter exits, leave the objects it still holds to the operating system.
+
+    At exit, Python runs its cyclic garbage collector over every object still alive:
+    pytest's items, reports and fixtures, which all hold each other. With
+    10 000 items that walk takes longer (1.5 s here) than pytest's whole summary,
+    and frees only memory the process is about to give back (docs/benchmarks.md).
+    ``gc.freeze()`` in an ``atexit`` handler moves them out of the collector's reach
+    -- the handler runs only once the interpreter is exiting, so a program that
+    runs ``pytest.main()`` and goes on is not touched. Objects still freed at exit
+    are freed as before (module globals, everything not in a reference cycle);
+    what is skipped is ``__del__`` of objects in cycles, which Python does not
+    promise to run at exit anyway. ``PROMPTGATE_FAST_EXIT=off`` keeps the collection.
+    """
+    atexit.unregister(gc.freeze)  # once per process, however many sessions ran in it
+    atexit.register(gc.freeze)

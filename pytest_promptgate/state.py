@@ -38,6 +38,8 @@ WORKEROUTPUT_KEY = "promptgate_evals"
 PINNED_KEY = "promptgate_pinned_prompts"
 #: Key of ``workerinput`` carrying xdist's ``--dist`` mode (xdist resets the option on workers).
 DIST_KEY = "promptgate_dist"
+#: Values of a ``PROMPTGATE_*`` switch that turn it off (any other value leaves it on).
+OFF_WORDS = ("off", "false", "0", "no")
 #: Stash key of an item's ``nextitem``: under ``--dist load`` the only item a worker knows it runs next.
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
