@@ -152,10 +152,15 @@ def pytest_unconfigure(config):
 #: Linux keeps the peak RSS of the memory a process had before ``exec`` in its ``ru_maxrss``; a child spawned
 #: directly by this script (vfork) would report at least this script's own peak -- hundreds of MB in peer.py,
 #: which holds every result of both tools. Spawned by this small launcher, it reports its own.
+#: Leading ``NAME=value`` words of the command set environment variables of the child, as a shell's would.
 LAUNCHER = """
 import json, os, subprocess, sys, time
+args, env = sys.argv[2:], dict(os.environ)
+while args and args[0].partition("=")[1] and args[0].partition("=")[0].isidentifier():
+    name, _, value = args.pop(0).partition("=")
+    env[name] = value
 start = time.perf_counter()
-proc = subprocess.Popen(sys.argv[2:])
+proc = subprocess.Popen(args, env=env)
 _, status, usage = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - start
 proc.returncode = os.waitstatus_to_exitcode(status)
@@ -195,6 +200,16 @@ def run_child(argv: Sequence[str], cwd: Path) -> Run:
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
         )
+
+
+def shown(argv: Sequence[str]) -> str:
+    """``argv`` as a reader would type it: its ``NAME=value`` words (LAUNCHER), then ``python`` for this
+    interpreter and the rest."""
+    words = list(argv)
+    env = []
+    while words and words[0].partition("=")[1] and words[0].partition("=")[0].isidentifier():
+        env.append(words.pop(0))
+    return shlex.join([*env, "python", *words[1:]])
 
 
 def fail(what: str, argv: Sequence[str], run: Run, why: str) -> BenchmarkError:
@@ -332,7 +347,7 @@ def fresh_store(cwd: Path) -> None:
 
 def measure_pytest(what: str, label: str, argv: list[str], cwd: Path, runs: int, passed: int) -> Series:
     """Warm-up once, then ``runs`` measured runs of one pytest command, each checked, each on a fresh MLflow store."""
-    series = Series(label, shlex.join(["python", *argv[1:]]))
+    series = Series(label, shown(argv))
     fresh_store(cwd)
     check_pytest(f"{what} (warm-up)", argv, run_child(argv, cwd), passed)
     for i in range(runs):
@@ -355,7 +370,7 @@ def measure_rotating(what: str, configs: Sequence[tuple[str, list[str]]], cwd: P
     and is checked -- warm-up included -- by pytest's summary line, the store it wrote and
     ``check(label, what, argv, run)``, which raises BenchmarkError or returns what the benchmark keeps of the
     run. Returns the series and, per configuration, what ``check`` returned for its measured runs."""
-    series = [Series(label, shlex.join(["python", *argv[1:]])) for label, argv in configs]
+    series = [Series(label, shown(argv)) for label, argv in configs]
     kept: list[list[Any]] = [[] for _ in configs]
 
     def one(k: int, run_what: str) -> tuple[Run, float, Any]:
@@ -552,11 +567,16 @@ def write_floor_tests(directory: Path, cases: int, variants: int = 2, graders: i
 # --------------------------------------------------------------------------- benchmarks
 
 
-def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, graders: int = 3
-               ) -> tuple[Series, Series, int, tuple[int, int] | None]:
+#: The eval session as plain pytest ends: with the interpreter's last garbage collection (docs/options.md).
+KEEP_EXIT_GC = "PROMPTGATE_FAST_EXIT=off"
+
+
+def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, graders: int = 3,
+               keep_exit_gc: bool = False) -> tuple[Series, Series, int, tuple[int, int] | None, Series | None]:
     """The eval session and its plain-pytest floor (:func:`write_floor_tests`), interleaved run by run in the
-    same directory, so drift of the shared machine falls on both; and the size of the results table the eval's
-    last measured run logged (:func:`results_table_size`, read before the next run removes the store)."""
+    same directory, so drift of the shared machine falls on both; the size of the results table the eval's
+    last measured run logged (:func:`results_table_size`, read before the next run removes the store); and,
+    with ``keep_exit_gc``, the eval session once more with :data:`KEEP_EXIT_GC`, in the same rotation."""
     directory = tmp / name
     write_math_eval(directory, cases, variants=variants, graders=graders)
     floor_argv = write_floor_tests(directory, cases, variants, graders)
@@ -564,11 +584,14 @@ def bench_eval(name: str, cases: int, runs: int, tmp: Path, variants: int = 2, g
     shape = f"{cases} cases × {variants} variant{'s' if variants > 1 else ''} ({items} items)"
     configs = [(f"eval: {shape}", [sys.executable, *PYTEST_EVAL_ARGS]),
                (f"floor: {items} parametrized tests, same checks (`-p no:promptgate`)", floor_argv)]
+    if keep_exit_gc:
+        configs.append((f"eval with `{KEEP_EXIT_GC}`: {shape}", [KEEP_EXIT_GC, sys.executable, *PYTEST_EVAL_ARGS]))
+
     def table(label: str, what: str, argv: list[str], run: Run) -> tuple[int, int] | None:
         return results_table_size(directory) if "--prompt-suite" in argv else None
 
-    (series, floor), (tables, _) = measure_rotating(name, configs, directory, runs, items, lambda: None, table)
-    return series, floor, items, tables[-1]
+    (series, floor, *kept), (tables, *_) = measure_rotating(name, configs, directory, runs, items, lambda: None, table)
+    return series, floor, items, tables[-1], kept[0] if kept else None
 
 
 def floor_ratio(series: Series, floor: Series) -> float:
@@ -579,6 +602,13 @@ def floor_ratio(series: Series, floor: Series) -> float:
 def floor_words(series: Series, floor: Series) -> str:
     return (f"{floor_ratio(series, floor):.2f}× plain pytest running the same checks as parametrized tests "
             f"({floor.median:.2f} s)")
+
+
+def exit_gc_note(kept: Series, floor: Series) -> str:
+    """What the eval session costs when it ends as plain pytest does (the row with :data:`KEEP_EXIT_GC`)."""
+    return (f"The row with `{KEEP_EXIT_GC}` is the same eval session ending as plain pytest does, with the "
+            f"interpreter's last garbage collection over every object still alive (the plugin skips it after a "
+            f"session with evals, docs/options.md): {floor_ratio(kept, floor):.2f}× the floor.")
 
 
 #: Under b1's, b2's and b6's tables: what the floor row is.
@@ -592,7 +622,7 @@ FLOOR_NOTE = (
 
 
 def b1_overhead(runs: int, tmp: Path) -> Result:
-    series, floor, items, _ = bench_eval("b1-overhead", SIZES["b1"], runs, tmp)
+    series, floor, items, _, kept = bench_eval("b1-overhead", SIZES["b1"], runs, tmp, keep_exit_gc=True)
     goal = "≤ 1.0× the plain-pytest floor (median), whole session *including MLflow logging*"
     return Result(
         name="b1-overhead",
@@ -608,18 +638,18 @@ def b1_overhead(runs: int, tmp: Path) -> Result:
             "Includes MLflow logging: each run creates a new SQLite store `mlflow.db` in the data directory "
             "(copied from the migrated empty store of this MLflow version, see above) and logs two runs into it."
         ),
-        series=[series, floor],
-        extra=[FLOOR_NOTE],
+        series=[series, floor, kept],
+        extra=[FLOOR_NOTE, "", exit_gc_note(kept, floor)],
         goal=goal,
         status=f"{'met' if floor_ratio(series, floor) <= 1.0 else 'NOT met'}: {series.median:.2f} s median; "
                f"{floor_words(series, floor)}",
         headline=f"{floor_ratio(series, floor):.2f}× floor; {series.median:.2f} s median, {series.peak_rss_mb:.0f} MB",
-        data={"floor_ratio": floor_ratio(series, floor)},
+        data={"floor_ratio": floor_ratio(series, floor), "floor_ratio_keeping_exit_gc": floor_ratio(kept, floor)},
     )
 
 
 def b2_scale(runs: int, tmp: Path) -> Result:
-    series, floor, items, _ = bench_eval("b2-scale", SIZES["b2"], runs, tmp)
+    series, floor, items, _, kept = bench_eval("b2-scale", SIZES["b2"], runs, tmp, keep_exit_gc=True)
     wall_ok = floor_ratio(series, floor) <= 1.0
     rss_ok = series.peak_rss_mb <= 300.0
     return Result(
@@ -631,13 +661,13 @@ def b2_scale(runs: int, tmp: Path) -> Result:
         ),
         not_yet="Includes MLflow logging to a fresh SQLite store per run, as b1. No xdist (`-n`); no concurrency "
                 "of slow targets (the `echo` target returns at once).",
-        series=[series, floor],
-        extra=[FLOOR_NOTE],
+        series=[series, floor, kept],
+        extra=[FLOOR_NOTE, "", exit_gc_note(kept, floor)],
         goal="≤ 1.0× the plain-pytest floor (median) and peak RSS ≤ 300 MB",
         status=f"wall {'met' if wall_ok else 'NOT met'} ({series.median:.2f} s; {floor_words(series, floor)}), "
                f"peak RSS {'met' if rss_ok else 'NOT met'} ({series.peak_rss_mb:.0f} MB)",
         headline=f"{floor_ratio(series, floor):.2f}× floor; {series.median:.2f} s median, {series.peak_rss_mb:.0f} MB",
-        data={"floor_ratio": floor_ratio(series, floor)},
+        data={"floor_ratio": floor_ratio(series, floor), "floor_ratio_keeping_exit_gc": floor_ratio(kept, floor)},
     )
 
 
@@ -661,20 +691,21 @@ def b6_large(runs: int, tmp: Path) -> Result:
     if runs > B6_MAX_RUNS:
         progress(f"  b6-large: {B6_MAX_RUNS} runs per size")
         runs = B6_MAX_RUNS
-    measured = [(cases, *bench_eval(f"b6-large-{cases}", cases, runs, tmp, variants=1, graders=1))
+    measured = [(cases, *bench_eval(f"b6-large-{cases}", cases, runs, tmp, variants=1, graders=1,
+                                    keep_exit_gc=cases == SIZES["b6"][-1]))  # the largest size: where it counts most
                 for cases in SIZES["b6"]]
     rows = ["| cases | eval median s | floor median s | ratio | eval peak RSS MB | floor peak RSS MB "
             "| eval RSS growth KiB/case | floor RSS growth KiB/case |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     previous = None
-    for cases, series, floor, _, _ in measured:
+    for cases, series, floor, *_ in measured:
         growth = ("-", "-") if previous is None else tuple(
             f"{(now.peak_rss_mb - before.peak_rss_mb) * 1024 / (cases - previous[0]):.2f}"
             for now, before in ((series, previous[1]), (floor, previous[2])))
         rows.append(f"| {cases} | {series.median:.2f} | {floor.median:.2f} | {floor_ratio(series, floor):.2f}× "
                     f"| {series.peak_rss_mb:.0f} | {floor.peak_rss_mb:.0f} | {growth[0]} | {growth[1]} |")
         previous = (cases, series, floor)
-    (small, s_small, *_), (large, s_large, f_large, _, table) = measured[0], measured[-1]
+    (small, s_small, *_), (large, s_large, f_large, _, table, kept) = measured[0], measured[-1]
     growth_kib = (s_large.peak_rss_mb - s_small.peak_rss_mb) * 1024 / (large - small)
     ratio = floor_ratio(s_large, f_large)
     sizes = [] if table is None else [
@@ -691,14 +722,15 @@ def b6_large(runs: int, tmp: Path) -> Result:
                   "shows whether memory stays flat."),
         not_yet=f"One variant only (b2 measures two). Median of {runs} runs per size (a round at the largest size "
                 "takes minutes). The floor keeps its parametrize list in memory too.",
-        series=[series for _, a, b, _, _ in measured for series in (a, b)],
+        series=[series for _, a, b, *_ in measured for series in (a, b)] + [kept],
         extra=rows + ["", f"Peak RSS grows by {growth_kib:.2f} KiB per case from {small} to {large} cases.", *sizes, "",
-                      FLOOR_NOTE],
+                      FLOOR_NOTE, "", f"At {large} cases only: " + exit_gc_note(kept, f_large)],
         goal=f"≤ 1.0× the floor at {large} cases; RSS growth per case flat",
         status=f"{'met' if ratio <= 1.0 else 'NOT met'}: {ratio:.2f}× the floor at {large} cases "
-               f"({s_large.median:.1f} s); peak RSS {s_large.peak_rss_mb:.0f} MB, {growth_kib:.2f} KiB per added case",
+               f"({s_large.median:.1f} s; {floor_ratio(kept, f_large):.2f}× with `{KEEP_EXIT_GC}`); peak RSS {s_large.peak_rss_mb:.0f} MB, {growth_kib:.2f} KiB per added case",
         headline=f"{ratio:.2f}× floor at {large} cases, {s_large.peak_rss_mb:.0f} MB",
-        data={"floor_ratio": ratio, "rss_growth_kib_per_case": growth_kib,
+        data={"floor_ratio": ratio, "floor_ratio_keeping_exit_gc": floor_ratio(kept, f_large),
+              "rss_growth_kib_per_case": growth_kib,
               "results_table_bytes": None if table is None else table[0]},
     )
 
@@ -792,7 +824,7 @@ def b4_no_evals(runs: int, tmp: Path) -> Result:
                        f"--prompt-suite {'present' if has_option else 'absent'} in --help: the plugin is "
                        f"{'loaded' if has_option else 'not loaded'} for '{label}'")
 
-    series = [Series(label, shlex.join(["python", *argv[1:]])) for label, argv in configs]
+    series = [Series(label, shown(argv)) for label, argv in configs]
     for (label, argv) in configs:
         check_pytest(f"b4-no-evals {label} (warm-up)", argv, run_child(argv, directory), tests)
     for i in range(runs):
@@ -1108,7 +1140,7 @@ def import_cost(runs: int, tmp: Path) -> Result:
     wall_runs = runs * IMPORT_WALL_FACTOR
     configs = [("`python -c \"import pytest\"`", [py, "-c", "import pytest"]),
                (f"`python -c \"import pytest, {PLUGIN_MODULE}\"`", [py, "-c", f"import pytest, {PLUGIN_MODULE}"])]
-    series = [Series(label, shlex.join(["python", *argv[1:]])) for label, argv in configs]
+    series = [Series(label, shown(argv)) for label, argv in configs]
     for _, argv in configs:
         run_child(argv, directory)  # warm-up
     for i in range(wall_runs):
