@@ -615,7 +615,7 @@ def exit_gc_note(kept: Series, floor: Series) -> str:
 FLOOR_NOTE = (
     "The floor row is the same checks written as a team would write them without the plugin: one parametrized "
     "test function over the same cases (read from a JSON file) and variants, rendering the same templates and "
-    "asserting what the graders check (`FLOOR_TESTS` in benchmarks/run.py), run with the plugin off. The two "
+    "asserting what the graders check (`FLOOR_TESTS` in benchmarks/run.py), run with the plugin off. The "
     "configurations run interleaved, one round after the other in rotating order, in the same directory. The "
     "floor writes no MLflow store; the eval session's figure includes its MLflow logging. Goal: ≤ 1.0×."
 )
