@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from .state import (
-    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, OFF_WORDS, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State, budget_option,
-    candidates_option, concurrency, concurrency_option, correction_option, fail_on_option, get_state, quarantine,
-    rounds_option, significance_option, trend_limit_option,
+    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, OFF_WORDS, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State,
+    budget_option, candidates_option, concurrency, concurrency_option, correction_option, fail_on_option, get_state,
+    quarantine, rounds_option, significance_option, trend_limit_option,
 )
 from .quarantine import flaky_history_option
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .tracking import Baseline, Tracker, TrackingStatus
     from .tracking import TrackingAgent
 
+
 @dataclass(frozen=True)
 class TrackingSettings:
     """The options and ini keys of tracking, baselines and verdicts, read and checked once."""
