@@ -152,15 +152,10 @@ def pytest_unconfigure(config):
 #: Linux keeps the peak RSS of the memory a process had before ``exec`` in its ``ru_maxrss``; a child spawned
 #: directly by this script (vfork) would report at least this script's own peak -- hundreds of MB in peer.py,
 #: which holds every result of both tools. Spawned by this small launcher, it reports its own.
-#: Leading ``NAME=value`` words of the command set environment variables of the child, as a shell's would.
 LAUNCHER = """
 import json, os, subprocess, sys, time
-args, env = sys.argv[2:], dict(os.environ)
-while args and args[0].partition("=")[1] and args[0].partition("=")[0].isidentifier():
-    name, _, value = args.pop(0).partition("=")
-    env[name] = value
 start = time.perf_counter()
-proc = subprocess.Popen(args, env=env)
+proc = subprocess.Popen(sys.argv[2:])
 _, status, usage = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - start
 proc.returncode = os.waitstatus_to_exitcode(status)
@@ -182,8 +177,9 @@ def run_child(argv: Sequence[str], cwd: Path) -> Run:
     rss_file.unlink(missing_ok=True)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(suffix=".json") as figures:
-        launcher = [sys.executable, "-c", LAUNCHER, figures.name, *argv]
-        subprocess.run(launcher, cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=True)
+        settings, command = env_words(argv)
+        launcher = [sys.executable, "-c", LAUNCHER, figures.name, *command]
+        subprocess.run(launcher, cwd=cwd, env={**child_env(), **settings}, stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=True)
         measured = json.loads(Path(figures.name).read_text(encoding="utf-8"))
         out.seek(0)
         err.seek(0)
@@ -202,14 +198,22 @@ def run_child(argv: Sequence[str], cwd: Path) -> Run:
         )
 
 
-def shown(argv: Sequence[str]) -> str:
-    """``argv`` as a reader would type it: its ``NAME=value`` words (LAUNCHER), then ``python`` for this
-    interpreter and the rest."""
+def env_words(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``argv``'s leading ``NAME=value`` words, which set the child's environment as a shell's would, and the
+    command after them."""
     words = list(argv)
-    env = []
+    settings = {}
     while words and words[0].partition("=")[1] and words[0].partition("=")[0].isidentifier():
-        env.append(words.pop(0))
-    return shlex.join([*env, "python", *words[1:]])
+        name, _, value = words.pop(0).partition("=")
+        settings[name] = value
+    return settings, words
+
+
+def shown(argv: Sequence[str]) -> str:
+    """``argv`` as a reader would type it: its ``NAME=value`` words, then ``python`` for this interpreter and
+    the rest."""
+    settings, command = env_words(argv)
+    return shlex.join([*(f"{name}={value}" for name, value in settings.items()), "python", *command[1:]])
 
 
 def fail(what: str, argv: Sequence[str], run: Run, why: str) -> BenchmarkError:
@@ -727,7 +731,8 @@ def b6_large(runs: int, tmp: Path) -> Result:
                       FLOOR_NOTE, "", f"At {large} cases only: " + exit_gc_note(kept, f_large)],
         goal=f"≤ 1.0× the floor at {large} cases; RSS growth per case flat",
         status=f"{'met' if ratio <= 1.0 else 'NOT met'}: {ratio:.2f}× the floor at {large} cases "
-               f"({s_large.median:.1f} s; {floor_ratio(kept, f_large):.2f}× with `{KEEP_EXIT_GC}`); peak RSS {s_large.peak_rss_mb:.0f} MB, {growth_kib:.2f} KiB per added case",
+               f"({s_large.median:.1f} s; {floor_ratio(kept, f_large):.2f}× with `{KEEP_EXIT_GC}`); "
+               f"peak RSS {s_large.peak_rss_mb:.0f} MB, {growth_kib:.2f} KiB per added case",
         headline=f"{ratio:.2f}× floor at {large} cases, {s_large.peak_rss_mb:.0f} MB",
         data={"floor_ratio": ratio, "floor_ratio_keeping_exit_gc": floor_ratio(kept, f_large),
               "rss_growth_kib_per_case": growth_kib,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from .state import (
-    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, OFF_WORDS, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State,
+    DEFAULT_CONCURRENCY, DIST_KEY, NEXT_ITEM, PINNED_KEY, REPORT_ATTR, STATE_KEY, WORKEROUTPUT_KEY, State,
     budget_option, candidates_option, concurrency, concurrency_option, correction_option, fail_on_option, get_state,
-    quarantine, rounds_option, significance_option, trend_limit_option,
+    quarantine, rounds_option, significance_option, switched_off, trend_limit_option,
 )
 from .quarantine import flaky_history_option
 
@@ -639,7 +639,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if state._runner is not None:
         state._runner.close()
-    if state.evals and os.environ.get(FAST_EXIT_ENV, "").strip().lower() not in OFF_WORDS:
+    if state.evals and not switched_off(FAST_EXIT_ENV):
         skip_last_collection()
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from .interrupts import Interrupts
 from .quarantine import DEFAULT_FLAKY_HISTORY, flaky_across_runs, flaky_history_option, hold
-from .state import OFF_WORDS, REPORT_ATTR, State, correction_option, significance_option
+from .state import REPORT_ATTR, State, correction_option, significance_option, switched_off
 from .results import CaseResult, summarize
 from .verdicts import (
     BestVariant, EvalCheck, FlippedCases, RateInput, SessionOutcome, best_variants, check_evals, correct_session,
@@ -65,7 +65,7 @@ class TrackingSettings:
         enabled = (
             not config.getoption("prompt_no_tracking")
             and config.getini("promptgate_tracking")
-            and os.environ.get("PROMPTGATE_TRACKING", "").strip().lower() not in OFF_WORDS
+            and not switched_off("PROMPTGATE_TRACKING")
         )
         significance = config.getoption("prompt_significance")
         if significance is None and config.getini("promptgate_significance").strip():

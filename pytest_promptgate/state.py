@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -241,3 +242,8 @@ def fail_on_option(text: str) -> frozenset[str]:
         return parse_fail_on(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable ``variable`` (a ``PROMPTGATE_*`` switch) holds one of :data:`OFF_WORDS`."""
+    return os.environ.get(variable, "").strip().lower() in OFF_WORDS
